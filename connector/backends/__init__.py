@@ -1,0 +1,1 @@
+"""State backends: where a snapshot is made durable before its commit."""

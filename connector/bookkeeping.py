@@ -1,0 +1,68 @@
+"""The connector's own tables, as SQLAlchemy Core objects shared with Alembic.
+
+The tables are declared without a schema; every connection that uses them maps the
+`None` schema to `CONNECTOR_SCHEMA` through SQLAlchemy's `schema_translate_map`, so the
+bookkeeping schema is configurable and its name is always quoted by the library.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Sequence,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# Checkpoint IDs: unique per database, monotonic, never reused after a crash.
+checkpoint_ids = Sequence("checkpoint_id_seq", metadata=metadata)
+
+# The source of truth for where each pipeline resumes: next_offset = last written + 1.
+offsets = Table(
+    "offsets",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=True),
+    Column("checkpoint_id", BigInteger, nullable=True),
+    Column("replica", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row per committed checkpoint: its presence makes a re-commit a no-op.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("checkpoint_id", BigInteger, primary_key=True),
+    Column("replica", Text, nullable=False),
+    Column("offsets", JSONB, nullable=False),
+    Column("counts", JSONB, nullable=False),
+    Column("committed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The `postgres` state backend: durable snapshots awaiting their commit.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("checkpoint_id", BigInteger, primary_key=True),
+    Column("replica", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def translate(schema: str) -> dict[str | None, str]:
+    """The execution option that places the tables above in `schema`."""
+    return {None: schema}

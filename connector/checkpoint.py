@@ -1,0 +1,188 @@
+"""Checkpoints: when to take one, and the protocol that completes it.
+
+Imports neither confluent_kafka nor psycopg; time is passed in. The collaborators
+(store, state backend, source) are small protocols so tests hand in fakes.
+
+A checkpoint completes in these steps (DESIGN.md):
+
+1. snapshot_state(C): take ID `C` from the database sequence, freeze the buffer into
+   snapshot `C`, start a fresh buffer.
+2. Persist `C` in the state backend (durable before any database work).
+3. notify_checkpoint_complete(C): commit `C` in one database transaction; the store
+   answers COMMITTED, ALREADY_COMMITTED (a re-commit: a no-op) or FENCED.
+4. Unless fenced: commit the same offsets to Kafka (asynchronous, idempotent).
+   If fenced: drop `C` and re-read the affected partitions from the database offsets.
+5. Discard `C` from the state backend.
+
+`recover()` is initialize_state's first half: every pending snapshot is re-committed
+through steps 3-5, in checkpoint-ID order.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connector.faults import NO_FAULTS, FaultHook
+from connector.state import OperatorState, Record, Snapshot, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class CommitOutcome(enum.Enum):
+    COMMITTED = "committed"
+    ALREADY_COMMITTED = "already-committed"
+    FENCED = "fenced"
+
+
+class Store(Protocol):
+    def next_checkpoint_id(self) -> int: ...
+    def commit(self, snapshot: Snapshot) -> CommitOutcome: ...
+    def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]: ...
+
+
+class StateBackend(Protocol):
+    def save(self, snapshot: Snapshot) -> None: ...
+    def pending(self) -> list[Snapshot]: ...
+    def discard(self, checkpoint_id: int) -> None: ...
+
+
+class OffsetSink(Protocol):
+    def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
+    def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When the open checkpoint must be taken (I5, I6)."""
+
+    interval_ms: int
+    max_records: int
+    max_bytes: int
+
+    def due(self, now_ms: float, opened_ms: float, records: int, nbytes: int) -> str | None:
+        """The trigger that fires, or None. An empty buffer never triggers."""
+        if records == 0:
+            return None
+        if records >= self.max_records:
+            return "records"
+        if nbytes >= self.max_bytes:
+            return "bytes"
+        if now_ms - opened_ms >= self.interval_ms:
+            return "interval"
+        return None
+
+
+@dataclass(frozen=True)
+class CheckpointResult:
+    checkpoint_id: int
+    outcome: CommitOutcome
+    records: int
+    elapsed_ms: float
+
+
+class CheckpointCoordinator:
+    """Owns the operator state and drives each checkpoint through the protocol."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: StateBackend,
+        offsets: OffsetSink,
+        mapper: Callable[[Record], Any],
+        policy: CheckpointPolicy,
+        faults: FaultHook = NO_FAULTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = OperatorState()
+        self._store, self._backend, self._offsets = store, backend, offsets
+        self._mapper, self._policy, self._faults, self._clock = mapper, policy, faults, clock
+        self._opened_ms = self._now_ms()
+
+    def _now_ms(self) -> float:
+        return self._clock() * 1000.0
+
+    # -- the open checkpoint ------------------------------------------------------------
+    def add(self, record: Record) -> bool:
+        """Map and buffer `record`; False when it is not for an owned position (stale).
+        A MappingError leaves the buffer as it was."""
+        if not self.state.accepts(record):
+            return False
+        self.state.add(record, self._mapper(record))
+        return True
+
+    def due(self) -> str | None:
+        state = self.state
+        return self._policy.due(self._now_ms(), self._opened_ms, state.records, state.bytes)
+
+    def full(self) -> bool:
+        return self.state.records >= self._policy.max_records or self.state.bytes >= self._policy.max_bytes
+
+    # -- steps 1-5 ----------------------------------------------------------------------
+    def checkpoint(self, reason: str) -> CheckpointResult | None:
+        """Take and complete a checkpoint of everything buffered; None when empty."""
+        self._opened_ms = self._now_ms()
+        if self.state.empty():
+            return None
+        self._faults.reached("before_snapshot")
+        # Step 1.
+        snapshot = self.state.snapshot(self._store.next_checkpoint_id())
+        # Step 2.
+        self._backend.save(snapshot)
+        self._faults.reached("after_snapshot_durable")
+        log.debug("checkpoint %d sealed (%s): %s", snapshot.checkpoint_id, reason, snapshot.describe())
+        return self.complete(snapshot)
+
+    def complete(self, snapshot: Snapshot) -> CheckpointResult:
+        """notify_checkpoint_complete: steps 3-5 for a durable snapshot."""
+        started = time.monotonic()
+        # Step 3.
+        outcome = self._store.commit(snapshot)
+        # Step 4.
+        if outcome is CommitOutcome.FENCED:
+            self._refetch(snapshot.partitions)
+        else:
+            self._faults.reached("after_db_commit")
+            self._offsets.commit_offsets({r.tp: r.end for r in snapshot.ranges})
+            self._faults.reached("after_kafka_commit")
+        # Step 5.
+        self._backend.discard(snapshot.checkpoint_id)
+        self._faults.reached("after_discard")
+        elapsed = (time.monotonic() - started) * 1000.0
+        log_at = logging.WARNING if outcome is CommitOutcome.FENCED else logging.INFO
+        log.log(log_at, "checkpoint %d %s: %d records, partitions %s, %.1f ms",
+                snapshot.checkpoint_id, outcome.value, snapshot.size, snapshot.describe(), elapsed)
+        return CheckpointResult(snapshot.checkpoint_id, outcome, snapshot.size, elapsed)
+
+    def recover(self) -> list[CheckpointResult]:
+        """Re-commit every pending snapshot idempotently, oldest first."""
+        results = []
+        for pending in sorted(self._backend.pending(), key=lambda s: s.checkpoint_id):
+            log.info("re-committing pending checkpoint %d (%d records)", pending.checkpoint_id, pending.size)
+            ops = tuple(self._mapper(record) for record in pending.records)
+            snapshot = Snapshot(pending.checkpoint_id, pending.ranges, pending.records, ops)
+            results.append(self.complete(snapshot))
+        return results
+
+    # -- assignment (initialize_state's second half) -------------------------------------
+    def assign(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Own `partitions` from the database's next_offset; returns where to read."""
+        offsets = self._store.next_offsets(partitions)
+        for tp, next_offset in offsets.items():
+            self.state.assign(tp, next_offset)
+        return offsets
+
+    def release(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self.state.release(tp)
+
+    def _refetch(self, partitions: Iterable[TopicPartition]) -> None:
+        """After FENCED: the snapshot is dropped; owned partitions resume from the
+        database's offsets (a rebalance usually takes them away soon after)."""
+        owned = [tp for tp in partitions if self.state.owns(tp)]
+        offsets = self.assign(owned)
+        self._offsets.seek(offsets)

@@ -1,0 +1,226 @@
+"""Settings from the environment: validated once, frozen, secrets redacted.
+
+`Settings.from_env(mapping)` reads every variable, reports *all* problems in one
+`ConfigError` (variable name, offending value with secrets masked, what is allowed),
+and returns an immutable object. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connector.errors import ConfigError
+from connector.faults import FaultSpec
+
+MASK = "***"
+# Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
+KAFKA_RESERVED = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS", "KAFKA_GROUP_ID"})
+# librdkafka settings the connector must own for the protocol to hold.
+KAFKA_FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
+KAFKA_DEFAULTS = {
+    "auto.offset.reset": "earliest",  # a new pipeline must not skip data
+    "isolation.level": "read_committed",
+    "fetch.queue.backoff.ms": "10",  # see DESIGN.md: the default leaves a backlog idle
+    "queued.min.messages": "1000000",
+}
+SECRET_WORDS = ("password", "secret", "token", "credential", "private")
+_QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a setting whose value must never be shown (passwords, tokens, keys)."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS) or lowered.endswith(".key.pem")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***; non-URL conninfo strings masked whole
+    where they carry a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if not parts.scheme:
+        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", rf"\1{MASK}", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+    query = re.sub(r"(password=)[^&]*", rf"\1{MASK}", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def libpq_url(url: str) -> str:
+    """DATABASE_URL as libpq takes it (`postgresql+psycopg://` becomes `postgresql://`)."""
+    return re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
+
+
+def parse_qualified_name(text: str) -> tuple[str | None, str]:
+    """`schema.table`, with PostgreSQL's rules: "quoted" parts keep case and may hold
+    dots; unquoted parts are folded to lower case. Returns (schema or None, table)."""
+    parts: list[str] = []
+    pos = 0
+    while pos < len(text):
+        match = _QUALIFIED_PART.match(text, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"cannot parse {text!r} as [schema.]table")
+        quoted, bare = match.groups()
+        parts.append(quoted.replace('""', '"') if quoted is not None else bare.lower())
+        pos = match.end()
+    if text.endswith(".") or not 1 <= len(parts) <= 2 or not all(p.strip() for p in parts):
+        raise ValueError(f"expected [schema.]table, got {text!r}")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _csv(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return tuple(value)
+
+
+class Settings(BaseModel):
+    """Every setting of one replica. Build it with `Settings.from_env(os.environ)`."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, hide_input_in_errors=True)
+
+    kafka_bootstrap_servers: str = Field(alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+    kafka_topics: tuple[str, ...] = Field(alias="KAFKA_TOPICS", min_length=1)
+    database_url: str = Field(alias="DATABASE_URL", min_length=1, repr=False)
+    sink_table: str = Field(alias="SINK_TABLE", min_length=1)
+    connector_name: str = Field("eos-connector", alias="CONNECTOR_NAME", min_length=1, max_length=200)
+    kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
+    sink_mode: Literal["append", "upsert"] = Field("append", alias="SINK_MODE")
+    sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
+    checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
+    checkpoint_max_records: int = Field(100_000, alias="CHECKPOINT_MAX_RECORDS", gt=0)
+    checkpoint_max_bytes: int = Field(64 * 1024 * 1024, alias="CHECKPOINT_MAX_BYTES", gt=0)
+    checkpoint_timeout_ms: int = Field(60_000, alias="CHECKPOINT_TIMEOUT_MS", gt=0)
+    state_backend: Literal["memory", "filesystem", "postgres"] = Field("memory", alias="STATE_BACKEND")
+    state_dir: str = Field("eos-connector-state", alias="STATE_DIR", min_length=1)
+    shutdown_timeout_ms: int = Field(30_000, alias="SHUTDOWN_TIMEOUT_MS", gt=0)
+    connector_schema: str = Field("eos_connector", alias="CONNECTOR_SCHEMA", min_length=1, max_length=63)
+    connector_auto_migrate: bool = Field(True, alias="CONNECTOR_AUTO_MIGRATE")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    connector_fault: FaultSpec | None = Field(None, alias="CONNECTOR_FAULT")
+    kafka: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    _split_topics = field_validator("kafka_topics", mode="before")(_csv)
+
+    @field_validator("sink_key_columns", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return None if value is None or value == "" else _csv(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("connector_fault", mode="before")
+    @classmethod
+    def _fault(cls, value: Any) -> Any:
+        return FaultSpec.parse(value) if isinstance(value, str) and value else None
+
+    @field_validator("connector_name", "kafka_group_id", "connector_schema")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Validate every variable of `env`; raise ConfigError listing all problems."""
+        problems: list[str] = []
+        kafka = _kafka_passthrough(env, problems)
+        known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias in env}
+        try:
+            settings = cls.model_validate({**known, "kafka": kafka})
+        except ValidationError as exc:
+            problems.extend(_describe(error, env) for error in exc.errors())
+            raise ConfigError(problems) from None
+        problems.extend(settings._cross_checks())
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    def _cross_checks(self) -> list[str]:
+        problems = []
+        try:
+            parse_qualified_name(self.sink_table)
+        except ValueError as exc:
+            problems.append(f"SINK_TABLE={self.sink_table!r}: {exc}")
+        if not re.match(r"^postgres(ql)?(\+\w+)?://", self.database_url) and "=" not in self.database_url:
+            problems.append(
+                f"DATABASE_URL={redact_url(self.database_url)!r}: expected postgresql://… "
+                "(or postgresql+psycopg://…, or a libpq key=value string)"
+            )
+        if self.sink_key_columns is not None and self.sink_mode != "upsert":
+            problems.append("SINK_KEY_COLUMNS is set but SINK_MODE is not 'upsert'")
+        return problems
+
+    @property
+    def group_id(self) -> str:
+        return self.kafka_group_id or self.connector_name
+
+    @property
+    def table(self) -> tuple[str | None, str]:
+        return parse_qualified_name(self.sink_table)
+
+    @property
+    def libpq_url(self) -> str:
+        return libpq_url(self.database_url)
+
+    def consumer_config(self) -> dict[str, str]:
+        """The librdkafka configuration of the replica's consumer."""
+        return {
+            **KAFKA_DEFAULTS,
+            **self.kafka,
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "group.id": self.group_id,
+            **KAFKA_FORCED,
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as shown to people: secrets masked."""
+        shown: dict[str, Any] = self.model_dump(exclude={"kafka", "database_url", "connector_fault"})
+        shown["database_url"] = redact_url(self.database_url)
+        shown["connector_fault"] = str(self.connector_fault) if self.connector_fault else None
+        shown["kafka"] = {k: (MASK if is_secret_name(k) else v) for k, v in self.kafka.items()}
+        return shown
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()!r})"
+
+    __str__ = __repr__
+
+
+def _kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    config: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith("KAFKA_") or name in KAFKA_RESERVED:
+            continue
+        key = name[len("KAFKA_"):].lower().replace("_", ".")
+        if not key:
+            continue
+        forced = KAFKA_FORCED.get(key)
+        if forced is not None and value.strip().lower() != forced:
+            problems.append(f"{name}={value!r}: the connector commits offsets itself; allowed: {forced}")
+            continue
+        config[key] = value
+    return config
+
+
+def _describe(error: Any, env: Mapping[str, str]) -> str:
+    loc = error["loc"][0] if error["loc"] else "?"
+    if error["type"] == "missing":
+        return f"{loc} is required but not set"
+    value = env.get(str(loc), "")
+    shown = redact_url(value) if loc == "DATABASE_URL" else (MASK if is_secret_name(str(loc)) else value)
+    return f"{loc}={shown!r}: {error['msg']}"

@@ -1,0 +1,46 @@
+"""A throwaway PostgreSQL server from the `pgserver` package (a real server binary).
+
+It listens on a Unix socket inside its data directory; that path must stay short
+(under ~100 bytes), so the directory is made under /tmp unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in a temporary directory, removed by `stop()`."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self._owned = directory is None
+        self.directory = directory or tempfile.mkdtemp(prefix="eospg", dir="/tmp")
+        self._server: Any = None
+
+    def start(self) -> EmbeddedPostgres:
+        try:
+            import pgserver
+        except ImportError as exc:  # an optional dependency: name the fix
+            raise RuntimeError("the embedded PostgreSQL needs `pip install pgserver`") from exc
+        self._server = pgserver.get_server(self.directory, cleanup_mode="stop")
+        return self
+
+    @property
+    def url(self) -> str:
+        """A libpq URL (`postgresql://postgres:@/postgres?host=/socket/dir`)."""
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+        if self._owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

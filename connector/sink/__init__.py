@@ -1,0 +1,1 @@
+"""The PostgreSQL sink: record mapping, statement building and the commit transaction."""

@@ -1,0 +1,224 @@
+"""The store: owns the database connection, every transaction and every statement run.
+
+The commit transaction (DESIGN.md, "The commit transaction"), one per checkpoint:
+
+1. If (pipeline, C) is in the checkpoints table: ALREADY_COMMITTED.
+2. Create missing offsets rows (ON CONFLICT DO NOTHING), lock the snapshot's rows
+   FOR UPDATE in (topic, partition) order and compare-and-set: each stored
+   next_offset must equal the range's start (NULL only before a first commit).
+   Any mismatch: roll back, FENCED.
+3. Write the rows: COPY (append), or COPY into a stage table and INSERT … ON CONFLICT
+   DO UPDATE, plus DELETE for tombstones (upsert; the batch reduced per key first).
+4. Set each partition's next_offset to the range's end; insert the checkpoint row.
+5. COMMIT.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from connector import bookkeeping as bk
+from connector.checkpoint import CommitOutcome
+from connector.errors import CheckpointTimeout, PermanentError, TransientError
+from connector.faults import NO_FAULTS, FaultHook
+from connector.sink import statements as st
+from connector.sink.mapping import Op
+from connector.sink.schema import TableSpec, reflect_table
+from connector.state import Snapshot, TopicPartition
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE classes and codes worth retrying: connection, resources, serialization,
+# deadlock, lock timeout, cancelled statement, server shutting down.
+TRANSIENT_CLASSES = ("08", "53", "57P")
+TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+def convert_db_error(exc: BaseException, doing: str) -> Exception:
+    """A driver error as the project's own type: Transient (retry) or Permanent."""
+    orig = getattr(exc, "orig", exc)
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    message = f"{doing}: {type(orig).__name__}: {str(orig).strip()}"
+    if sqlstate == "57014":
+        return CheckpointTimeout(message)
+    invalidated = getattr(exc, "connection_invalidated", False)
+    if invalidated or isinstance(orig, psycopg.OperationalError) and not sqlstate:
+        return TransientError(message)
+    if sqlstate in TRANSIENT_CODES or sqlstate.startswith(TRANSIENT_CLASSES):
+        return TransientError(message)
+    return PermanentError(message)
+
+
+class PostgresStore:
+    """Runs the commit transaction and the bookkeeping queries for one pipeline."""
+
+    def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, table: tuple[str | None, str],
+                 mode: str = "append", timeout_ms: int = 60_000, faults: FaultHook = NO_FAULTS) -> None:
+        self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
+        self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
+        self._conn: sa.Connection | None = None
+        self.target: TableSpec | None = None
+        self.key_columns: tuple[str, ...] = ()
+
+    # -- connection -----------------------------------------------------------------------
+    def engine(self) -> sa.Engine:
+        url = self._url
+        return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool)
+
+    def connection(self) -> sa.Connection:
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            try:
+                conn = self.engine().connect()
+            except sa.exc.DBAPIError as exc:
+                raise convert_db_error(exc, "connecting to the database") from exc
+            self._conn = conn.execution_options(schema_translate_map=bk.translate(self.schema))
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def describe_target(self, key_columns: Sequence[str] = ()) -> TableSpec:
+        """Reflect the sink table once; remember it and the upsert key."""
+        conn = self.connection()
+        with conn.begin():
+            self.target = reflect_table(conn, *self._table_name)
+        self.key_columns = tuple(key_columns)
+        return self.target
+
+    # -- small queries --------------------------------------------------------------------
+    def _run(self, doing: str, statement: sa.Executable, params: Any = None) -> list[sa.Row[Any]]:
+        """Run one statement in its own transaction; the rows it returns, if any."""
+        conn = self.connection()
+        try:
+            with conn.begin():
+                result = conn.execute(statement, params)
+                return result.all() if result.returns_rows else []
+        except sa.exc.DBAPIError as exc:
+            raise convert_db_error(exc, doing) from exc
+
+    def next_checkpoint_id(self) -> int:
+        conn = self.connection()
+        try:
+            with conn.begin():
+                return int(conn.scalar(bk.checkpoint_ids.next_value()))
+        except sa.exc.DBAPIError as exc:
+            raise convert_db_error(exc, "taking a checkpoint ID") from exc
+
+    def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return {}
+        rows = self._run("reading offsets", st.read_offsets(self.pipeline, sorted({t for t, _ in wanted})))
+        stored = {(r.topic, r.partition): r.next_offset for r in rows}
+        return {tp: stored.get(tp) for tp in wanted}
+
+    # -- the commit transaction -------------------------------------------------------------
+    def commit(self, snapshot: Snapshot) -> CommitOutcome:
+        conn = self.connection()
+        transaction = conn.begin()
+        try:
+            outcome = self._transaction(conn, snapshot)
+            if outcome is CommitOutcome.COMMITTED:
+                self._faults.reached("after_rows_written")
+                transaction.commit()  # Step 5.
+            else:
+                transaction.rollback()
+            return outcome
+        except sa.exc.DBAPIError as exc:
+            self._rollback_quietly(transaction)
+            raise convert_db_error(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
+        except BaseException:
+            self._rollback_quietly(transaction)
+            raise
+
+    def _transaction(self, conn: sa.Connection, snapshot: Snapshot) -> CommitOutcome:
+        cid, ranges = snapshot.checkpoint_id, snapshot.ranges
+        conn.execute(sa.select(sa.func.set_config("statement_timeout", str(self._timeout_ms), True)))
+        # Step 1.
+        if conn.execute(st.checkpoint_exists(self.pipeline, cid)).first() is not None:
+            return CommitOutcome.ALREADY_COMMITTED
+        # Step 2.
+        conn.execute(st.ensure_offsets(self.pipeline, snapshot.partitions))
+        stored = {(r.topic, r.partition): r.next_offset
+                  for r in conn.execute(st.lock_offsets(self.pipeline, snapshot.partitions))}
+        stale = [r for r in ranges if stored.get(r.tp) != r.start]
+        if stale:
+            return self._fenced(conn, cid, stale, stored)
+        self._faults.reached("after_offsets_locked")
+        # Step 3.
+        counts = self._write(conn, snapshot.ops)
+        # Step 4.
+        conn.execute(st.advance_offsets(self.pipeline), st.advance_params(cid, self.replica, ranges))
+        counts["records"] = snapshot.size
+        conn.execute(st.record_checkpoint(self.pipeline, cid, self.replica, ranges, counts))
+        return CommitOutcome.COMMITTED
+
+    def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[Any], stored: dict[Any, Any]) -> CommitOutcome:
+        # A concurrent re-commit of this very checkpoint may have won the lock race.
+        if conn.execute(st.checkpoint_exists(self.pipeline, cid)).first() is not None:
+            return CommitOutcome.ALREADY_COMMITTED
+        detail = ", ".join(f"{r.topic}[{r.partition}] expected {r.start} found {stored.get(r.tp)}" for r in stale)
+        log.warning("checkpoint %d fenced: %s", cid, detail)
+        return CommitOutcome.FENCED
+
+    def _write(self, conn: sa.Connection, ops: Sequence[Op]) -> dict[str, int]:
+        assert self.target is not None, "describe_target() must run before commit()"
+        target = self.target.sa_table()
+        if self.mode == "upsert":
+            plan = st.plan_upsert(ops, self.key_columns)
+            for i, batch in enumerate(plan.batches):
+                stage = self._stage(conn, target, f"eos_stage_{i}", batch)
+                conn.execute(st.upsert_from_stage(target, stage, self.key_columns))
+            if plan.deletes is not None:
+                stage = self._stage(conn, target, "eos_stage_deletes", plan.deletes)
+                conn.execute(st.delete_from_stage(target, stage))
+        else:
+            plan = st.plan_append(ops)
+            for batch in plan.batches:
+                self._copy(conn, target, batch)
+        return plan.counts()
+
+    def _stage(self, conn: sa.Connection, target: sa.Table, name: str, batch: st.CopyBatch) -> sa.Table:
+        stage = st.stage_table(name, batch.columns)
+        conn.exec_driver_sql(st.create_stage_sql(target, stage))
+        self._copy(conn, stage, batch)
+        return stage
+
+    @staticmethod
+    def _copy(conn: sa.Connection, table: sa.Table, batch: st.CopyBatch) -> None:
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with driver.cursor() as cursor, cursor.copy(st.copy_sql(table, batch.columns)) as copy:
+            for row in batch.rows:
+                copy.write_row(row)
+
+    @staticmethod
+    def _rollback_quietly(transaction: sa.RootTransaction) -> None:
+        try:
+            if transaction.is_active:
+                transaction.rollback()
+        except Exception:  # the original error matters more; the connection is dropped
+            log.exception("rollback failed")
+
+    # -- the `postgres` state backend's rows ---------------------------------------------------
+    def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None:
+        row = {"pipeline": self.pipeline, "checkpoint_id": checkpoint_id, "replica": self.replica, "payload": payload}
+        self._run("saving a snapshot", sa.insert(bk.snapshots).values(**row))
+
+    def load_snapshots(self) -> list[bytes]:
+        t = bk.snapshots
+        query = sa.select(t.c.payload).where(t.c.pipeline == self.pipeline).order_by(t.c.checkpoint_id)
+        return [bytes(r.payload) for r in self._run("loading snapshots", query)]
+
+    def delete_snapshot(self, checkpoint_id: int) -> None:
+        t = bk.snapshots
+        self._run("discarding a snapshot",
+                  sa.delete(t).where(t.c.pipeline == self.pipeline, t.c.checkpoint_id == checkpoint_id))

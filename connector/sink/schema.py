@@ -1,0 +1,103 @@
+"""What the sink table looks like: reflected once at start, then plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from connector.errors import SchemaError
+from connector.sink.mapping import ColumnSpec
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    schema: str | None
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    primary_key: tuple[str, ...]
+    unique_keys: tuple[tuple[str, ...], ...]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def sa_table(self) -> sa.Table:
+        """A lightweight Table object for building statements (names only)."""
+        return sa.Table(self.name, sa.MetaData(), *(sa.Column(c.name) for c in self.columns), schema=self.schema)
+
+
+def column_kind(sa_type: sa.types.TypeEngine) -> tuple[str, int | None]:
+    """The mapping kind of a reflected column type, and its length bound if any."""
+    checks: Sequence[tuple[type, str]] = (
+        (sa.SmallInteger, "smallint"),
+        (sa.BigInteger, "bigint"),
+        (sa.Integer, "integer"),
+        (sa.Float, "float"),
+        (sa.Numeric, "numeric"),
+        (sa.Boolean, "boolean"),
+        (sa.Date, "date"),
+        (sa.Time, "time"),
+        (sa.JSON, "json"),
+        (pg.JSONB, "json"),
+        (sa.Uuid, "uuid"),
+        (sa.LargeBinary, "bytea"),
+    )
+    if isinstance(sa_type, sa.DateTime):
+        return ("timestamptz" if sa_type.timezone else "timestamp", None)
+    if isinstance(sa_type, sa.String) and not isinstance(sa_type, sa.Enum):
+        return "text", getattr(sa_type, "length", None)
+    for cls, kind in checks:
+        if isinstance(sa_type, cls):
+            return kind, None
+    return "other", None
+
+
+def _resolve_schema(connection: sa.Connection, name: str) -> str | None:
+    """The schema that holds an unqualified table name, found through search_path."""
+    query = sa.text(
+        "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = to_regclass(quote_ident(:name))"
+    )
+    return connection.execute(query, {"name": name}).scalar()
+
+
+def reflect_table(connection: sa.Connection, schema: str | None, name: str) -> TableSpec:
+    """Describe `schema.name` (an unqualified name is looked up through search_path);
+    SchemaError when it does not exist."""
+    schema = schema or _resolve_schema(connection, name)
+    inspector = sa.inspect(connection)
+    if schema is None or not inspector.has_table(name, schema=schema):
+        shown = f"{schema}.{name}" if schema else name
+        raise SchemaError(f"SINK_TABLE {shown!r} does not exist (create it before starting the connector)")
+    columns = []
+    for col in inspector.get_columns(name, schema=schema):
+        kind, length = column_kind(col["type"])
+        has_default = col.get("default") is not None or bool(col.get("identity")) or bool(col.get("computed"))
+        columns.append(ColumnSpec(col["name"], kind, bool(col["nullable"]), has_default, length))
+    pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
+    uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)]
+    uniques += [tuple(i["column_names"]) for i in inspector.get_indexes(name, schema=schema)
+                if i.get("unique") and None not in i["column_names"] and not i.get("dialect_options", {}).get("postgresql_where")]
+    return TableSpec(schema, name, tuple(columns), pk, tuple(uniques))
+
+
+def resolve_key_columns(table: TableSpec, configured: Sequence[str] | None) -> tuple[str, ...]:
+    """The upsert key: SINK_KEY_COLUMNS, else the primary key. It must name columns of
+    the table and match a primary key or unique constraint (ON CONFLICT needs one)."""
+    keys = tuple(configured) if configured else table.primary_key
+    if not keys:
+        raise SchemaError(f"upsert mode needs SINK_KEY_COLUMNS or a primary key on {table.qualified!r}")
+    names = {c.name for c in table.columns}
+    unknown = [k for k in keys if k not in names]
+    if unknown:
+        raise SchemaError(f"SINK_KEY_COLUMNS names column(s) {unknown} that {table.qualified!r} does not have")
+    constraints = [table.primary_key, *table.unique_keys]
+    if not any(set(keys) == set(c) for c in constraints if c):
+        raise SchemaError(
+            f"SINK_KEY_COLUMNS {list(keys)} match no primary key or unique constraint of "
+            f"{table.qualified!r}; upsert needs one (ON CONFLICT)"
+        )
+    return keys

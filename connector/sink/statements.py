@@ -1,0 +1,161 @@
+"""SQL built apart from running it: pure functions from a sealed snapshot to statements.
+
+Nothing here touches a connection. Identifiers are always quoted by SQLAlchemy's
+PostgreSQL dialect; record content only ever travels as COPY data or bound parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from connector import bookkeeping as bk
+from connector.sink.mapping import Op
+from connector.state import PartitionRange, TopicPartition
+
+DIALECT = pg.dialect()
+_quote = DIALECT.identifier_preparer
+
+
+@dataclass
+class CopyBatch:
+    """Rows that share one column list, written with one COPY."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What a checkpoint writes: COPY batches (append, or upserts through a stage table)
+    and the keys to delete (upsert tombstones)."""
+
+    batches: tuple[CopyBatch, ...]
+    deletes: CopyBatch | None
+
+    def counts(self) -> dict[str, int]:
+        return {"rows": sum(len(b.rows) for b in self.batches),
+                "deleted": len(self.deletes.rows) if self.deletes else 0}
+
+
+def _group(ops: Iterable[Op]) -> tuple[CopyBatch, ...]:
+    """Group ops by the set of columns they name, so absent fields keep their defaults."""
+    groups: dict[tuple[str, ...], CopyBatch] = {}
+    for op in ops:
+        columns = tuple(op.values)
+        batch = groups.get(columns)
+        if batch is None:
+            batch = groups[columns] = CopyBatch(columns)
+        batch.rows.append(tuple(op.values.values()))
+    return tuple(groups.values())
+
+
+def plan_append(ops: Sequence[Op]) -> WritePlan:
+    return WritePlan(_group(ops), None)
+
+
+def reduce_by_key(ops: Sequence[Op], key_columns: Sequence[str]) -> list[Op]:
+    """The last operation per key, in the order the keys last appeared."""
+    last: dict[tuple[Any, ...], Op] = {}
+    for op in ops:
+        key = tuple(op.values[k] for k in key_columns)
+        last.pop(key, None)
+        last[key] = op
+    return list(last.values())
+
+
+def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str]) -> WritePlan:
+    reduced = reduce_by_key(ops, key_columns)
+    upserts = [op for op in reduced if op.kind == "upsert"]
+    deletes = [tuple(op.values[k] for k in key_columns) for op in reduced if op.kind == "delete"]
+    return WritePlan(_group(upserts), CopyBatch(tuple(key_columns), deletes) if deletes else None)
+
+
+# -- row statements ---------------------------------------------------------------------
+def copy_sql(table: sa.Table, columns: Sequence[str]) -> str:
+    cols = ", ".join(_quote.quote(c) for c in columns)
+    return f"COPY {_quote.format_table(table)} ({cols}) FROM STDIN"
+
+
+def stage_table(name: str, columns: Sequence[str]) -> sa.Table:
+    """A stage table lives in the session's own temporary schema."""
+    return sa.Table(name, sa.MetaData(), *(sa.Column(c) for c in columns), schema="pg_temp")
+
+
+def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
+    """A session-private table with the target's column types and no constraints."""
+    select = sa.select(*(target.c[c.name] for c in stage.columns))
+    body = select.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
+    return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
+
+
+def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[str]) -> sa.Insert:
+    columns = [c.name for c in stage.columns]
+    insert = pg.insert(target).from_select(columns, sa.select(*stage.columns))
+    updates = {c: insert.excluded[c] for c in columns if c not in key_columns}
+    if not updates:
+        return insert.on_conflict_do_nothing(index_elements=list(key_columns))
+    return insert.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+
+
+def delete_from_stage(target: sa.Table, stage: sa.Table) -> sa.Delete:
+    return sa.delete(target).where(sa.and_(*(target.c[c.name] == c for c in stage.columns)))
+
+
+# -- bookkeeping statements ---------------------------------------------------------------
+def checkpoint_exists(pipeline: str, checkpoint_id: int) -> sa.Select:
+    t = bk.checkpoints
+    return sa.select(t.c.checkpoint_id).where(t.c.pipeline == pipeline, t.c.checkpoint_id == checkpoint_id)
+
+
+def ensure_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Insert:
+    rows = [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in partitions]
+    return pg.insert(bk.offsets).values(rows).on_conflict_do_nothing()
+
+
+def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Select:
+    """Lock the partitions' rows in a fixed order, so concurrent commits cannot deadlock."""
+    t = bk.offsets
+    return (
+        sa.select(t.c.topic, t.c.partition, t.c.next_offset)
+        .where(t.c.pipeline == pipeline, sa.tuple_(t.c.topic, t.c.partition).in_(list(partitions)))
+        .order_by(t.c.topic, t.c.partition)
+        .with_for_update()
+    )
+
+
+def read_offsets(pipeline: str, topics: Sequence[str]) -> sa.Select:
+    t = bk.offsets
+    return sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(
+        t.c.pipeline == pipeline, t.c.topic.in_(list(topics))
+    )
+
+
+def advance_offsets(pipeline: str) -> sa.Update:
+    """Executed once per partition with `b_topic`, `b_partition`, `b_end`, `b_checkpoint`."""
+    t = bk.offsets
+    return (
+        sa.update(t)
+        .where(t.c.pipeline == pipeline, t.c.topic == sa.bindparam("b_topic"),
+               t.c.partition == sa.bindparam("b_partition"))
+        .values(next_offset=sa.bindparam("b_end"), checkpoint_id=sa.bindparam("b_checkpoint"),
+                replica=sa.bindparam("b_replica"), updated_at=sa.func.now())
+    )
+
+
+def advance_params(checkpoint_id: int, replica: str, ranges: Sequence[PartitionRange]) -> list[dict[str, Any]]:
+    return [{"b_topic": r.topic, "b_partition": r.partition, "b_end": r.end,
+             "b_checkpoint": checkpoint_id, "b_replica": replica} for r in ranges]
+
+
+def record_checkpoint(pipeline: str, checkpoint_id: int, replica: str,
+                      ranges: Sequence[PartitionRange], counts: dict[str, int]) -> sa.Insert:
+    offsets = [{"topic": r.topic, "partition": r.partition, "start": r.start, "end": r.end,
+                "records": r.records} for r in ranges]
+    return sa.insert(bk.checkpoints).values(
+        pipeline=pipeline, checkpoint_id=checkpoint_id, replica=replica, offsets=offsets, counts=counts
+    )

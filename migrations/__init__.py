@@ -1,0 +1,2 @@
+"""Alembic environment and revisions of the bookkeeping schema (installed as
+`connector.migrations`)."""
