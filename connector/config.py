@@ -139,7 +139,7 @@ class Settings(BaseModel):
         """Validate every variable of `env`; raise ConfigError listing all problems."""
         problems: list[str] = []
         kafka = _kafka_passthrough(env, problems)
-        known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias in env}
+        known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias and f.alias in env}
         try:
             settings = cls.model_validate({**known, "kafka": kafka})
         except ValidationError as exc:

@@ -1,1 +1,29 @@
-"""State backends: where a snapshot is made durable before its commit."""
+"""State backends: where a snapshot is made durable before its commit.
+
+All three implement `connector.checkpoint.StateBackend`: `save`, `pending`, `discard`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from connector.faults import NO_FAULTS, FaultHook
+
+if TYPE_CHECKING:
+    from connector.checkpoint import StateBackend
+    from connector.config import Settings
+    from connector.sink.postgres import PostgresStore
+
+
+def build_backend(settings: Settings, store: PostgresStore, faults: FaultHook = NO_FAULTS) -> StateBackend:
+    if settings.state_backend == "filesystem":
+        from connector.backends.filesystem import FilesystemBackend
+
+        return FilesystemBackend(settings.state_dir, settings.connector_name, faults)
+    if settings.state_backend == "postgres":
+        from connector.backends.postgres import PostgresBackend
+
+        return PostgresBackend(store, faults)
+    from connector.backends.memory import MemoryBackend
+
+    return MemoryBackend()

@@ -28,8 +28,9 @@ from connector.checkpoint import CommitOutcome
 from connector.errors import CheckpointTimeout, PermanentError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
 from connector.sink import statements as st
-from connector.sink.mapping import Op
-from connector.sink.schema import TableSpec, reflect_table
+from connector.config import Settings
+from connector.sink.mapping import Op, RowMapper
+from connector.sink.schema import TableSpec, reflect_table, resolve_key_columns
 from connector.state import Snapshot, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -55,26 +56,36 @@ def convert_db_error(exc: BaseException, doing: str) -> Exception:
     return PermanentError(message)
 
 
+def engine_for(url: str) -> sa.Engine:
+    """An engine whose connections libpq opens from `url` exactly as given (so every
+    form libpq accepts works, `?host=/socket/dir` and PG* variables included)."""
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool)
+
+
 class PostgresStore:
     """Runs the commit transaction and the bookkeeping queries for one pipeline."""
 
     def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, table: tuple[str | None, str],
-                 mode: str = "append", timeout_ms: int = 60_000, faults: FaultHook = NO_FAULTS) -> None:
+                 mode: str = "append", key_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
+                 faults: FaultHook = NO_FAULTS) -> None:
         self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
         self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
+        self._configured_keys = tuple(key_columns or ())
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
         self.key_columns: tuple[str, ...] = ()
 
-    # -- connection -----------------------------------------------------------------------
-    def engine(self) -> sa.Engine:
-        url = self._url
-        return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool)
+    @classmethod
+    def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS) -> PostgresStore:
+        return cls(settings.libpq_url, settings.connector_name, replica, settings.connector_schema,
+                   table=settings.table, mode=settings.sink_mode, key_columns=settings.sink_key_columns,
+                   timeout_ms=settings.checkpoint_timeout_ms, faults=faults)
 
+    # -- connection -----------------------------------------------------------------------
     def connection(self) -> sa.Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
             try:
-                conn = self.engine().connect()
+                conn = engine_for(self._url).connect()
             except sa.exc.DBAPIError as exc:
                 raise convert_db_error(exc, "connecting to the database") from exc
             self._conn = conn.execution_options(schema_translate_map=bk.translate(self.schema))
@@ -85,13 +96,17 @@ class PostgresStore:
             self._conn.close()
             self._conn = None
 
-    def describe_target(self, key_columns: Sequence[str] = ()) -> TableSpec:
-        """Reflect the sink table once; remember it and the upsert key."""
+    def prepare(self) -> RowMapper:
+        """Reflect the sink table once and check it fits the mode; the record mapper."""
         conn = self.connection()
-        with conn.begin():
-            self.target = reflect_table(conn, *self._table_name)
-        self.key_columns = tuple(key_columns)
-        return self.target
+        try:
+            with conn.begin():
+                self.target = reflect_table(conn, *self._table_name)
+        except sa.exc.DBAPIError as exc:
+            raise convert_db_error(exc, "reading the sink table's definition") from exc
+        if self.mode == "upsert":
+            self.key_columns = resolve_key_columns(self.target, self._configured_keys)
+        return RowMapper(self.target.columns, self.mode, self.key_columns)
 
     # -- small queries --------------------------------------------------------------------
     def _run(self, doing: str, statement: sa.Executable, params: Any = None) -> list[sa.Row[Any]]:

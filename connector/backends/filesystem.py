@@ -1,0 +1,73 @@
+"""The `filesystem` state backend: one file per checkpoint under STATE_DIR.
+
+A snapshot is written to a temporary name, fsynced, renamed to its final name and the
+directory fsynced: a file with the final name is always complete. Each pipeline has
+its own subdirectory, so pipelines sharing a STATE_DIR never see each other's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+from connector.backends import codec
+from connector.errors import SnapshotCorrupt
+from connector.faults import NO_FAULTS, FaultHook
+from connector.state import Snapshot
+
+log = logging.getLogger(__name__)
+SUFFIX = ".snapshot"
+
+
+def pipeline_dirname(pipeline: str) -> str:
+    """A file-name-safe, collision-free directory name for any pipeline name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", pipeline)[:80]
+    return f"{safe}-{hashlib.sha256(pipeline.encode()).hexdigest()[:12]}"
+
+
+class FilesystemBackend:
+    def __init__(self, state_dir: str, pipeline: str, faults: FaultHook = NO_FAULTS) -> None:
+        self.pipeline = pipeline
+        self.directory = Path(state_dir) / pipeline_dirname(pipeline)
+        self._faults = faults
+
+    def _path(self, checkpoint_id: int) -> Path:
+        return self.directory / f"{checkpoint_id:020d}{SUFFIX}"
+
+    def save(self, snapshot: Snapshot) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self._path(snapshot.checkpoint_id)
+        temp = final.with_suffix(".tmp")
+        with open(temp, "wb") as f:
+            f.write(codec.encode(snapshot, self.pipeline))
+            f.flush()
+            self._faults.reached("mid_snapshot_write")
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+        self._fsync_directory()
+
+    def pending(self) -> list[Snapshot]:
+        if not self.directory.is_dir():
+            return []
+        for stale in self.directory.glob("*.tmp"):  # never renamed: never durable
+            stale.unlink(missing_ok=True)
+        snapshots = []
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            try:
+                snapshots.append(codec.decode(path.read_bytes())[1])
+            except SnapshotCorrupt as exc:
+                raise SnapshotCorrupt(f"{path}: {exc}") from None
+        return snapshots
+
+    def discard(self, checkpoint_id: int) -> None:
+        self._path(checkpoint_id).unlink(missing_ok=True)
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

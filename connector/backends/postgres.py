@@ -1,0 +1,37 @@
+"""The `postgres` state backend: a snapshot is a row in the bookkeeping schema.
+
+Any replica of the pipeline sees every pending snapshot, so one replica can finish
+another's (I4); the commit's compare-and-set makes that safe.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from connector.backends import codec
+from connector.faults import NO_FAULTS, FaultHook
+from connector.state import Snapshot
+
+
+class SnapshotRows(Protocol):
+    pipeline: str
+
+    def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None: ...
+    def load_snapshots(self) -> list[bytes]: ...
+    def delete_snapshot(self, checkpoint_id: int) -> None: ...
+
+
+class PostgresBackend:
+    def __init__(self, store: SnapshotRows, faults: FaultHook = NO_FAULTS) -> None:
+        self._store, self._faults = store, faults
+
+    def save(self, snapshot: Snapshot) -> None:
+        payload = codec.encode(snapshot, self._store.pipeline)
+        self._faults.reached("mid_snapshot_write")
+        self._store.save_snapshot(snapshot.checkpoint_id, payload)
+
+    def pending(self) -> list[Snapshot]:
+        return [codec.decode(payload)[1] for payload in self._store.load_snapshots()]
+
+    def discard(self, checkpoint_id: int) -> None:
+        self._store.delete_snapshot(checkpoint_id)

@@ -1,0 +1,142 @@
+"""`eos-connector run | migrate | status | demo`.
+
+Exit codes: 0 success, 1 the pipeline stopped on an error (the message names what and
+where; nothing after the last commit is lost), 2 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from connector import __version__
+from connector.config import Settings, redact_url
+from connector.errors import ConfigError, ConnectorError
+
+log = logging.getLogger("connector")
+EXIT_ERROR, EXIT_CONFIG = 1, 2
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _settings(env: Mapping[str, str]) -> Settings:
+    settings = Settings.from_env(env)
+    configure_logging(settings.log_level)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector.pipeline import Runner
+
+    settings = _settings(env)
+    log.info("eos-connector %s starting: %r", __version__, settings)
+    if settings.connector_auto_migrate:
+        _migrate(settings.libpq_url, settings.connector_schema)
+    runner = Runner.from_settings(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.request_stop())
+    return runner.run()
+
+
+def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
+    """DATABASE_URL, CONNECTOR_SCHEMA and CONNECTOR_NAME alone, for the database commands."""
+    problems = [] if env.get("DATABASE_URL") else ["DATABASE_URL is required but not set"]
+    if problems:
+        raise ConfigError(problems)
+    configure_logging(env.get("LOG_LEVEL", "INFO").upper())
+    from connector.config import libpq_url
+
+    return (libpq_url(env["DATABASE_URL"]), env.get("CONNECTOR_SCHEMA", "eos_connector"),
+            env.get("CONNECTOR_NAME", "eos-connector"))
+
+
+def _migrate(url: str, schema: str) -> str:
+    import sqlalchemy as sa
+
+    from connector import migrate
+    from connector.sink.postgres import convert_db_error, engine_for
+
+    try:
+        revision = migrate.upgrade(engine_for(url), schema)
+    except sa.exc.DBAPIError as exc:
+        raise convert_db_error(exc, f"migrating schema {schema!r}") from exc
+    log.info("bookkeeping schema %r is at revision %s", schema, revision)
+    return revision
+
+
+def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    url, schema, _ = _database_only(env)
+    print(f"schema {schema!r} at revision {_migrate(url, schema)} ({redact_url(url)})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector.status import pipeline_status
+
+    url, schema, pipeline = _database_only(env)
+    status = pipeline_status(url, schema, pipeline)
+    if args.json:
+        print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(_format_status(status))
+    return 0
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    lines = [f"pipeline {status['pipeline']!r} (schema {status['schema']!r})"]
+    last = status["last_checkpoint"]
+    lines.append(f"last checkpoint: {last['checkpoint_id']} by {last['replica']}, {last['age_s']:.1f}s ago"
+                 if last else "last checkpoint: none yet")
+    lines.append(f"pending snapshots: {status['pending_snapshots']}")
+    lines.append("topic\tpartition\tnext_offset\tupdated_by")
+    lines.extend(f"{p['topic']}\t{p['partition']}\t{p['next_offset']}\t{p['replica']}" for p in status["partitions"])
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector.demo import run_demo
+
+    configure_logging(env.get("LOG_LEVEL", "WARNING").upper())
+    return run_demo(records=args.records, partitions=args.partitions, kills=args.kills)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="eos-connector", description=__doc__.split("\n")[0] if __doc__ else None)
+    top.add_argument("--version", action="version", version=f"eos-connector {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run one replica of the pipeline (configured by environment variables)")
+    commands.add_parser("migrate", help="create or upgrade the bookkeeping schema")
+    status = commands.add_parser("status", help="show the pipeline's committed offsets and last checkpoint")
+    status.add_argument("--json", action="store_true")
+    demo = commands.add_parser("demo", help="run the exactly-once demo on embedded backends, with crashes")
+    demo.add_argument("--records", type=int, default=20_000)
+    demo.add_argument("--partitions", type=int, default=8)
+    demo.add_argument("--kills", type=int, default=3)
+    return top
+
+
+COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    env = os.environ if env is None else env
+    try:
+        return COMMANDS[args.command](args, env)
+    except ConfigError as exc:
+        print(f"eos-connector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConnectorError as exc:
+        log.error("stopped: %s: %s", type(exc).__name__, exc)
+        return EXIT_ERROR

@@ -1,0 +1,110 @@
+"""Driving real `eos-connector run` processes against real services: shared by the demo
+and the test suite. Nothing here fakes a service; it starts, kills and observes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+# Group timings that let a killed replica's partitions move within seconds.
+FAST_GROUP = {
+    "KAFKA_SESSION_TIMEOUT_MS": "3000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+    "KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
+}
+
+
+def produce(bootstrap_servers: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
+            partition_of: Callable[[int], int] | None = None) -> int:
+    """Produce (key, value) pairs idempotently and wait until all are acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
+                         "linger.ms": 20, "acks": "all"})
+    failures: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    count = 0
+    for i, (key, value) in enumerate(messages):
+        kwargs = {} if partition_of is None else {"partition": partition_of(i)}
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=delivered, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or failures:
+        raise RuntimeError(f"produce to {topic!r}: {remaining} undelivered, failures: {failures[:3]}")
+    return count
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class ConnectorProcess:
+    """One `eos-connector run` replica as a child process, its output in a log file."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ConnectorProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.pid, signum)
+
+    def kill(self) -> int:
+        self.signal(signal.SIGKILL)
+        return self.wait(10)
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM and wait: the clean shutdown path."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def check_alive(self) -> None:
+        """Raise with the replica's last output when it exited on its own."""
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = "\n".join(self.output().splitlines()[-25:])
+            raise RuntimeError(f"eos-connector run exited with {self.proc.returncode}:\n{tail}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,166 @@
+"""The runner: owns a replica's lifecycle — start, the consumer loop, rebalances and
+shutdown — and nothing else.
+
+The loop is flat: poll -> buffer -> maybe checkpoint. Rebalances arrive as the named
+methods `on_assigned`, `on_revoked` and `on_lost` (called from inside poll):
+
+- assigned: initialize_state — re-commit every pending snapshot, then resume each
+  partition from the database's next_offset (I4);
+- revoked: checkpoint and commit *before* the partitions are released (I7);
+- lost: drop their buffers without a commit; another replica owns them now (I7).
+
+SIGTERM (`request_stop`) ends the loop: a final checkpoint, leave the group, exit 0
+within SHUTDOWN_TIMEOUT_MS (I8).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, StateBackend
+from connector.config import Settings
+from connector.errors import MappingError
+from connector.faults import NO_FAULTS, FaultHook
+from connector.sink.mapping import RowMapper
+from connector.state import Record, TopicPartition
+
+log = logging.getLogger(__name__)
+POLL_TIMEOUT_S = 0.1
+MAX_POLL_BATCH = 10_000
+
+
+class Source(Protocol):
+    def start(self, listener: object) -> None: ...
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
+    def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
+    def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def prepare(self) -> RowMapper: ...
+    def next_checkpoint_id(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Runner:
+    """One replica of a pipeline. Build the real one with `Runner.from_settings`."""
+
+    def __init__(self, source: Source, store: Sink, backend: StateBackend, policy: CheckpointPolicy,
+                 faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000) -> None:
+        self._source, self._store, self._backend = source, store, backend
+        self._policy, self._faults = policy, faults
+        self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
+        self._stop = threading.Event()
+        self._failed = False
+        self.coordinator: CheckpointCoordinator | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runner:
+        from connector.backends import build_backend
+        from connector.sink.postgres import PostgresStore
+        from connector.source import KafkaSource
+
+        faults = FaultHook(settings.connector_fault)
+        store = PostgresStore.from_settings(settings, replica_id(), faults)
+        policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
+                                  settings.checkpoint_max_bytes)
+        return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
+                   build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until `request_stop()`; returns the exit code (errors propagate)."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self.step()
+        except BaseException:
+            self._failed = True
+            self._close_quietly()
+            raise
+        self.shutdown()
+        return 0
+
+    def start(self) -> None:
+        mapper = self._store.prepare()
+        self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,  # type: ignore[arg-type]
+                                                 mapper, self._policy, self._faults)
+        self.coordinator.recover()
+        self._source.start(self)
+
+    def step(self) -> None:
+        records = self._source.poll(min(self._policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
+        self._buffer(records)
+        reason = self._coord.due()
+        if reason is not None:
+            self._coord.checkpoint(reason)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        watchdog = threading.Timer(self._shutdown_timeout_s, self._shutdown_overrun)
+        watchdog.daemon = True
+        watchdog.start()
+        started = time.monotonic()
+        self._coord.checkpoint("shutdown")
+        self._source.close()  # leaves the group; the revoke callback finds nothing left
+        self._store.close()
+        watchdog.cancel()
+        log.info("stopped cleanly in %.0f ms", (time.monotonic() - started) * 1000)
+
+    # -- the loop's one verb ------------------------------------------------------------------
+    def _buffer(self, records: list[Record]) -> None:
+        coord = self._coord
+        for record in records:
+            try:
+                coord.add(record)
+            except MappingError:
+                coord.checkpoint("before-error")  # land everything read before the bad record
+                raise
+            if coord.full():  # bounded buffer (I5): commit before reading on
+                coord.checkpoint("full")
+
+    # -- rebalances (called from inside poll) ---------------------------------------------------
+    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | None]:
+        self._coord.recover()
+        return self._coord.assign(partitions)
+
+    def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        self._faults.reached("in_revoke")
+        if not self._failed:
+            self._coord.checkpoint("revoke")
+        self._coord.release(partitions)
+
+    def on_lost(self, partitions: list[TopicPartition]) -> None:
+        self._coord.release(partitions)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def _coord(self) -> CheckpointCoordinator:
+        assert self.coordinator is not None, "start() first"
+        return self.coordinator
+
+    def _close_quietly(self) -> None:
+        for close in (self._source.close, self._store.close):
+            try:
+                close()
+            except Exception:  # the error that stopped the loop matters more
+                log.debug("close after failure also failed", exc_info=True)
+
+    def _shutdown_overrun(self) -> None:
+        log.error("shutdown took longer than SHUTDOWN_TIMEOUT_MS=%d; exiting now (nothing is lost: "
+                  "uncommitted records are read again on restart)", int(self._shutdown_timeout_s * 1000))
+        logging.shutdown()
+        os._exit(1)

@@ -1,0 +1,172 @@
+"""The Kafka source: owns the consumer, its rebalance callbacks and offset commits.
+
+Messages become frozen `Record`s right after poll; librdkafka errors become the
+project's own types where they occur. Partition assignment asks the listener where
+to start each partition (the database's next_offset); a partition without one starts
+from the group's committed offset, then `auto.offset.reset`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError as RdKafkaError
+
+from connector.errors import KafkaError
+from connector.state import Record
+from connector.state import TopicPartition as TP
+
+log = logging.getLogger(__name__)
+# Per-message errors that only say "nothing more right now".
+_BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
+
+
+class RebalanceListener(Protocol):
+    def on_assigned(self, partitions: list[TP]) -> Mapping[TP, int | None]: ...
+    def on_revoked(self, partitions: list[TP]) -> None: ...
+    def on_lost(self, partitions: list[TP]) -> None: ...
+
+
+def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+def to_record(message: Message) -> Record:
+    ts_type, ts = message.timestamp()
+    return Record(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
+                  ts if ts_type else None)
+
+
+class KafkaSource:
+    """One consumer in the pipeline's group, subscribed to the pipeline's topics."""
+
+    def __init__(self, config: Mapping[str, str], topics: Sequence[str]) -> None:
+        self._config = dict(config)
+        self._topics = list(topics)
+        self._cooperative = "cooperative" in self._config.get("partition.assignment.strategy", "")
+        self._consumer: Consumer | None = None
+        self._listener: RebalanceListener | None = None
+        self._failure: BaseException | None = None
+        self._retry: dict[TP, int] = {}  # offsets whose Kafka commit failed
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+        config: dict[str, Any] = {**self._config, "error_cb": self._on_error, "on_commit": self._on_commit}
+        try:
+            self._consumer = Consumer(config)
+            self._consumer.subscribe(self._topics, on_assign=self._assign, on_revoke=self._revoke,
+                                     on_lost=self._lost)
+        except KafkaException as exc:
+            raise KafkaError(f"cannot start the Kafka consumer: {exc.args[0]}") from exc
+
+    def close(self) -> None:
+        """Leave the group (the revoke callback runs first) and release the consumer."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()
+        self._raise_failure()
+
+    # -- reading -------------------------------------------------------------------------
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        assert self._consumer is not None, "start() first"
+        messages = self._consumer.consume(max_records, timeout_s)
+        self._raise_failure()
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(to_record(message))
+            elif error.code() not in _BENIGN:
+                self._message_error(message, error)
+        return records
+
+    def _message_error(self, message: Message, error: RdKafkaError) -> None:
+        where = f"{message.topic()}[{message.partition()}]"
+        if error.fatal() or error.code() in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError.TOPIC_AUTHORIZATION_FAILED):
+            raise KafkaError(f"Kafka error on {where}: {error.str()}")
+        log.warning("Kafka error on %s (will retry): %s", where, error.str())
+
+    # -- positions and commits -------------------------------------------------------------
+    def commit_offsets(self, offsets: Mapping[TP, int]) -> None:
+        """Commit next_offsets to the group, asynchronously. A failure is only logged:
+        the database is the source of truth and the next checkpoint commits again."""
+        pending = {**self._retry, **offsets}
+        self._retry = {}
+        if self._consumer is None or not pending:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in sorted(pending.items())]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:
+            self._retry.update(pending)
+            log.warning("Kafka offset commit not sent (retried at the next checkpoint): %s", exc.args[0])
+
+    def seek(self, offsets: Mapping[TP, int | None]) -> None:
+        """Move owned partitions back to these next_offsets (after being fenced)."""
+        if self._consumer is None:
+            return
+        for (topic, partition), offset in offsets.items():
+            if offset is None:
+                continue
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("seek %s[%d] to %d failed (%s); the next assignment repositions it",
+                            topic, partition, offset, exc.args[0])
+
+    # -- callbacks (run inside poll) -------------------------------------------------------------
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            assert self._listener is not None
+            starts = self._listener.on_assigned(_tps(partitions))
+            for p in partitions:
+                offset = starts.get((p.topic, p.partition))
+                p.offset = OFFSET_INVALID if offset is None else offset
+            log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing")
+            if self._cooperative:
+                consumer.incremental_assign(partitions)
+            else:
+                consumer.assign(partitions)
+        except BaseException as exc:  # re-raised from poll(): librdkafka swallows it
+            self._failure = self._failure or exc
+
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %d partition(s)", len(partitions))
+        self._callback(self._listener.on_revoked if self._listener else None, partitions)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %d partition(s): dropping their buffers without a commit", len(partitions))
+        self._callback(self._listener.on_lost if self._listener else None, partitions)
+
+    def _callback(self, handler: Any, partitions: list[TopicPartition]) -> None:
+        for tp in _tps(partitions):
+            self._retry.pop(tp, None)
+        try:
+            if handler is not None:
+                handler(_tps(partitions))
+        except BaseException as exc:
+            self._failure = self._failure or exc
+
+    def _on_error(self, error: RdKafkaError) -> None:
+        if error.fatal():
+            self._failure = self._failure or KafkaError(f"fatal Kafka error: {error.str()}")
+        else:
+            log.warning("Kafka: %s", error.str())
+
+    def _on_commit(self, error: RdKafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = [p for p in partitions if error is not None or p.error is not None]
+        if failed:
+            log.warning("Kafka offset commit failed for %d partition(s) (retried at the next checkpoint): %s",
+                        len(failed), error.str() if error else failed[0].error.str())
+        for p in failed:  # offsets only move forward: keep the newest failed one
+            tp = (p.topic, p.partition)
+            self._retry[tp] = max(p.offset, self._retry.get(tp, p.offset))
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
