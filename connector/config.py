@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,21 +38,11 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***; non-URL conninfo strings masked whole
-    where they carry a password."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK
-    if not parts.scheme:
-        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", rf"\1{MASK}", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
-    query = re.sub(r"(password=)[^&]*", rf"\1{MASK}", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL (or libpq key=value string) with every password replaced by ***; the rest
+    is left exactly as written."""
+    url = re.sub(r"^([a-z][a-z0-9+.-]*://[^:/?#@]*:)[^@/?#]*@", rf"\1{MASK}@", url, flags=re.I)
+    url = re.sub(r"([?&]password=)[^&#]*", rf"\1{MASK}", url)
+    return re.sub(r"(\bpassword\s*=\s*)('[^']*'|[^\s&]+)", rf"\1{MASK}", url)
 
 
 def libpq_url(url: str) -> str:

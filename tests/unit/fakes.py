@@ -1,0 +1,81 @@
+"""In-memory collaborators for the pure protocol's unit tests (never for integration)."""
+
+from __future__ import annotations
+
+from connector.checkpoint import CommitOutcome
+from connector.state import Record, Snapshot
+
+
+class FakeStore:
+    """Models the commit transaction's contract: idempotent by checkpoint ID,
+    compare-and-set on next_offset, all-or-nothing."""
+
+    def __init__(self) -> None:
+        self.offsets: dict = {}
+        self.committed: dict[int, Snapshot] = {}
+        self.rows: list = []
+        self._ids = 0
+
+    def next_checkpoint_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def commit(self, snapshot: Snapshot) -> CommitOutcome:
+        if snapshot.checkpoint_id in self.committed:
+            return CommitOutcome.ALREADY_COMMITTED
+        if any(self.offsets.get(r.tp) != r.start for r in snapshot.ranges):
+            return CommitOutcome.FENCED
+        for r in snapshot.ranges:
+            self.offsets[r.tp] = r.end
+        self.rows.extend(snapshot.ops)
+        self.committed[snapshot.checkpoint_id] = snapshot
+        return CommitOutcome.COMMITTED
+
+    def next_offsets(self, partitions):
+        return {tp: self.offsets.get(tp) for tp in partitions}
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.saved: dict[int, Snapshot] = {}
+        self.discarded: list[int] = []
+
+    def save(self, snapshot: Snapshot) -> None:
+        self.saved[snapshot.checkpoint_id] = Snapshot(snapshot.checkpoint_id, snapshot.ranges,
+                                                      snapshot.records, ())
+
+    def pending(self) -> list[Snapshot]:
+        return list(self.saved.values())
+
+    def discard(self, checkpoint_id: int) -> None:
+        self.saved.pop(checkpoint_id, None)
+        self.discarded.append(checkpoint_id)
+
+
+class FakeOffsets:
+    def __init__(self) -> None:
+        self.commits: list[dict] = []
+        self.seeks: list[dict] = []
+
+    def commit_offsets(self, offsets) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, offsets) -> None:
+        self.seeks.append(dict(offsets))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rec(offset: int, partition: int = 0, topic: str = "t", value: bytes = b"{}") -> Record:
+    return Record(topic, partition, offset, None, value)
+
+
+def identity(record: Record) -> int:
+    """A mapper whose op is the record's offset, so committed rows are easy to compare."""
+    return record.offset

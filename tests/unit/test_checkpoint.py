@@ -1,0 +1,162 @@
+"""The checkpoint protocol with fakes: triggers, ordering, idempotency, fencing."""
+
+import pytest
+
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CommitOutcome
+from connector.faults import FaultHook, FaultSpec
+
+from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec
+
+POLICY = CheckpointPolicy(interval_ms=1000, max_records=5, max_bytes=10_000)
+
+
+def make(policy=POLICY, store=None, backend=None):
+    store, backend, offsets, clock = store or FakeStore(), backend or FakeBackend(), FakeOffsets(), Clock()
+    coord = CheckpointCoordinator(store, backend, offsets, identity, policy, clock=clock)
+    return coord, store, backend, offsets, clock
+
+
+@pytest.mark.parametrize("records, nbytes, elapsed, expected", [
+    (0, 0, 10_000, None),  # nothing buffered: never
+    (1, 10, 999, None),
+    (1, 10, 1000, "interval"),  # I6: time alone triggers
+    (5, 10, 0, "records"),  # I5
+    (1, 10_000, 0, "bytes"),  # I5
+])
+def test_policy(records, nbytes, elapsed, expected):
+    assert POLICY.due(elapsed, 0, records, nbytes) == expected
+
+
+def test_interval_trigger_without_new_records():
+    """I6: a buffered record is checkpointed once the interval passes, with no new input."""
+    coord, store, *_ , clock = make()
+    coord.assign([("t", 0)])
+    coord.add(rec(0))
+    assert coord.due() is None
+    clock.now = 1.0
+    assert coord.due() == "interval"
+    result = coord.checkpoint("interval")
+    assert result.outcome is CommitOutcome.COMMITTED and store.rows == [0]
+
+
+def test_checkpoint_order_and_offsets():
+    """Durable before commit; Kafka offsets = the range ends; snapshot discarded after."""
+    coord, store, backend, offsets, _ = make()
+    coord.assign([("t", 0), ("t", 1)])
+    for r in (rec(0), rec(1), rec(7, partition=1)):
+        coord.add(r)
+    result = coord.checkpoint("test")
+    assert result.checkpoint_id == 1 and result.records == 3
+    assert store.offsets == {("t", 0): 2, ("t", 1): 8}
+    assert offsets.commits == [{("t", 0): 2, ("t", 1): 8}]
+    assert backend.saved == {} and backend.discarded == [1]
+
+
+def test_empty_checkpoint_takes_no_id():
+    coord, store, *_ = make()
+    coord.assign([("t", 0)])
+    assert coord.checkpoint("interval") is None
+    assert store.next_checkpoint_id() == 1
+
+
+def test_stale_records_are_refused():
+    """A record before the partition's position, or for an unowned partition, is not buffered."""
+    coord, store, *_ = make()
+    store.offsets[("t", 0)] = 10
+    coord.assign([("t", 0)])
+    assert not coord.add(rec(9))
+    assert not coord.add(rec(0, partition=3))
+    assert coord.add(rec(10)) and coord.add(rec(12))  # gaps (compaction, markers) are fine
+    assert not coord.add(rec(12))
+    coord.checkpoint("t")
+    assert store.rows == [10, 12] and store.offsets[("t", 0)] == 13
+
+
+def test_range_start_is_the_position_not_the_first_offset():
+    """After a gap, the compare-and-set still expects the database's next_offset."""
+    coord, store, *_ = make()
+    store.offsets[("t", 0)] = 100
+    coord.assign([("t", 0)])
+    coord.add(rec(105))
+    assert coord.checkpoint("t").outcome is CommitOutcome.COMMITTED
+    assert store.offsets[("t", 0)] == 106
+
+
+def test_recommit_of_pending_snapshot_is_idempotent():
+    """A crash after the database commit: recovery re-commits the pending snapshot as a no-op."""
+    store, backend = FakeStore(), FakeBackend()
+    coord, *_ = make(store=store, backend=backend)
+    coord.assign([("t", 0)])
+    coord.add(rec(0))
+    snapshot = coord.state.snapshot(store.next_checkpoint_id())
+    backend.save(snapshot)
+    assert store.commit(snapshot) is CommitOutcome.COMMITTED  # ...then the process died
+    restarted, *_ = make(store=store, backend=backend)
+    results = restarted.recover()
+    assert [r.outcome for r in results] == [CommitOutcome.ALREADY_COMMITTED]
+    assert store.rows == [0] and backend.pending() == []
+
+
+def test_recovery_commits_pending_snapshots_in_id_order():
+    """Two durable, uncommitted snapshots commit oldest first: the second builds on the first."""
+    store, backend = FakeStore(), FakeBackend()
+    coord, *_ = make(store=store, backend=backend)
+    coord.assign([("t", 0)])
+    for offsets in ((0, 1), (2,)):
+        for o in offsets:
+            coord.add(rec(o))
+        backend.save(coord.state.snapshot(store.next_checkpoint_id()))
+    backend.saved = dict(reversed(list(backend.saved.items())))
+    restarted, *_ = make(store=store, backend=backend)
+    outcomes = [r.outcome for r in restarted.recover()]
+    assert outcomes == [CommitOutcome.COMMITTED, CommitOutcome.COMMITTED]
+    assert store.rows == [0, 1, 2] and store.offsets[("t", 0)] == 3
+
+
+def test_fenced_snapshot_is_dropped_and_partitions_reread():
+    """I3: another owner moved the offset; nothing is written, the partition seeks back."""
+    coord, store, backend, offsets, _ = make()
+    coord.assign([("t", 0)])
+    coord.add(rec(0))
+    coord.add(rec(1))
+    store.offsets[("t", 0)] = 5  # the new owner committed [0, 5)
+    result = coord.checkpoint("t")
+    assert result.outcome is CommitOutcome.FENCED
+    assert store.rows == [] and offsets.commits == [] and backend.pending() == []
+    assert offsets.seeks == [{("t", 0): 5}]
+    assert not coord.add(rec(4)) and coord.add(rec(5))
+
+
+def test_release_drops_buffer():
+    """I7 (lost): released partitions' records are never committed."""
+    coord, store, *_ = make()
+    coord.assign([("t", 0), ("t", 1)])
+    coord.add(rec(0))
+    coord.add(rec(0, partition=1))
+    coord.release([("t", 0)])
+    assert coord.state.records == 1
+    coord.checkpoint("t")
+    assert store.offsets == {("t", 1): 1}
+
+
+def test_full_flag_bounds_the_buffer():
+    """I5: the coordinator reports full at CHECKPOINT_MAX_RECORDS."""
+    coord, *_ = make()
+    coord.assign([("t", 0)])
+    for o in range(4):
+        coord.add(rec(o))
+    assert not coord.full()
+    coord.add(rec(4))
+    assert coord.full()
+
+
+def test_fault_hook_fires_on_nth_occurrence(monkeypatch):
+    fired = []
+    monkeypatch.setattr("os.kill", lambda pid, sig: fired.append(sig))
+    hook = FaultHook(FaultSpec("after_db_commit", 2))
+    coord = CheckpointCoordinator(FakeStore(), FakeBackend(), FakeOffsets(), identity, POLICY, faults=hook)
+    coord.assign([("t", 0)])
+    for o in range(3):
+        coord.add(rec(o))
+        coord.checkpoint("t")
+    assert len(fired) == 1

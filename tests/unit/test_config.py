@@ -1,0 +1,105 @@
+"""Settings: every variable validated, every problem reported at once, secrets masked."""
+
+import pytest
+
+from connector.config import Settings, parse_qualified_name, redact_url
+from connector.errors import ConfigError
+
+BASE = {
+    "KAFKA_BOOTSTRAP_SERVERS": "k1:9092",
+    "KAFKA_TOPICS": "a, b",
+    "DATABASE_URL": "postgresql://app:s3cret@db:5432/app",
+    "SINK_TABLE": "public.events",
+}
+
+
+def test_defaults_and_passthrough():
+    """Unset variables take their documented defaults; other KAFKA_* reach librdkafka."""
+    s = Settings.from_env({**BASE, "KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_SASL_PASSWORD": "pw"})
+    assert s.kafka_topics == ("a", "b")
+    assert s.connector_name == "eos-connector" and s.group_id == "eos-connector"
+    assert (s.sink_mode, s.state_backend, s.checkpoint_interval_ms) == ("append", "memory", 1000)
+    assert s.connector_schema == "eos_connector" and s.connector_auto_migrate is True
+    conf = s.consumer_config()
+    assert conf["session.timeout.ms"] == "6000" and conf["sasl.password"] == "pw"
+    assert conf["auto.offset.reset"] == "earliest" and conf["enable.auto.commit"] == "false"
+    assert conf["group.id"] == "eos-connector" and conf["bootstrap.servers"] == "k1:9092"
+
+
+def test_group_id_and_overridden_reset():
+    s = Settings.from_env({**BASE, "KAFKA_GROUP_ID": "g1", "KAFKA_AUTO_OFFSET_RESET": "latest"})
+    assert s.consumer_config()["group.id"] == "g1"
+    assert s.consumer_config()["auto.offset.reset"] == "latest"
+
+
+def test_every_problem_listed_at_once():
+    """Four bad variables produce one error naming all four."""
+    env = {"KAFKA_TOPICS": "t", "DATABASE_URL": "postgresql://x", "SINK_TABLE": "t",
+           "SINK_MODE": "merge", "CHECKPOINT_INTERVAL_MS": "soon", "STATE_BACKEND": "s3",
+           "KAFKA_ENABLE_AUTO_COMMIT": "true"}
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    text = str(err.value)
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SINK_MODE", "CHECKPOINT_INTERVAL_MS", "STATE_BACKEND",
+                 "KAFKA_ENABLE_AUTO_COMMIT"):
+        assert name in text
+    assert len(err.value.problems) == 5
+    assert "'append' or 'upsert'" in text
+
+
+def test_cross_field_problems():
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "SINK_KEY_COLUMNS": "id", "DATABASE_URL": "mysql://u:pw@h/db",
+                           "SINK_TABLE": "a.b.c"})
+    assert len(err.value.problems) == 3
+    assert "pw" not in str(err.value)
+
+
+def test_secrets_never_shown():
+    """repr, str and redacted() mask the database password and Kafka secrets."""
+    s = Settings.from_env({**BASE, "KAFKA_SASL_PASSWORD": "hunter2", "KAFKA_SSL_KEY_PASSWORD": "k3y"})
+    for shown in (repr(s), str(s), str(s.redacted())):
+        assert "s3cret" not in shown and "hunter2" not in shown and "k3y" not in shown
+    assert "app:***@db" in repr(s)
+
+
+def test_bad_secret_value_not_echoed():
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "DATABASE_URL": "oracle://u:topsecret@h/db"})
+    assert "topsecret" not in str(err.value)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:p@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h/db?password=p&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("host=h password=p dbname=d", "host=h password=*** dbname=d"),
+    ("postgresql:///db?host=/tmp/x", "postgresql:///db?host=/tmp/x"),
+])
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("events", (None, "events")),
+    ("Events", (None, "events")),
+    ("s.t", ("s", "t")),
+    ('"My Schema"."Odd.Table"', ("My Schema", "Odd.Table")),
+    ('"we""ird;drop"', (None, 'we"ird;drop')),
+])
+def test_parse_qualified_name(text, parsed):
+    """PostgreSQL's rules: quoted parts keep case and dots, unquoted ones fold."""
+    assert parse_qualified_name(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["a.b.c", "a.", ".a", '"unterminated', "", '"a";drop'])
+def test_parse_qualified_name_refuses(text):
+    with pytest.raises(ValueError):
+        parse_qualified_name(text)
+
+
+def test_fault_spec_validated():
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "CONNECTOR_FAULT": "nowhere:1"})
+    assert "CONNECTOR_FAULT" in str(err.value)
+    assert str(Settings.from_env({**BASE, "CONNECTOR_FAULT": "after_db_commit:2"}).connector_fault) == \
+        "after_db_commit:2:kill"

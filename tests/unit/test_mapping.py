@@ -1,0 +1,107 @@
+"""Record mapping: JSON objects to typed columns; bad records name their coordinates."""
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+import uuid
+
+import pytest
+
+from connector.errors import MappingError
+from connector.sink.mapping import ColumnSpec, RowMapper
+from connector.state import Record
+
+COLUMNS = [
+    ColumnSpec("id", "bigint", nullable=False),
+    ColumnSpec("small", "smallint"),
+    ColumnSpec("name", "text"),
+    ColumnSpec("code", "text", length=3),
+    ColumnSpec("amount", "numeric"),
+    ColumnSpec("ratio", "float"),
+    ColumnSpec("flag", "boolean"),
+    ColumnSpec("at", "timestamptz"),
+    ColumnSpec("local", "timestamp"),
+    ColumnSpec("day", "date"),
+    ColumnSpec("doc", "json"),
+    ColumnSpec("uid", "uuid"),
+    ColumnSpec("created", "timestamptz", nullable=False, has_default=True),
+]
+append = RowMapper(COLUMNS, "append")
+upsert = RowMapper(COLUMNS, "upsert", ["id"])
+
+
+def rec(value, key=None, offset=42):
+    return Record("visits", 3, offset, key, value)
+
+
+def test_types_are_adapted():
+    value = (b'{"id": 1, "small": 2.0, "name": "Z\\u00fcrich \\ud83d\\ude00", "code": "abc", "amount": 1.10,'
+             b'"ratio": 3, "flag": true, "at": "2024-05-01T12:00:00Z", "local": "2024-05-01T14:00:00+02:00",'
+             b'"day": "2024-05-01", "doc": {"a": [1, null]}, "uid": "12345678-1234-5678-1234-567812345678",'
+             b'"unknown": 1}')
+    op = append(rec(value))
+    assert op.kind == "insert"
+    v = op.values
+    assert v["id"] == 1 and v["small"] == 2 and v["name"] == "Zürich 😀" and v["code"] == "abc"
+    assert v["amount"] == Decimal("1.1") and v["ratio"] == 3.0 and v["flag"] is True
+    assert v["at"] == datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    assert v["local"] == datetime(2024, 5, 1, 12)  # converted to UTC, then naive
+    assert v["day"] == date(2024, 5, 1) and v["doc"] == '{"a":[1,null]}'
+    assert v["uid"] == uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert "unknown" not in v and "created" not in v  # absent: left to the column default
+
+
+def test_absent_fields_are_left_out_and_nulls_kept():
+    op = append(rec(b'{"id": 1, "name": null}'))
+    assert op.values == {"id": 1, "name": None}
+
+
+def test_epoch_millis_into_timestamptz():
+    assert append(rec(b'{"id": 1, "at": 0}')).values["at"] == datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"not json", "not valid JSON"),
+    (b"[1, 2]", "JSON list"),
+    (b'"text"', "JSON str"),
+    (b'\xff\xfe{"id": 1}', "not valid JSON"),
+    (b'{"id": "x"}', "field 'id'"),
+    (b'{"id": 1, "small": 70000}', "out of range"),
+    (b'{"id": 1, "small": 1.5}', "not a whole number"),
+    (b'{"id": true}', "boolean is not an integer"),
+    (b'{"id": 1, "code": "abcd"}', "exceed the column's length 3"),
+    (b'{"id": 1, "name": "a\\u0000b"}', "NUL"),
+    (b'{"id": 1, "at": "yesterday"}', "field 'at'"),
+    (b'{"id": 1, "flag": "maybe"}', "expected a boolean"),
+    (b'{"id": null}', "NOT NULL"),
+    (b'{"name": "x"}', "NOT NULL column(s) id"),
+    (None, "tombstone"),
+])
+def test_bad_records_name_their_coordinates(value, reason):
+    """I9: every unmappable record raises MappingError with topic, partition and offset."""
+    with pytest.raises(MappingError) as err:
+        append(rec(value))
+    assert "visits[3]@42" in str(err.value) and reason in str(err.value)
+
+
+def test_upsert_key_from_value_or_record_key():
+    assert upsert(rec(b'{"id": 5, "name": "a"}')).values == {"id": 5, "name": "a"}
+    assert upsert(rec(b'{"name": "a"}', key=b"7")).values == {"id": 7, "name": "a"}
+
+
+@pytest.mark.parametrize("key, expected", [(b'{"id": 9}', 9), (b"9", 9), (b'"9"', 9)])
+def test_tombstone_deletes_by_record_key(key, expected):
+    op = upsert(rec(None, key=key))
+    assert op.kind == "delete" and op.values == {"id": expected}
+
+
+@pytest.mark.parametrize("key", [None, b'{"other": 1}', b"\xff\xfe"])
+def test_tombstone_without_usable_key_is_refused(key):
+    with pytest.raises(MappingError):
+        upsert(rec(None, key=key))
+
+
+def test_scalar_key_needs_a_single_key_column():
+    two = RowMapper([ColumnSpec("a", "integer"), ColumnSpec("b", "integer")], "upsert", ["a", "b"])
+    with pytest.raises(MappingError, match="scalar record key"):
+        two(rec(None, key=b"1"))
+    assert two(rec(None, key=b'{"a": 1, "b": 2}')).values == {"a": 1, "b": 2}
