@@ -1,0 +1,141 @@
+"""Real `eos-connector run` processes killed at every named protocol step (I2), fenced as
+zombies (I3), and finished by another replica (I4); each run ends exactly once."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connector.embedded.harness import wait_until
+
+pytestmark = pytest.mark.chaos
+BACKENDS = ["memory", "filesystem", "postgres"]
+DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, body text)"
+N = 900
+# Steps a checkpoint passes through, in order (connector.faults.STEPS less in_revoke).
+STEPS = ["before_snapshot", "mid_snapshot_write", "after_snapshot_durable", "after_offsets_locked",
+         "after_rows_written", "after_db_commit", "after_kafka_commit", "after_discard"]
+
+
+def events(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
+    return [(str(i).encode(), orjson.dumps({"event_id": i, "body": f"event {i}"})) for i in range(start, start + n)]
+
+
+def assert_exact(pipeline, n: int) -> None:
+    ids = [r[0] for r in pipeline.rows("event_id", "ORDER BY event_id")]
+    assert len(ids) == n, f"{len(ids)} rows for {n} records ({len(ids) - len(set(ids))} duplicates)"
+    assert ids == list(range(n)), "rows differ from the records produced"
+
+
+def is_stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("T")
+
+
+# The memory backend writes nothing, so it has no mid_snapshot_write step.
+CRASH_CASES = [(step, backend) for step in STEPS for backend in BACKENDS
+               if (step, backend) != ("mid_snapshot_write", "memory")]
+
+
+@pytest.mark.parametrize("step, backend", CRASH_CASES)
+def test_crash_at_step(make_pipeline, step, backend):
+    """I2: killed at `step` of the 2nd checkpoint, restarted: every record exactly once."""
+    p = make_pipeline(DDL, partitions=3)
+    p.produce(events(N), partition_of=lambda i: i % 3)
+    settings = {"STATE_BACKEND": backend, "CHECKPOINT_MAX_RECORDS": "200"}
+    crashed = p.start(CONNECTOR_FAULT=f"{step}:2", **settings)
+    assert crashed.wait(60) == -signal.SIGKILL, crashed.output()[-2000:]
+    assert f"fault hook: kill at {step} #2" in crashed.output()
+    committed_before_restart = p.count()
+    assert committed_before_restart <= N
+
+    restarted = p.start(**settings)
+    p.wait_for_rows(N, 60, restarted)
+    wait_until(lambda: p.offsets() == p.watermarks(), 30, "offsets to reach the watermarks")
+    assert restarted.stop() == 0
+    assert_exact(p, N)
+    assert recovery_outcomes(restarted.output()) == EXPECTED_RECOVERY.get((step, backend != "memory"), [])
+
+
+# What the restarted replica's initialize_state must do with the snapshot left pending
+# (durable backends only): commit it if the crash came before COMMIT, find it already
+# committed (step 1, the checkpoint-ID handle) if after.
+EXPECTED_RECOVERY = {
+    ("after_snapshot_durable", True): ["committed"],
+    ("after_offsets_locked", True): ["committed"],
+    ("after_rows_written", True): ["committed"],
+    ("after_db_commit", True): ["already-committed"],
+    ("after_kafka_commit", True): ["already-committed"],
+}
+
+
+def recovery_outcomes(output: str) -> list[str]:
+    """Outcomes of the checkpoints the replica re-committed from its state backend."""
+    recommitted = re.findall(r"re-committing pending checkpoint (\d+)", output)
+    return [re.search(rf"checkpoint {cid} (\S+):", output).group(1) for cid in recommitted]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crash_inside_revoke_callback(make_pipeline, backend):
+    """I2/I7: the first replica dies inside its revoke callback with records buffered;
+    the second takes every partition and nothing is lost or doubled."""
+    p = make_pipeline(DDL, partitions=4)
+    p.produce(events(N), partition_of=lambda i: i % 4)
+    slow = {"STATE_BACKEND": backend, "CHECKPOINT_INTERVAL_MS": "600000", "CHECKPOINT_MAX_RECORDS": "1000000"}
+    first = p.start(CONNECTOR_FAULT="in_revoke:1", **slow)
+    wait_until(lambda: "assigned" in first.output(), 30, "first assignment")
+    time.sleep(2)  # the first replica buffers everything; nothing commits it yet
+    second = p.start(host="b", STATE_BACKEND=backend)
+    assert first.wait(60) == -signal.SIGKILL
+    assert "fault hook: kill at in_revoke #1" in first.output()
+    p.wait_for_rows(N, 60, second)
+    assert second.stop() == 0
+    assert_exact(p, N)
+
+
+@pytest.mark.parametrize("backend", ["memory", "filesystem"])
+def test_zombie_is_fenced(make_pipeline, backend):
+    """I3: a replica frozen with a durable snapshot past its session timeout wakes after
+    another replica took its partitions and committed past it: its commit is fenced."""
+    p = make_pipeline(DDL, partitions=4)
+    p.produce(events(N), partition_of=lambda i: i % 4)
+    settings = {"STATE_BACKEND": backend, "CHECKPOINT_MAX_RECORDS": "300"}
+    zombie = p.start(CONNECTOR_FAULT="after_snapshot_durable:2:stop", **settings)
+    wait_until(lambda: is_stopped(zombie.pid), 60, "the replica to freeze itself")
+    rows_at_freeze = p.count()
+    assert 0 < rows_at_freeze < N  # checkpoint 1 landed; checkpoint 2 is held by the zombie
+
+    successor = p.start(host="b", **settings)  # another host: it cannot see the zombie's files
+    p.wait_for_rows(N, 60, successor)  # took the partitions once the session timed out
+    zombie.signal(signal.SIGCONT)
+    # IDs come from a database-wide sequence: the zombie's 2nd checkpoint has some ID.
+    wait_until(lambda: re.search(r"checkpoint \d+ fenced: \d+ records", zombie.output()), 30,
+               "the zombie's held checkpoint to be fenced")
+
+    p.produce(events(300, start=N), partition_of=lambda i: i % 4)
+    p.wait_for_rows(N + 300, 60, successor)
+    assert zombie.stop() == 0 and successor.stop() == 0
+    assert_exact(p, N + 300)
+
+
+def test_other_replica_finishes_pending_snapshot(make_pipeline):
+    """I4: with the postgres backend, a replica dies with a durable snapshot; a different
+    replica (new host/pid) commits it during its own initialize_state."""
+    p = make_pipeline(DDL, partitions=3)
+    p.produce(events(N), partition_of=lambda i: i % 3)
+    settings = {"STATE_BACKEND": "postgres", "CHECKPOINT_MAX_RECORDS": "200"}
+    crashed = p.start(CONNECTOR_FAULT="after_snapshot_durable:2", **settings)
+    assert crashed.wait(60) == -signal.SIGKILL
+    pending = p.services.sql("SELECT checkpoint_id, replica FROM eos_connector.snapshots WHERE pipeline = %s",
+                             (p.name,))
+    assert len(pending) == 1
+    other = p.start(host="b", **settings)
+    p.wait_for_rows(N, 60, other)
+    assert other.stop() == 0
+    assert_exact(p, N)
+    finished = [c for c in p.checkpoints() if c[0] == pending[0][0]]
+    assert finished and finished[0][1] != pending[0][1] and finished[0][1].endswith(f"-{other.pid}")
