@@ -86,6 +86,7 @@ class Settings(BaseModel):
     kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
     sink_mode: Literal["append", "upsert"] = Field("append", alias="SINK_MODE")
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
+    sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
     checkpoint_max_records: int = Field(100_000, alias="CHECKPOINT_MAX_RECORDS", gt=0)
     checkpoint_max_bytes: int = Field(64 * 1024 * 1024, alias="CHECKPOINT_MAX_BYTES", gt=0)
@@ -101,7 +102,7 @@ class Settings(BaseModel):
 
     _split_topics = field_validator("kafka_topics", mode="before")(_csv)
 
-    @field_validator("sink_key_columns", mode="before")
+    @field_validator("sink_key_columns", "sink_additive_columns", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         return None if value is None or value == "" else _csv(value)
@@ -150,8 +151,10 @@ class Settings(BaseModel):
                 f"DATABASE_URL={redact_url(self.database_url)!r}: expected postgresql://… "
                 "(or postgresql+psycopg://…, or a libpq key=value string)"
             )
-        if self.sink_key_columns is not None and self.sink_mode != "upsert":
-            problems.append("SINK_KEY_COLUMNS is set but SINK_MODE is not 'upsert'")
+        for name, value in (("SINK_KEY_COLUMNS", self.sink_key_columns),
+                            ("SINK_ADDITIVE_COLUMNS", self.sink_additive_columns)):
+            if value is not None and self.sink_mode != "upsert":
+                problems.append(f"{name} is set but SINK_MODE is not 'upsert'")
         return problems
 
     @property

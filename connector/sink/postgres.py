@@ -30,7 +30,7 @@ from connector.faults import NO_FAULTS, FaultHook
 from connector.sink import statements as st
 from connector.config import Settings
 from connector.sink.mapping import Op, RowMapper
-from connector.sink.schema import TableSpec, reflect_table, resolve_key_columns
+from connector.sink.schema import TableSpec, check_additive_columns, reflect_table, resolve_key_columns
 from connector.state import Snapshot, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,13 @@ class PostgresStore:
     """Runs the commit transaction and the bookkeeping queries for one pipeline."""
 
     def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, table: tuple[str | None, str],
-                 mode: str = "append", key_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
+                 mode: str = "append", key_columns: Sequence[str] | None = None,
+                 additive_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
                  faults: FaultHook = NO_FAULTS) -> None:
         self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
         self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
         self._configured_keys = tuple(key_columns or ())
+        self.additive_columns = tuple(additive_columns or ())
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
         self.key_columns: tuple[str, ...] = ()
@@ -79,7 +81,7 @@ class PostgresStore:
     def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS) -> PostgresStore:
         return cls(settings.libpq_url, settings.connector_name, replica, settings.connector_schema,
                    table=settings.table, mode=settings.sink_mode, key_columns=settings.sink_key_columns,
-                   timeout_ms=settings.checkpoint_timeout_ms, faults=faults)
+                   additive_columns=settings.sink_additive_columns, timeout_ms=settings.checkpoint_timeout_ms, faults=faults)
 
     # -- connection -----------------------------------------------------------------------
     def connection(self) -> sa.Connection:
@@ -106,6 +108,7 @@ class PostgresStore:
             raise convert_db_error(exc, "reading the sink table's definition") from exc
         if self.mode == "upsert":
             self.key_columns = resolve_key_columns(self.target, self._configured_keys)
+            check_additive_columns(self.target, self.key_columns, self.additive_columns)
         return RowMapper(self.target.columns, self.mode, self.key_columns)
 
     # -- small queries --------------------------------------------------------------------
@@ -188,22 +191,23 @@ class PostgresStore:
         assert self.target is not None, "describe_target() must run before commit()"
         target = self.target.sa_table()
         if self.mode == "upsert":
-            plan = st.plan_upsert(ops, self.key_columns)
-            for i, batch in enumerate(plan.batches):
-                stage = self._stage(conn, target, f"eos_stage_{i}", batch)
-                conn.execute(st.upsert_from_stage(target, stage, self.key_columns))
-            if plan.deletes is not None:
-                stage = self._stage(conn, target, "eos_stage_deletes", plan.deletes)
+            plan = st.plan_upsert(ops, self.key_columns, self.additive_columns)
+            if plan.deletes is not None:  # Step 3 deletes first: later upserts insert fresh rows
+                stage = self._stage(conn, "eos_stage_deletes", plan.deletes)
                 conn.execute(st.delete_from_stage(target, stage))
+            for i, batch in enumerate(plan.batches):
+                stage = self._stage(conn, f"eos_stage_{i}", batch)
+                conn.execute(st.upsert_from_stage(target, stage, self.key_columns, self.additive_columns))
         else:
             plan = st.plan_append(ops)
             for batch in plan.batches:
                 self._copy(conn, target, batch)
         return plan.counts()
 
-    def _stage(self, conn: sa.Connection, target: sa.Table, name: str, batch: st.CopyBatch) -> sa.Table:
+    def _stage(self, conn: sa.Connection, name: str, batch: st.CopyBatch) -> sa.Table:
+        assert self.target is not None
         stage = st.stage_table(name, batch.columns)
-        conn.exec_driver_sql(st.create_stage_sql(target, stage))
+        conn.exec_driver_sql(st.create_stage_sql(self.target.sa_table(), stage))
         self._copy(conn, stage, batch)
         return stage
 

@@ -101,3 +101,14 @@ def resolve_key_columns(table: TableSpec, configured: Sequence[str] | None) -> t
             f"{table.qualified!r}; upsert needs one (ON CONFLICT)"
         )
     return keys
+
+
+NUMERIC_KINDS = frozenset({"smallint", "integer", "bigint", "numeric", "float"})
+
+
+def check_additive_columns(table: TableSpec, keys: Sequence[str], additive: Sequence[str]) -> None:
+    """SINK_ADDITIVE_COLUMNS must name numeric, non-key columns of the table."""
+    kinds = {c.name: c.kind for c in table.columns}
+    bad = [c for c in additive if kinds.get(c) not in NUMERIC_KINDS or c in keys]
+    if bad:
+        raise SchemaError(f"SINK_ADDITIVE_COLUMNS {bad} must be numeric, non-key columns of {table.qualified!r}")

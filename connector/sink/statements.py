@@ -32,7 +32,7 @@ class CopyBatch:
 @dataclass(frozen=True)
 class WritePlan:
     """What a checkpoint writes: COPY batches (append, or upserts through a stage table)
-    and the keys to delete (upsert tombstones)."""
+    and the keys to delete (upsert tombstones; deleted before the upserts run)."""
 
     batches: tuple[CopyBatch, ...]
     deletes: CopyBatch | None
@@ -58,20 +58,41 @@ def plan_append(ops: Sequence[Op]) -> WritePlan:
     return WritePlan(_group(ops), None)
 
 
-def reduce_by_key(ops: Sequence[Op], key_columns: Sequence[str]) -> list[Op]:
-    """The last operation per key, in the order the keys last appeared."""
-    last: dict[tuple[Any, ...], Op] = {}
+def _key(op: Op, key_columns: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(op.values[k] for k in key_columns)
+
+
+def _add(stored: dict[str, Any], incoming: dict[str, Any], additive: Sequence[str]) -> dict[str, Any]:
+    merged = {**stored, **incoming}
+    for col in additive:
+        if col in stored or col in incoming:
+            merged[col] = (stored.get(col) or 0) + (incoming.get(col) or 0)
+    return merged
+
+
+def reduce_by_key(ops: Sequence[Op], key_columns: Sequence[str],
+                  additive: Sequence[str] = ()) -> tuple[list[tuple[Any, ...]], list[Op]]:
+    """Reduce a batch to at most one delete and one upsert per key, in partition order.
+
+    A tombstone cancels the upserts before it and marks the key for deletion; upserts
+    after it insert a fresh row (deletes run first). Between tombstones the last upsert
+    wins, except that `additive` columns are summed."""
+    deletes: dict[tuple[Any, ...], None] = {}
+    upserts: dict[tuple[Any, ...], Op] = {}
     for op in ops:
-        key = tuple(op.values[k] for k in key_columns)
-        last.pop(key, None)
-        last[key] = op
-    return list(last.values())
+        key = _key(op, key_columns)
+        previous = upserts.pop(key, None)
+        if op.kind == "delete":
+            deletes[key] = None
+        elif additive and previous is not None:
+            upserts[key] = Op("upsert", _add(previous.values, op.values, additive))
+        else:
+            upserts[key] = op
+    return list(deletes), list(upserts.values())
 
 
-def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str]) -> WritePlan:
-    reduced = reduce_by_key(ops, key_columns)
-    upserts = [op for op in reduced if op.kind == "upsert"]
-    deletes = [tuple(op.values[k] for k in key_columns) for op in reduced if op.kind == "delete"]
+def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = ()) -> WritePlan:
+    deletes, upserts = reduce_by_key(ops, key_columns, additive)
     return WritePlan(_group(upserts), CopyBatch(tuple(key_columns), deletes) if deletes else None)
 
 
@@ -93,10 +114,16 @@ def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
 
 
-def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[str]) -> sa.Insert:
+def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[str],
+                      additive: Sequence[str] = ()) -> sa.Insert:
+    """INSERT … SELECT from the stage; on conflict the stage's values replace the row's,
+    and `additive` columns are added to the stored value instead."""
     columns = [c.name for c in stage.columns]
     insert = pg.insert(target).from_select(columns, sa.select(*stage.columns))
-    updates = {c: insert.excluded[c] for c in columns if c not in key_columns}
+    updates: dict[str, Any] = {
+        c: (sa.func.coalesce(target.c[c], sa.literal_column("0")) + insert.excluded[c]) if c in additive else insert.excluded[c]
+        for c in columns if c not in key_columns
+    }
     if not updates:
         return insert.on_conflict_do_nothing(index_elements=list(key_columns))
     return insert.on_conflict_do_update(index_elements=list(key_columns), set_=updates)

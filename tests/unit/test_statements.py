@@ -26,8 +26,24 @@ def test_upsert_reduces_to_last_op_per_key():
            Op("upsert", {"id": 3, "v": "C"})]
     plan = st.plan_upsert(ops, ["id"])
     assert [b.rows for b in plan.batches] == [[(2, "B"), (3, "C")]]
-    assert plan.deletes.rows == [(1,)]
-    assert plan.counts() == {"rows": 2, "deleted": 1}
+    assert plan.deletes.rows == [(1,), (3,)]  # 3 is deleted, then inserted fresh
+    assert plan.counts() == {"rows": 2, "deleted": 2}
+
+
+def test_additive_columns_sum_between_tombstones():
+    ops = [Op("upsert", {"k": "a", "n": 1, "label": "x"}), Op("upsert", {"k": "a", "n": 2, "label": "y"}),
+           Op("upsert", {"k": "b", "n": 5}), Op("delete", {"k": "b"}), Op("upsert", {"k": "b", "n": 7}),
+           Op("upsert", {"k": "a", "n": 4})]
+    plan = st.plan_upsert(ops, ["k"], additive=["n"])
+    assert sorted(row for b in plan.batches for row in b.rows) == [("a", 7, "y"), ("b", 7)]
+    assert plan.deletes.rows == [("b",)]
+
+
+def test_additive_upsert_statement():
+    stage = st.stage_table("eos_stage_0", ["id", "v", "select"])
+    text = sql(st.upsert_from_stage(TARGET, stage, ["id"], additive=["v"]))
+    assert 'SET v = (coalesce("my schema"."Odd ""name""; drop".v, 0) + excluded.v)' in text
+    assert '"select" = excluded."select"' in text
 
 
 def test_identifiers_are_quoted_by_the_library():
