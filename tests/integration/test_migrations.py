@@ -1,0 +1,57 @@
+"""The bookkeeping schema: Alembic's revisions produce exactly the shared metadata."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from connector import bookkeeping, migrate
+from connector.sink.postgres import engine_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("schema", ["eos_connector_mig", 'Odd "Schema"; drop'])
+def test_revisions_match_metadata_and_are_idempotent(services, schema):
+    """After upgrade, autogenerate finds no difference to bookkeeping.metadata; a second
+    upgrade changes nothing. Hostile schema names are quoted, never formatted in."""
+    engine = engine_for(services.database_url)
+    assert migrate.upgrade(engine, schema) == "0001"
+    assert migrate.upgrade(engine, schema) == "0001"
+    assert migrate.current_revision(engine, schema) == "0001"
+    target = sa.MetaData()
+    for table in bookkeeping.metadata.tables.values():
+        table.to_metadata(target, schema=schema)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "include_schemas": True, "version_table_schema": schema,
+            "include_name": lambda name, type_, _: type_ != "schema" or name == schema})
+        diff = [d for d in compare_metadata(context, target) if "alembic_version" not in str(d)]
+    tables = services.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                          "ORDER BY table_name", (schema,))
+    assert [t[0] for t in tables] == ["alembic_version", "checkpoints", "offsets", "snapshots"]
+    assert diff == []
+
+
+def test_migrate_and_status_commands(services, make_pipeline):
+    """`eos-connector migrate` and `status --json` work from DATABASE_URL alone."""
+    p = make_pipeline("CREATE TABLE {table} (event_id bigint)")
+    env = {"DATABASE_URL": services.database_url, "CONNECTOR_SCHEMA": "eos_connector_cli",
+           "CONNECTOR_NAME": p.name, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "connector", "migrate"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "at revision 0001" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "connector", "status", "--json"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert '"pipeline": "' + p.name in out.stdout and '"last_checkpoint": null' in out.stdout
+
+
+def test_migrate_without_database_url_exits_2():
+    out = subprocess.run([sys.executable, "-m", "connector", "migrate"], env={"PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "DATABASE_URL is required" in out.stderr
