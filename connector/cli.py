@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,9 @@ from connector.errors import ConfigError, ConnectorError
 
 log = logging.getLogger("connector")
 EXIT_ERROR, EXIT_CONFIG = 1, 2
+# Set by SIGTERM/SIGINT from the first moment `main` runs, so a stop requested during
+# start-up (migrations, connecting) is honoured as a clean exit too.
+STOP = threading.Event()
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -43,10 +47,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     log.info("eos-connector %s starting: %r", __version__, settings)
     if settings.connector_auto_migrate:
         _migrate(settings.libpq_url, settings.connector_schema)
-    runner = Runner.from_settings(settings)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: runner.request_stop())
-    return runner.run()
+    return Runner.from_settings(settings, stop=STOP).run()
 
 
 def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
@@ -130,6 +131,8 @@ COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "status": cmd_status, "demo"
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: STOP.set())
     args = parser().parse_args(argv)
     env = os.environ if env is None else env
     try:

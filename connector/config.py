@@ -24,6 +24,7 @@ KAFKA_FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "fals
 KAFKA_DEFAULTS = {
     "auto.offset.reset": "earliest",  # a new pipeline must not skip data
     "isolation.level": "read_committed",
+    "session.timeout.ms": "10000",  # a crashed replica's partitions move in 10 s, not 45
     "fetch.queue.backoff.ms": "10",  # see DESIGN.md: the default leaves a backlog idle
     "queued.min.messages": "1000000",
 }

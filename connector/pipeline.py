@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, StateBackend
 from connector.config import Settings
@@ -30,13 +30,16 @@ from connector.faults import NO_FAULTS, FaultHook
 from connector.sink.mapping import RowMapper
 from connector.state import Record, TopicPartition
 
+if TYPE_CHECKING:
+    from connector.source import RebalanceListener
+
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 MAX_POLL_BATCH = 10_000
 
 
 class Source(Protocol):
-    def start(self, listener: object) -> None: ...
+    def start(self, listener: "RebalanceListener") -> None: ...
     def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
     def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
@@ -57,16 +60,17 @@ class Runner:
     """One replica of a pipeline. Build the real one with `Runner.from_settings`."""
 
     def __init__(self, source: Source, store: Sink, backend: StateBackend, policy: CheckpointPolicy,
-                 faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000) -> None:
+                 faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
+                 stop: threading.Event | None = None) -> None:
         self._source, self._store, self._backend = source, store, backend
         self._policy, self._faults = policy, faults
         self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self._failed = False
         self.coordinator: CheckpointCoordinator | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Runner:
+    def from_settings(cls, settings: Settings, stop: threading.Event | None = None) -> Runner:
         from connector.backends import build_backend
         from connector.sink.postgres import PostgresStore
         from connector.source import KafkaSource
@@ -76,7 +80,7 @@ class Runner:
         policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
                                   settings.checkpoint_max_bytes)
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
-                   build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms)
+                   build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop)
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:

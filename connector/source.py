@@ -36,8 +36,9 @@ def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
 
 def to_record(message: Message) -> Record:
     ts_type, ts = message.timestamp()
-    return Record(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                  ts if ts_type else None)
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None  # set on every fetched message
+    return Record(topic, partition, offset, message.key(), message.value(), ts if ts_type else None)
 
 
 class KafkaSource:
@@ -160,8 +161,9 @@ class KafkaSource:
     def _on_commit(self, error: RdKafkaError | None, partitions: list[TopicPartition]) -> None:
         failed = [p for p in partitions if error is not None or p.error is not None]
         if failed:
+            reason = error if error is not None else failed[0].error
             log.warning("Kafka offset commit failed for %d partition(s) (retried at the next checkpoint): %s",
-                        len(failed), error.str() if error else failed[0].error.str())
+                        len(failed), reason.str() if reason is not None else "unknown")
         for p in failed:  # offsets only move forward: keep the newest failed one
             tp = (p.topic, p.partition)
             self._retry[tp] = max(p.offset, self._retry.get(tp, p.offset))

@@ -35,10 +35,10 @@ def produce(bootstrap_servers: str, topic: str, messages: Iterable[tuple[bytes |
 
     count = 0
     for i, (key, value) in enumerate(messages):
-        kwargs = {} if partition_of is None else {"partition": partition_of(i)}
+        partition = -1 if partition_of is None else partition_of(i)  # -1: the partitioner decides
         while True:
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=delivered, **kwargs)
+                producer.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -91,7 +91,9 @@ class ConnectorProcess:
         return self.wait(10)
 
     def stop(self, timeout_s: float = 30) -> int:
-        """SIGTERM and wait: the clean shutdown path."""
+        """SIGTERM and wait: the clean shutdown path. Waits first until the process has
+        started (no program can handle a signal while its interpreter is still loading)."""
+        wait_until(lambda: not self.alive() or "starting" in self.output(), 30, "the replica to start")
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
         return self.wait(timeout_s)
@@ -100,11 +102,13 @@ class ConnectorProcess:
         assert self.proc is not None
         return self.proc.wait(timeout_s)
 
-    def check_alive(self) -> None:
-        """Raise with the replica's last output when it exited on its own."""
+    def check_alive(self) -> bool:
+        """Raise with the replica's last output when it exited on its own; else False
+        (so it can lead an `or` in a wait condition)."""
         if self.proc is not None and self.proc.poll() is not None:
             tail = "\n".join(self.output().splitlines()[-25:])
             raise RuntimeError(f"eos-connector run exited with {self.proc.returncode}:\n{tail}")
+        return False
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
@@ -168,13 +168,14 @@ CONVERTERS: dict[str, Converter] = {
 
 def column_converter(spec: ColumnSpec) -> Converter:
     base = CONVERTERS[spec.kind]
-    if spec.length is None:
+    limit = spec.length
+    if limit is None:
         return base
 
     def bounded(value: Any) -> Any:
         text = base(value)
-        if len(text) > spec.length:  # type: ignore[arg-type]
-            raise _Invalid(f"{len(text)} characters exceed the column's length {spec.length}")
+        if len(text) > limit:
+            raise _Invalid(f"{len(text)} characters exceed the column's length {limit}")
         return text
 
     return bounded
@@ -230,13 +231,14 @@ class RowMapper:
 
     def _key_from_record_key(self, record: Record, wanted: Sequence[str] | None = None) -> dict[str, Any]:
         wanted = tuple(wanted or self.key_columns)
-        if record.key is None:
+        raw = record.key
+        if raw is None:
             self._fail(record, f"no value for key column(s) {', '.join(wanted)} in the value or the record key")
         key: Any
         try:
-            key = orjson.loads(record.key)
+            key = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            key = self._decode_text(record, record.key)
+            key = self._decode_text(record, raw)
         if not isinstance(key, dict):
             if len(self.key_columns) != 1:
                 self._fail(record, f"a scalar record key cannot fill key columns {', '.join(self.key_columns)}")
@@ -260,5 +262,5 @@ class RowMapper:
             self._fail(record, "record key is neither JSON nor UTF-8 text")
 
     @staticmethod
-    def _fail(record: Record, reason: str) -> Any:
+    def _fail(record: Record, reason: str) -> NoReturn:
         raise MappingError(record.topic, record.partition, record.offset, reason)

@@ -118,7 +118,7 @@ class PostgresStore:
         try:
             with conn.begin():
                 result = conn.execute(statement, params)
-                return result.all() if result.returns_rows else []
+                return list(result.all()) if result.returns_rows else []
         except sa.exc.DBAPIError as exc:
             raise convert_db_error(exc, doing) from exc
 

@@ -79,8 +79,11 @@ def reflect_table(connection: sa.Connection, schema: str | None, name: str) -> T
         columns.append(ColumnSpec(col["name"], kind, bool(col["nullable"]), has_default, length))
     pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
     uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)]
-    uniques += [tuple(i["column_names"]) for i in inspector.get_indexes(name, schema=schema)
-                if i.get("unique") and None not in i["column_names"] and not i.get("dialect_options", {}).get("postgresql_where")]
+    for index in inspector.get_indexes(name, schema=schema):
+        names = [c for c in index["column_names"] if c is not None]  # None: an expression
+        partial = index.get("dialect_options", {}).get("postgresql_where")
+        if index.get("unique") and len(names) == len(index["column_names"]) and not partial:
+            uniques.append(tuple(names))
     return TableSpec(schema, name, tuple(columns), pk, tuple(uniques))
 
 
