@@ -1,0 +1,93 @@
+"""The runner's loop and rebalance handlers, with fakes handed to Runner(...)."""
+
+import pytest
+
+from connector.checkpoint import CheckpointPolicy
+from connector.errors import MappingError
+from connector.pipeline import Runner
+
+from .fakes import FakeBackend, FakeOffsets, FakeStore, rec
+
+
+class ScriptedSource(FakeOffsets):
+    """Returns one scripted batch per poll; a callable in the script runs instead
+    (a rebalance happening inside poll)."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = list(script)
+        self.closed = False
+
+    def start(self, listener):
+        self.listener = listener
+
+    def poll(self, max_records, timeout_s):
+        item = self.script.pop(0) if self.script else []
+        return item(self.listener) or [] if callable(item) else item
+
+    def close(self):
+        self.closed = True
+
+
+class Sink(FakeStore):
+    def prepare(self):
+        def mapper(record):
+            if record.value == b"bad":
+                raise MappingError(record.topic, record.partition, record.offset, "bad")
+            return record.offset
+        return mapper
+
+    def close(self):
+        pass
+
+
+def runner(script, max_records=100):
+    store, backend, source = Sink(), FakeBackend(), ScriptedSource(script)
+    policy = CheckpointPolicy(interval_ms=10**9, max_records=max_records, max_bytes=10**9)
+    r = Runner(source, store, backend, policy)
+    r.start()
+    return r, store, source
+
+
+def assign(*tps):
+    return lambda listener: listener.on_assigned(list(tps)) and None
+
+
+def test_full_buffer_commits_mid_batch():
+    """I5: a batch larger than CHECKPOINT_MAX_RECORDS is committed in bounded pieces."""
+    r, store, _ = runner([assign(("t", 0)), [rec(i) for i in range(7)]], max_records=3)
+    r.step()
+    r.step()
+    assert [len(s.ops) for s in store.committed.values()] == [3, 3]
+    assert r.coordinator.state.records == 1
+
+
+def test_mapping_error_commits_what_came_before_then_stops():
+    """I9: records before the bad one land; the bad one's offset is not committed."""
+    r, store, _ = runner([assign(("t", 0)), [rec(0), rec(1), rec(2, value=b"bad"), rec(3)]])
+    r.step()
+    with pytest.raises(MappingError):
+        r.step()
+    assert store.rows == [0, 1] and store.offsets == {("t", 0): 2}
+
+
+def test_revoke_commits_then_releases_and_lost_drops():
+    """I7: revoked partitions are committed first; lost ones are dropped uncommitted."""
+    script = [assign(("t", 0), ("t", 1)), [rec(0), rec(0, partition=1)],
+              lambda listener: listener.on_revoked([("t", 0)]),
+              [rec(1, partition=1)], lambda listener: listener.on_lost([("t", 1)])]
+    r, store, _ = runner(script)
+    for _ in script:
+        r.step()
+    assert store.offsets == {("t", 0): 1, ("t", 1): 1}  # the revoke committed both partitions
+    assert r.coordinator.state.records == 0 and r.coordinator.state.assigned == ()
+
+
+def test_stop_takes_a_final_checkpoint_and_closes():
+    """I8: after request_stop the loop ends, the buffer is committed, the source closed."""
+    r, store, source = runner([assign(("t", 0)), [rec(0), rec(1)]])
+    r.step()
+    r.step()
+    r.request_stop()
+    r.shutdown()
+    assert store.rows == [0, 1] and source.closed
