@@ -2,6 +2,9 @@
 
 Services are chosen once per session:
 - embedded (default): PostgreSQL from `pgserver` and the librdkafka mock cluster;
+- containers (EOS_TEST_BACKEND=containers, a Docker-compatible engine at DOCKER_HOST):
+  PostgreSQL and the Kafka-protocol stand-in in containers, and every replica as a
+  container of the connector image (images from docker/, see docker/podman-setup.sh);
 - external: set TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS to point the suite at
   real services (topics are then created with the admin client; tests that need broker
   fault injection skip).
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,16 +25,21 @@ from typing import Any
 import psycopg
 import pytest
 
-from connector.embedded.harness import FAST_GROUP, ConnectorProcess, produce, wait_until
+from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, produce, wait_until
 from connector.embedded.kafka import EmbeddedKafka
+from connector.embedded.kafka_control import RemoteKafka
 from connector.embedded.postgres import EmbeddedPostgres
+
+CONNECTOR_IMAGE = os.environ.get("EOS_TEST_CONNECTOR_IMAGE", "localhost/eos-connector:test")
+POSTGRES_IMAGE = os.environ.get("EOS_TEST_POSTGRES_IMAGE", "localhost/eos-postgres:test")
 
 
 @dataclass
 class Services:
     database_url: str
     bootstrap_servers: str
-    kafka: EmbeddedKafka | None  # None for external Kafka: no fault injection
+    kafka: EmbeddedKafka | RemoteKafka | None  # None for external Kafka: no fault injection
+    replica_image: str | None = None  # replicas run as containers of this image
 
     def create_topic(self, name: str, partitions: int) -> None:
         if self.kafka is not None:
@@ -43,7 +52,7 @@ class Services:
         futures[name].result(30)
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
+        with psycopg.connect(self.database_url, autocommit=True, client_encoding="UTF8") as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
@@ -53,9 +62,51 @@ def services() -> Iterator[Services]:
     url, bootstrap = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
     if url and bootstrap:
         yield Services(url, bootstrap, None)
-        return
-    with EmbeddedPostgres() as pg, EmbeddedKafka(brokers=3) as kafka:
-        yield Services(pg.url, kafka.bootstrap_servers, kafka)
+    elif os.environ.get("EOS_TEST_BACKEND") == "containers":
+        yield from container_services()
+    else:
+        with EmbeddedPostgres() as pg, EmbeddedKafka(brokers=3) as kafka:
+            yield Services(pg.url, kafka.bootstrap_servers, kafka)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def container_services() -> Iterator[Services]:
+    """PostgreSQL and the Kafka-protocol stand-in as containers on the host network."""
+    from testcontainers.core.container import DockerContainer
+
+    pg_port, control_port = _free_port(), _free_port()
+    postgres = DockerContainer(POSTGRES_IMAGE).with_env("PGPORT", str(pg_port)) \
+        .with_kwargs(network_mode="host")
+    kafka = DockerContainer(CONNECTOR_IMAGE).with_kwargs(
+        network_mode="host", entrypoint=["python", "-m", "connector.embedded.kafka_control"]) \
+        .with_command(f"--port {control_port} --brokers 3")
+    with postgres, kafka:
+        url = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
+        wait_until(lambda: _answers(url), 60, "PostgreSQL in its container")
+        remote: list[RemoteKafka] = []
+        wait_until(lambda: _control(f"http://127.0.0.1:{control_port}", remote), 60, "Kafka in its container")
+        yield Services(url, remote[0].bootstrap_servers, remote[0], CONNECTOR_IMAGE)
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _control(url: str, found: list[RemoteKafka]) -> bool:
+    try:
+        found.append(RemoteKafka(url))
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -82,7 +133,15 @@ class Pipeline:
 
     def start(self, host: str = "a", **overrides: str) -> ConnectorProcess:
         log = self.workdir / f"replica-{len(self.replicas)}.log"
-        replica = ConnectorProcess(self.env(host, **overrides), log).start()
+        env = self.env(host, **overrides)
+        replica: ConnectorProcess
+        if self.services.replica_image:
+            state_dir = Path(env["STATE_DIR"])
+            state_dir.mkdir(parents=True, exist_ok=True)
+            state_dir.chmod(0o777)  # the image runs as an unprivileged user
+            replica = ContainerReplica(env, log, self.services.replica_image, [str(state_dir)]).start()
+        else:
+            replica = ConnectorProcess(env, log).start()
         self.replicas.append(replica)
         return replica
 
@@ -126,6 +185,8 @@ class Pipeline:
             replica.signal(signal.SIGCONT)
             if replica.alive():
                 replica.kill()
+            if isinstance(replica, ContainerReplica):
+                replica.remove()
 
 
 @pytest.fixture

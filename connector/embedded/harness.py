@@ -112,3 +112,61 @@ class ConnectorProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ContainerReplica(ConnectorProcess):
+    """One `eos-connector run` replica as a container of the connector image, on the
+    host network, behind an init process (so the fault hook can SIGKILL the connector,
+    which PID 1 could not do to itself). Exit codes follow Popen's convention: killed by
+    signal N is -N."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, image: str, mounts: list[str]) -> None:
+        super().__init__(env, log_path)
+        self.env = dict(env)
+        self.image, self.mounts = image, mounts
+        self.container: Any = None
+
+    def start(self) -> ContainerReplica:
+        import docker
+
+        client = docker.from_env()
+        self.container = client.containers.run(
+            self.image, ["run"], environment=self.env, network_mode="host", init=True, detach=True,
+            volumes={m: {"bind": m, "mode": "rw"} for m in self.mounts})
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The connector's process ID on the host (the init process's child)."""
+        self.container.reload()
+        init_pid = self.container.attrs["State"]["Pid"]
+        children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+        return int(children[0])
+
+    def alive(self) -> bool:
+        if self.container is None:
+            return False
+        self.container.reload()
+        return bool(self.container.status == "running")
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout_s: float) -> int:
+        code = int(self.container.wait(timeout=timeout_s)["StatusCode"])
+        self.log_path.write_text(self.output())
+        return -(code - 128) if code > 128 else code
+
+    def check_alive(self) -> bool:
+        if self.container is not None and not self.alive():
+            tail = "\n".join(self.output().splitlines()[-25:])
+            raise RuntimeError(f"eos-connector container exited:\n{tail}")
+        return False
+
+    def output(self) -> str:
+        return self.container.logs().decode(errors="replace") if self.container is not None else ""
+
+    def remove(self) -> None:
+        if self.container is not None:
+            self.container.remove(force=True)

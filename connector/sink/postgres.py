@@ -58,8 +58,10 @@ def convert_db_error(exc: BaseException, doing: str) -> Exception:
 
 def engine_for(url: str) -> sa.Engine:
     """An engine whose connections libpq opens from `url` exactly as given (so every
-    form libpq accepts works, `?host=/socket/dir` and PG* variables included)."""
-    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool)
+    form libpq accepts works, `?host=/socket/dir` and PG* variables included). The
+    client encoding is UTF-8 whatever the server's (even SQL_ASCII): records are UTF-8."""
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url, client_encoding="UTF8"),
+                            poolclass=NullPool)
 
 
 class PostgresStore:
