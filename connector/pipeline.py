@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -53,7 +54,9 @@ class Sink(Protocol):
 
 
 def replica_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """Unique per incarnation: host and PID alone repeat across containers that share
+    a host name (host networking), where every replica may run as the same PID."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Runner:
@@ -76,7 +79,9 @@ class Runner:
         from connector.source import KafkaSource
 
         faults = FaultHook(settings.connector_fault)
-        store = PostgresStore.from_settings(settings, replica_id(), faults)
+        replica = replica_id()
+        log.info("replica %s of pipeline %r", replica, settings.connector_name)
+        store = PostgresStore.from_settings(settings, replica, faults)
         policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
                                   settings.checkpoint_max_bytes)
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,

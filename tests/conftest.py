@@ -161,6 +161,12 @@ class Pipeline:
             return self.count() >= n
         wait_until(done, timeout_s, f"{n} rows in {self.table}")
 
+    def assert_exact(self, n: int) -> None:
+        """The table's `event_id`s are exactly 0..n-1, each once: no loss, no duplicate."""
+        ids = [r[0] for r in self.rows("event_id", "ORDER BY event_id")]
+        assert len(ids) == n, f"{len(ids)} rows for {n} records ({len(ids) - len(set(ids))} duplicates)"
+        assert ids == list(range(n)), "rows differ from the records produced"
+
     def offsets(self) -> dict[int, int | None]:
         rows = self.services.sql("SELECT partition, next_offset FROM eos_connector.offsets "
                                  "WHERE pipeline = %s AND topic = %s", (self.name, self.topic))

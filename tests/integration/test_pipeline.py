@@ -23,11 +23,6 @@ def events(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
             for i in range(start, start + n)]
 
 
-def assert_exact(pipeline, n: int) -> None:
-    """The table holds event IDs 0..n-1, each exactly once: no loss, no duplicate."""
-    ids = [r[0] for r in pipeline.rows("event_id", "ORDER BY event_id")]
-    assert len(ids) == n, f"{len(ids)} rows for {n} records ({len(ids) - len(set(ids))} duplicates)"
-    assert ids == list(range(n))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -40,7 +35,7 @@ def test_append_exactly_once(make_pipeline, backend):
     p.produce(events(500, start=1500), partition_of=lambda i: i % 4)
     p.wait_for_rows(2000, 60, replica)
     assert replica.stop() == 0
-    assert_exact(p, 2000)
+    p.assert_exact(2000)
     assert p.offsets() == p.watermarks()
     assert sum(c[2]["records"] for c in p.checkpoints()) == 2000
     row = p.rows("user_id, at, doc", "WHERE event_id = 61")[0]
@@ -87,7 +82,7 @@ def test_bounded_checkpoints(make_pipeline):
     sizes = [c[2]["records"] for c in p.checkpoints()]
     assert max(sizes) <= 64 and sizes.count(64) == 15
     assert replica.stop() == 0
-    assert_exact(p, 1000)
+    p.assert_exact(1000)
 
 
 def test_interval_checkpoint_without_new_records(make_pipeline):
@@ -111,7 +106,7 @@ def test_sigterm_final_checkpoint(make_pipeline):
     time.sleep(2)  # the replica reads the 50 records; nothing commits them but shutdown
     assert p.count() == 0
     assert replica.stop(15) == 0
-    assert_exact(p, 50)
+    p.assert_exact(50)
     assert "stopped cleanly" in replica.output()
 
 
@@ -128,9 +123,9 @@ def test_revoke_commits_before_release(make_pipeline):
     second = p.start(**slow)
     p.wait_for_rows(400, 60, first, second)
     assert first.alive() and second.alive()
-    assert_exact(p, 400)
+    p.assert_exact(400)
     assert first.stop() == 0 and second.stop() == 0
-    assert_exact(p, 400)
+    p.assert_exact(400)
 
 
 def test_mapping_error_stops_without_skipping(make_pipeline):
@@ -142,7 +137,7 @@ def test_mapping_error_stops_without_skipping(make_pipeline):
     replica = p.start()
     assert replica.wait(60) == 1
     assert f"{p.topic}[0]@5" in replica.output() and "not valid JSON" in replica.output()
-    assert_exact(p, 5)
+    p.assert_exact(5)
     assert p.offsets() == {0: 5}
     again = p.start()
     assert again.wait(60) == 1
