@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from connector import __version__
-from connector.config import Settings, redact_url
+from connector.config import Settings, libpq_url, redact_url
 from connector.errors import ConfigError, ConnectorError
 
 log = logging.getLogger("connector")
@@ -52,12 +52,9 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
     """DATABASE_URL, CONNECTOR_SCHEMA and CONNECTOR_NAME alone, for the database commands."""
-    problems = [] if env.get("DATABASE_URL") else ["DATABASE_URL is required but not set"]
-    if problems:
-        raise ConfigError(problems)
+    if not env.get("DATABASE_URL"):
+        raise ConfigError(["DATABASE_URL is required but not set"])
     configure_logging(env.get("LOG_LEVEL", "INFO").upper())
-    from connector.config import libpq_url
-
     return (libpq_url(env["DATABASE_URL"]), env.get("CONNECTOR_SCHEMA", "eos_connector"),
             env.get("CONNECTOR_NAME", "eos-connector"))
 

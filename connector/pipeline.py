@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, StateBackend
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, StateBackend, Store
 from connector.config import Settings
 from connector.errors import MappingError
 from connector.faults import NO_FAULTS, FaultHook
@@ -47,9 +47,10 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class Sink(Protocol):
+class Sink(Store, Protocol):
+    """The store as the runner sees it: the commit protocol's Store, plus set-up and close."""
+
     def prepare(self) -> RowMapper: ...
-    def next_checkpoint_id(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -103,7 +104,7 @@ class Runner:
 
     def start(self) -> None:
         mapper = self._store.prepare()
-        self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,  # type: ignore[arg-type]
+        self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,
                                                  mapper, self._policy, self._faults)
         self.coordinator.recover()
         self._source.start(self)

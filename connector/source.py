@@ -65,10 +65,11 @@ class KafkaSource:
             raise KafkaError(f"cannot start the Kafka consumer: {exc.args[0]}") from exc
 
     def close(self) -> None:
-        """Leave the group (the revoke callback runs first) and release the consumer."""
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            consumer.close()
+        """Leave the group (the revoke callback runs first, and may still commit offsets)
+        and release the consumer."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
         self._raise_failure()
 
     # -- reading -------------------------------------------------------------------------

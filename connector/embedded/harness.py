@@ -129,7 +129,7 @@ class ContainerReplica(ConnectorProcess):
     def start(self) -> ContainerReplica:
         import docker
 
-        client = docker.from_env()
+        client = docker.from_env()  # type: ignore[attr-defined]  # mypy finds the repository's docker/ folder first
         self.container = client.containers.run(
             self.image, ["run"], environment=self.env, network_mode="host", init=True, detach=True,
             volumes={m: {"bind": m, "mode": "rw"} for m in self.mounts})

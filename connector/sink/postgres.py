@@ -77,6 +77,7 @@ class PostgresStore:
         self.additive_columns = tuple(additive_columns or ())
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
+        self._target_table: sa.Table | None = None  # built once by prepare()
         self.key_columns: tuple[str, ...] = ()
 
     @classmethod
@@ -108,6 +109,7 @@ class PostgresStore:
                 self.target = reflect_table(conn, *self._table_name)
         except sa.exc.DBAPIError as exc:
             raise convert_db_error(exc, "reading the sink table's definition") from exc
+        self._target_table = self.target.sa_table()
         if self.mode == "upsert":
             self.key_columns = resolve_key_columns(self.target, self._configured_keys)
             check_additive_columns(self.target, self.key_columns, self.additive_columns)
@@ -125,12 +127,7 @@ class PostgresStore:
             raise convert_db_error(exc, doing) from exc
 
     def next_checkpoint_id(self) -> int:
-        conn = self.connection()
-        try:
-            with conn.begin():
-                return int(conn.scalar(bk.checkpoint_ids.next_value()))
-        except sa.exc.DBAPIError as exc:
-            raise convert_db_error(exc, "taking a checkpoint ID") from exc
+        return int(self._run("taking a checkpoint ID", sa.select(bk.checkpoint_ids.next_value()))[0][0])
 
     def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         wanted = sorted(set(partitions))
@@ -190,8 +187,7 @@ class PostgresStore:
         return CommitOutcome.FENCED
 
     def _write(self, conn: sa.Connection, ops: Sequence[Op]) -> dict[str, int]:
-        assert self.target is not None, "describe_target() must run before commit()"
-        target = self.target.sa_table()
+        target = self._table()
         if self.mode == "upsert":
             plan = st.plan_upsert(ops, self.key_columns, self.additive_columns)
             if plan.deletes is not None:  # Step 3 deletes first: later upserts insert fresh rows
@@ -206,10 +202,13 @@ class PostgresStore:
                 self._copy(conn, target, batch)
         return plan.counts()
 
+    def _table(self) -> sa.Table:
+        assert self._target_table is not None, "prepare() must run before commit()"
+        return self._target_table
+
     def _stage(self, conn: sa.Connection, name: str, batch: st.CopyBatch) -> sa.Table:
-        assert self.target is not None
         stage = st.stage_table(name, batch.columns)
-        conn.exec_driver_sql(st.create_stage_sql(self.target.sa_table(), stage))
+        conn.exec_driver_sql(st.create_stage_sql(self._table(), stage))
         self._copy(conn, stage, batch)
         return stage
 
@@ -226,7 +225,7 @@ class PostgresStore:
         try:
             if transaction.is_active:
                 transaction.rollback()
-        except Exception:  # the original error matters more; the connection is dropped
+        except Exception:  # the original error matters more than the failed rollback
             log.exception("rollback failed")
 
     # -- the `postgres` state backend's rows ---------------------------------------------------
