@@ -3,6 +3,8 @@
 A snapshot is written to a temporary name, fsynced, renamed to its final name and the
 directory fsynced: a file with the final name is always complete. Each pipeline has
 its own subdirectory, so pipelines sharing a STATE_DIR never see each other's files.
+Replicas of one pipeline may share a STATE_DIR: temporary names are unique per writer,
+and recovery removes only temporary files too old to belong to a write in progress.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 import logging
 import os
 import re
+import secrets
+import time
 from pathlib import Path
 
 from connector.backends import codec
@@ -20,6 +24,7 @@ from connector.state import Snapshot
 
 log = logging.getLogger(__name__)
 SUFFIX = ".snapshot"
+STALE_TEMP_S = 600  # no snapshot write takes this long: an older temp file is a crash's leftover
 
 
 def pipeline_dirname(pipeline: str) -> str:
@@ -33,6 +38,7 @@ class FilesystemBackend:
         self.pipeline = pipeline
         self.directory = Path(state_dir) / pipeline_dirname(pipeline)
         self._faults = faults
+        self._writer = f"{os.getpid()}-{secrets.token_hex(3)}"
 
     def _path(self, checkpoint_id: int) -> Path:
         return self.directory / f"{checkpoint_id:020d}{SUFFIX}"
@@ -40,7 +46,7 @@ class FilesystemBackend:
     def save(self, snapshot: Snapshot) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self._path(snapshot.checkpoint_id)
-        temp = final.with_suffix(".tmp")
+        temp = final.with_name(f"{final.name}.{self._writer}.tmp")
         with open(temp, "wb") as f:
             f.write(codec.encode(snapshot, self.pipeline))
             f.flush()
@@ -52,8 +58,10 @@ class FilesystemBackend:
     def pending(self) -> list[Snapshot]:
         if not self.directory.is_dir():
             return []
-        for stale in self.directory.glob("*.tmp"):  # never renamed: never durable
-            stale.unlink(missing_ok=True)
+        cutoff = time.time() - STALE_TEMP_S
+        for temp in self.directory.glob("*.tmp"):  # never renamed: never durable
+            if temp.stat().st_mtime < cutoff:
+                temp.unlink(missing_ok=True)
         snapshots = []
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             try:
