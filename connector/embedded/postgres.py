@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from typing import Any
 
 
@@ -20,11 +21,13 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> EmbeddedPostgres:
-        try:
-            import pgserver
-        except ImportError as exc:  # an optional dependency: name the fix
-            raise RuntimeError("the embedded PostgreSQL needs `pip install pgserver`") from exc
-        self._server = pgserver.get_server(self.directory, cleanup_mode="stop")
+        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            try:
+                import pgserver
+            except ImportError as exc:  # an optional dependency: name the fix
+                raise RuntimeError("the embedded PostgreSQL needs `pip install pgserver`") from exc
+            self._server = pgserver.get_server(self.directory, cleanup_mode="stop")
         return self
 
     @property
