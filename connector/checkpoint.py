@@ -102,6 +102,8 @@ class CheckpointCoordinator:
         self._store, self._backend, self._offsets = store, backend, offsets
         self._mapper, self._policy, self._faults, self._clock = mapper, policy, faults, clock
         self._opened_ms = self._now_ms()
+        self._inflight: Snapshot | None = None  # sealed, not yet through step 5
+        self._inflight_durable = False
 
     def _now_ms(self) -> float:
         return self._clock() * 1000.0
@@ -124,18 +126,34 @@ class CheckpointCoordinator:
 
     # -- steps 1-5 ----------------------------------------------------------------------
     def checkpoint(self, reason: str) -> CheckpointResult | None:
-        """Take and complete a checkpoint of everything buffered; None when empty."""
+        """Take and complete a checkpoint of everything buffered; None when empty.
+
+        Calling it again after it raised is the retry: a checkpoint that failed after
+        step 1 (its records already out of the buffer) is finished first, from step 2
+        if it never became durable, else from step 3 (a re-commit is a no-op)."""
         self._opened_ms = self._now_ms()
+        if self._inflight is not None:
+            self._finish_inflight()
         if self.state.empty():
             return None
         self._faults.reached("before_snapshot")
-        # Step 1.
-        snapshot = self.state.snapshot(self._store.next_checkpoint_id())
-        # Step 2.
-        self._backend.save(snapshot)
-        self._faults.reached("after_snapshot_durable")
-        log.debug("checkpoint %d sealed (%s): %s", snapshot.checkpoint_id, reason, snapshot.describe())
-        return self.complete(snapshot)
+        # Step 1 (if taking the ID fails, the buffer is untouched).
+        self._inflight = self.state.snapshot(self._store.next_checkpoint_id())
+        self._inflight_durable = False
+        log.debug("checkpoint %d sealed (%s): %s", self._inflight.checkpoint_id, reason, self._inflight.describe())
+        return self._finish_inflight()
+
+    def _finish_inflight(self) -> CheckpointResult:
+        snapshot = self._inflight
+        assert snapshot is not None
+        if not self._inflight_durable:
+            # Step 2 (idempotent: the same ID and content may be saved twice).
+            self._backend.save(snapshot)
+            self._inflight_durable = True
+            self._faults.reached("after_snapshot_durable")
+        result = self.complete(snapshot)
+        self._inflight = None
+        return result
 
     def complete(self, snapshot: Snapshot) -> CheckpointResult:
         """notify_checkpoint_complete: steps 3-5 for a durable snapshot."""

@@ -20,6 +20,7 @@ import orjson
 from connector import __version__
 from connector.config import Settings, libpq_url, redact_url
 from connector.errors import ConfigError, ConnectorError
+from connector.retry import Interrupted, retrying
 
 log = logging.getLogger("connector")
 EXIT_ERROR, EXIT_CONFIG = 1, 2
@@ -46,7 +47,11 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _settings(env)
     log.info("eos-connector %s starting: %r", __version__, settings)
     if settings.connector_auto_migrate:
-        _migrate(settings.libpq_url, settings.connector_schema)
+        try:
+            retrying(lambda: _migrate(settings.libpq_url, settings.connector_schema), settings.restart_strategy,
+                     "migrating the bookkeeping schema", STOP.wait)
+        except Interrupted:
+            return 0
     return Runner.from_settings(settings, stop=STOP).run()
 
 

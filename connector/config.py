@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connector.errors import ConfigError
 from connector.faults import FaultSpec
+from connector.retry import RestartStrategy
 
 MASK = "***"
 # Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
@@ -98,6 +99,7 @@ class Settings(BaseModel):
     connector_schema: str = Field("eos_connector", alias="CONNECTOR_SCHEMA", min_length=1, max_length=63)
     connector_auto_migrate: bool = Field(True, alias="CONNECTOR_AUTO_MIGRATE")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    restart_strategy: RestartStrategy = Field(RestartStrategy(), alias="RESTART_STRATEGY")
     connector_fault: FaultSpec | None = Field(None, alias="CONNECTOR_FAULT")
     kafka: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -117,6 +119,11 @@ class Settings(BaseModel):
     @classmethod
     def _fault(cls, value: Any) -> Any:
         return FaultSpec.parse(value) if isinstance(value, str) and value else None
+
+    @field_validator("restart_strategy", mode="before")
+    @classmethod
+    def _restart(cls, value: Any) -> Any:
+        return RestartStrategy.parse(value) if isinstance(value, str) else value
 
     @field_validator("connector_name", "kafka_group_id", "connector_schema")
     @classmethod
@@ -182,7 +189,9 @@ class Settings(BaseModel):
 
     def redacted(self) -> dict[str, Any]:
         """Every setting as shown to people: secrets masked."""
-        shown: dict[str, Any] = self.model_dump(exclude={"kafka", "database_url", "connector_fault"})
+        shown: dict[str, Any] = self.model_dump(exclude={"kafka", "database_url", "connector_fault",
+                                                         "restart_strategy"})
+        shown["restart_strategy"] = str(self.restart_strategy)
         shown["database_url"] = redact_url(self.database_url)
         shown["connector_fault"] = str(self.connector_fault) if self.connector_fault else None
         shown["kafka"] = {k: (MASK if is_secret_name(k) else v) for k, v in self.kafka.items()}

@@ -36,6 +36,10 @@ class PermanentError(ConnectorError):
     """A failure that retrying will not fix (permission denied, bad SQL, bad data)."""
 
 
+class RetriesExhausted(ConnectorError):
+    """A transient failure outlasted RESTART_STRATEGY; the message holds the last cause."""
+
+
 class CheckpointTimeout(TransientError):
     """A commit transaction ran past CHECKPOINT_TIMEOUT_MS and was aborted."""
 

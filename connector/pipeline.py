@@ -11,6 +11,11 @@ methods `on_assigned`, `on_revoked` and `on_lost` (called from inside poll):
 
 SIGTERM (`request_stop`) ends the loop: a final checkpoint, leave the group, exit 0
 within SHUTDOWN_TIMEOUT_MS (I8).
+
+Every database step is retried on a transient failure (RESTART_STRATEGY): the
+checkpoint being committed stays in hand (`CheckpointCoordinator.checkpoint` resumes
+it), and no record is read while it waits. A stop requested during a wait ends the
+wait and goes to the final checkpoint.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, StateBackend, Store
 from connector.config import Settings
 from connector.errors import MappingError
 from connector.faults import NO_FAULTS, FaultHook
+from connector.retry import Interrupted, RestartStrategy, retrying
 from connector.sink.mapping import RowMapper
 from connector.state import Record, TopicPartition
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 MAX_POLL_BATCH = 10_000
+T = TypeVar("T")
 
 
 class Source(Protocol):
@@ -65,9 +72,9 @@ class Runner:
 
     def __init__(self, source: Source, store: Sink, backend: StateBackend, policy: CheckpointPolicy,
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, restart: RestartStrategy = RestartStrategy()) -> None:
         self._source, self._store, self._backend = source, store, backend
-        self._policy, self._faults = policy, faults
+        self._policy, self._faults, self._restart = policy, faults, restart
         self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
         self._stop = stop or threading.Event()
         self._failed = False
@@ -86,15 +93,23 @@ class Runner:
         policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
                                   settings.checkpoint_max_bytes)
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
-                   build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop)
+                   build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop,
+                   settings.restart_strategy)
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
         """Run until `request_stop()`; returns the exit code (errors propagate)."""
-        self.start()
+        try:
+            self._retry(self.start, "starting", interruptible=True)
+        except Interrupted:
+            log.info("stop requested while starting")
+            self._close_quietly()
+            return 0
         try:
             while not self._stop.is_set():
                 self.step()
+        except Interrupted:
+            pass  # a stop cut a retry's wait short: the final checkpoint resumes it
         except BaseException:
             self._failed = True
             self._close_quietly()
@@ -114,7 +129,7 @@ class Runner:
         self._buffer(records)
         reason = self._coord.due()
         if reason is not None:
-            self._coord.checkpoint(reason)
+            self._checkpoint(reason, interruptible=True)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -124,7 +139,7 @@ class Runner:
         watchdog.daemon = True
         watchdog.start()
         started = time.monotonic()
-        self._coord.checkpoint("shutdown")
+        self._checkpoint("shutdown")
         self._source.close()  # leaves the group; the revoke callback finds nothing left
         self._store.close()
         watchdog.cancel()
@@ -137,26 +152,38 @@ class Runner:
             try:
                 coord.add(record)
             except MappingError:
-                coord.checkpoint("before-error")  # land everything read before the bad record
+                self._checkpoint("before-error")  # land everything read before the bad record
                 raise
             if coord.full():  # bounded buffer (I5): commit before reading on
-                coord.checkpoint("full")
+                self._checkpoint("full", interruptible=True)
 
     # -- rebalances (called from inside poll) ---------------------------------------------------
     def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | None]:
-        self._coord.recover()
-        return self._coord.assign(partitions)
+        def initialize_state() -> Mapping[TopicPartition, int | None]:
+            self._coord.recover()
+            return self._coord.assign(partitions)
+        return self._retry(initialize_state, "recovering and assigning partitions")
 
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
         self._faults.reached("in_revoke")
         if not self._failed:
-            self._coord.checkpoint("revoke")
+            self._checkpoint("revoke")
         self._coord.release(partitions)
 
     def on_lost(self, partitions: list[TopicPartition]) -> None:
         self._coord.release(partitions)
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _checkpoint(self, reason: str, interruptible: bool = False) -> None:
+        self._retry(lambda: self._coord.checkpoint(reason), f"checkpoint ({reason})", interruptible)
+
+    def _retry(self, fn: Callable[[], T], doing: str, interruptible: bool = False) -> T:
+        """`fn()` retried on transient failures; an interruptible wait ends at a stop
+        request (raising Interrupted). Waits inside rebalance callbacks and the final
+        checkpoint are not interruptible: they are bounded by the strategy and by
+        SHUTDOWN_TIMEOUT_MS."""
+        return retrying(fn, self._restart, doing, self._stop.wait if interruptible else _sleep)
+
     @property
     def _coord(self) -> CheckpointCoordinator:
         assert self.coordinator is not None, "start() first"
@@ -174,3 +201,8 @@ class Runner:
                   "uncommitted records are read again on restart)", int(self._shutdown_timeout_s * 1000))
         logging.shutdown()
         os._exit(1)
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False

@@ -16,11 +16,14 @@ The commit transaction (DESIGN.md, "The commit transaction"), one per checkpoint
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.pool import NullPool
 
 from connector import bookkeeping as bk
@@ -38,7 +41,13 @@ log = logging.getLogger(__name__)
 # SQLSTATE classes and codes worth retrying: connection, resources, serialization,
 # deadlock, lock timeout, cancelled statement, server shutting down.
 TRANSIENT_CLASSES = ("08", "53", "57P")
+APPLICATION_NAME = "eos-connector"
 TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+# libpq reports a refused login without a SQLSTATE; these say retrying will not help.
+PERMANENT_LOGIN = re.compile(r"authentication failed|no pg_hba\.conf entry|does not exist|permission denied"
+                             r"|not permitted to log in|certificate|SSL is not enabled", re.I)
 
 
 def convert_db_error(exc: BaseException, doing: str) -> Exception:
@@ -50,7 +59,7 @@ def convert_db_error(exc: BaseException, doing: str) -> Exception:
         return CheckpointTimeout(message)
     invalidated = getattr(exc, "connection_invalidated", False)
     if invalidated or isinstance(orig, psycopg.OperationalError) and not sqlstate:
-        return TransientError(message)
+        return PermanentError(message) if PERMANENT_LOGIN.search(str(orig)) else TransientError(message)
     if sqlstate in TRANSIENT_CODES or sqlstate.startswith(TRANSIENT_CLASSES):
         return TransientError(message)
     return PermanentError(message)
@@ -60,7 +69,12 @@ def engine_for(url: str) -> sa.Engine:
     """An engine whose connections libpq opens from `url` exactly as given (so every
     form libpq accepts works, `?host=/socket/dir` and PG* variables included). The
     client encoding is UTF-8 whatever the server's (even SQL_ASCII): records are UTF-8."""
-    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url, client_encoding="UTF8"),
+    options = {"client_encoding": "UTF8"}
+    if "connect_timeout" not in url and "PGCONNECT_TIMEOUT" not in os.environ:
+        options["connect_timeout"] = "10"  # an unreachable host fails (and is retried) in 10 s
+    if "application_name" not in url and "PGAPPNAME" not in os.environ:
+        options["application_name"] = APPLICATION_NAME  # lets operators find its sessions
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url, **options),
                             poolclass=NullPool)
 
 
@@ -92,7 +106,7 @@ class PostgresStore:
             try:
                 conn = engine_for(self._url).connect()
             except sa.exc.DBAPIError as exc:
-                raise convert_db_error(exc, "connecting to the database") from exc
+                raise self._failed(exc, "connecting to the database") from exc
             self._conn = conn.execution_options(schema_translate_map=bk.translate(self.schema))
         return self._conn
 
@@ -101,6 +115,19 @@ class PostgresStore:
             self._conn.close()
             self._conn = None
 
+    def _failed(self, exc: Exception, doing: str) -> Exception:
+        """The project's error for `exc`; after a transient one the connection is
+        dropped, so a retry starts on a fresh one."""
+        error = convert_db_error(exc, doing)
+        if isinstance(error, TransientError) and self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:  # it is broken already; the new one matters
+                log.debug("dropping a failed connection also failed", exc_info=True)
+            self._conn = None
+        return error
+
     def prepare(self) -> RowMapper:
         """Reflect the sink table once and check it fits the mode; the record mapper."""
         conn = self.connection()
@@ -108,7 +135,7 @@ class PostgresStore:
             with conn.begin():
                 self.target = reflect_table(conn, *self._table_name)
         except sa.exc.DBAPIError as exc:
-            raise convert_db_error(exc, "reading the sink table's definition") from exc
+            raise self._failed(exc, "reading the sink table's definition") from exc
         self._target_table = self.target.sa_table()
         if self.mode == "upsert":
             self.key_columns = resolve_key_columns(self.target, self._configured_keys)
@@ -124,7 +151,7 @@ class PostgresStore:
                 result = conn.execute(statement, params)
                 return list(result.all()) if result.returns_rows else []
         except sa.exc.DBAPIError as exc:
-            raise convert_db_error(exc, doing) from exc
+            raise self._failed(exc, doing) from exc
 
     def next_checkpoint_id(self) -> int:
         return int(self._run("taking a checkpoint ID", sa.select(bk.checkpoint_ids.next_value()))[0][0])
@@ -149,9 +176,9 @@ class PostgresStore:
             else:
                 transaction.rollback()
             return outcome
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:  # COPY runs on the driver's own cursor
             self._rollback_quietly(transaction)
-            raise convert_db_error(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
+            raise self._failed(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
         except BaseException:
             self._rollback_quietly(transaction)
             raise
@@ -231,7 +258,8 @@ class PostgresStore:
     # -- the `postgres` state backend's rows ---------------------------------------------------
     def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None:
         row = {"pipeline": self.pipeline, "checkpoint_id": checkpoint_id, "replica": self.replica, "payload": payload}
-        self._run("saving a snapshot", sa.insert(bk.snapshots).values(**row))
+        # Idempotent: a retry after a lost acknowledgement saves the same snapshot again.
+        self._run("saving a snapshot", pg_insert(bk.snapshots).values(**row).on_conflict_do_nothing())
 
     def load_snapshots(self) -> list[bytes]:
         t = bk.snapshots
