@@ -6,4 +6,5 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && rm -rf /var/lib/apt/lists/*
 USER postgres
 ENV PGPORT=5432 PGDATA=/var/lib/postgresql/data
-CMD ["sh", "-c", "/usr/lib/postgresql/15/bin/initdb -A trust -U postgres >/dev/null && exec /usr/lib/postgresql/15/bin/postgres -c listen_addresses=127.0.0.1 -p $PGPORT -c unix_socket_directories=/tmp"]
+# initdb only on first start, so the container can be restarted (a database-restart fault).
+CMD ["sh", "-c", "[ -f \"$PGDATA/PG_VERSION\" ] || /usr/lib/postgresql/15/bin/initdb -A trust -U postgres >/dev/null; exec /usr/lib/postgresql/15/bin/postgres -c listen_addresses=127.0.0.1 -p $PGPORT -c unix_socket_directories=/tmp"]

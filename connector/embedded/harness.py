@@ -22,11 +22,16 @@ FAST_GROUP = {
 }
 
 
+def make_producer(bootstrap_servers: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
+                     "linger.ms": 20, "acks": "all"})
+
+
 def produce(bootstrap_servers: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
-            partition_of: Callable[[int], int] | None = None) -> int:
-    """Produce (key, value) pairs idempotently and wait until all are acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
-                         "linger.ms": 20, "acks": "all"})
+            partition_of: Callable[[int], int] | None = None, producer: Producer | None = None) -> int:
+    """Produce (key, value) pairs idempotently and wait until all are acknowledged
+    (with `producer` if given: a steady producer reuses one)."""
+    producer = producer or make_producer(bootstrap_servers)
     failures: list[str] = []
 
     def delivered(err: Any, _msg: Any) -> None:

@@ -53,6 +53,8 @@ def _library() -> ctypes.CDLL:
 class EmbeddedKafka:
     """A mock Kafka cluster of `brokers` brokers; `start()` (or `with`) brings it up."""
 
+    supports_request_errors = True
+
     def __init__(self, brokers: int = 3) -> None:
         self.brokers = brokers
         self._lib: ctypes.CDLL | None = None
@@ -88,7 +90,10 @@ class EmbeddedKafka:
 
     def inject_errors(self, api: str, errors: list[int]) -> None:
         """The next `len(errors)` requests of `api` fail with these error codes."""
-        assert self._lib is not None and self._cluster is not None
+        if api not in API_KEYS:
+            raise ValueError(f"unknown API {api!r}; one of {', '.join(API_KEYS)}")
+        if self._lib is None or self._cluster is None:
+            raise RuntimeError("the embedded Kafka cluster is not started")
         fn = self._lib.rd_kafka_mock_push_request_errors  # variadic: no argtypes
         fn(ctypes.c_void_p(self._cluster), ctypes.c_int16(API_KEYS[api]), ctypes.c_size_t(len(errors)),
            *(ctypes.c_int(e) for e in errors))

@@ -6,6 +6,7 @@ and serves, on 127.0.0.1:<port>:
     GET  /bootstrap                       the cluster's bootstrap servers
     POST /topics/<name>?partitions=N      create a topic with N partitions
     POST /brokers/<id>/down | /up         take a broker down or bring it back
+    POST /errors/<api>?codes=6,7          the next requests of that API fail with these codes
 
 The mock cluster does not answer the Kafka protocol's CreateTopics, so another process
 (a test, in a container setup) creates topics through this API. `RemoteKafka` is its
@@ -25,6 +26,7 @@ from connector.embedded.kafka import EmbeddedKafka
 
 _TOPIC = re.compile(r"^/topics/([A-Za-z0-9._-]{1,249})$")
 _BROKER = re.compile(r"^/brokers/(\d+)/(down|up)$")
+_ERRORS = re.compile(r"^/errors/([A-Za-z]+)$")
 
 
 def _handler(kafka: EmbeddedKafka) -> type[BaseHTTPRequestHandler]:
@@ -44,6 +46,9 @@ def _handler(kafka: EmbeddedKafka) -> type[BaseHTTPRequestHandler]:
                 elif match := _BROKER.match(url.path):
                     broker = int(match.group(1))
                     (kafka.broker_down if match.group(2) == "down" else kafka.broker_up)(broker)
+                elif match := _ERRORS.match(url.path):
+                    codes = parse_qs(url.query).get("codes", [""])[0]
+                    kafka.inject_errors(match.group(1), [int(c) for c in codes.split(",") if c])
                 else:
                     self._reply(404, "unknown path")
                     return
@@ -85,6 +90,8 @@ def serve(port: int, brokers: int) -> None:
 class RemoteKafka:
     """Client of the control API: the `EmbeddedKafka` methods, over HTTP."""
 
+    supports_request_errors = True
+
     def __init__(self, control_url: str) -> None:
         self.control_url = control_url.rstrip("/")
         self.bootstrap_servers = self._call("GET", "/bootstrap")
@@ -97,6 +104,9 @@ class RemoteKafka:
 
     def broker_up(self, broker_id: int) -> None:
         self._call("POST", f"/brokers/{broker_id}/up")
+
+    def inject_errors(self, api: str, errors: list[int]) -> None:
+        self._call("POST", f"/errors/{api}?codes={','.join(str(e) for e in errors)}")
 
     def _call(self, method: str, path: str) -> str:
         request = urllib.request.Request(self.control_url + path, method=method, data=b"" if method == "POST" else None)

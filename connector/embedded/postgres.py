@@ -30,6 +30,14 @@ class EmbeddedPostgres:
             self._server = pgserver.get_server(self.directory, cleanup_mode="stop")
         return self
 
+    def restart(self) -> None:
+        """Restart the server in fast mode: every session is cut, as in a failover."""
+        import pgserver
+
+        server = self._server
+        pgserver.pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata,
+                        user=server.system_user, timeout=60)
+
     @property
     def url(self) -> str:
         """A libpq URL (`postgresql://postgres:@/postgres?host=/socket/dir`)."""

@@ -1,0 +1,312 @@
+"""The services the integration and chaos suites run against, and `Pipeline`: one
+pipeline under test (topic, table, name, replicas). Shared by the pytest fixtures
+(conftest.py) and the chaos runner's command line (tests/chaos/runner.py).
+
+Services are chosen by the environment (`services_from_env`):
+- embedded (default): PostgreSQL from `pgserver` and the librdkafka mock cluster;
+- containers (EOS_TEST_BACKEND=containers, a Docker-compatible engine at DOCKER_HOST):
+  PostgreSQL and Kafka in containers, and every replica as a container of the connector
+  image. Images: EOS_TEST_IMAGES=local (default; built by docker/podman-setup.sh, the
+  Kafka-protocol stand-in hosting the mock cluster) or EOS_TEST_IMAGES=official (the
+  official `postgres` and `apache/kafka` KRaft images, pulled from a registry);
+- external: TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS point at real services
+  (topics are created with the admin client; broker faults are not available).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, produce, wait_until
+from connector.embedded.kafka import EmbeddedKafka
+from connector.embedded.kafka_control import RemoteKafka
+from connector.embedded.postgres import EmbeddedPostgres
+
+CONNECTOR_IMAGE = os.environ.get("EOS_TEST_CONNECTOR_IMAGE", "localhost/eos-connector:test")
+OFFICIAL = os.environ.get("EOS_TEST_IMAGES", "local") == "official"
+POSTGRES_IMAGE = os.environ.get("EOS_TEST_POSTGRES_IMAGE", "postgres:15" if OFFICIAL else "localhost/eos-postgres:test")
+KAFKA_IMAGE = os.environ.get("EOS_TEST_KAFKA_IMAGE", "apache/kafka:3.9.0")
+
+
+class KafkaFaults(Protocol):
+    """What fault injection a Kafka service offers (EmbeddedKafka, RemoteKafka, KafkaContainer)."""
+
+    bootstrap_servers: str
+    supports_request_errors: bool
+
+    def create_topic(self, name: str, partitions: int) -> None: ...
+    def broker_down(self, broker_id: int) -> None: ...
+    def broker_up(self, broker_id: int) -> None: ...
+    def inject_errors(self, api: str, errors: list[int]) -> None: ...
+
+
+@dataclass
+class Services:
+    database_url: str
+    bootstrap_servers: str
+    kafka: KafkaFaults | None  # None for external Kafka: no fault injection
+    replica_image: str | None = None  # replicas run as containers of this image
+    restart_database: Callable[[], None] | None = None  # None: not ours to restart
+    brokers: int = 3
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        if self.kafka is not None:
+            self.kafka.create_topic(name, partitions)
+            return
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        futures = AdminClient({"bootstrap.servers": self.bootstrap_servers}).create_topics(
+            [NewTopic(name, partitions, 1)])
+        futures[name].result(30)
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True, client_encoding="UTF8") as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def terminate_connector_sessions(self) -> int:
+        """pg_terminate_backend on every session of the connector (by application_name)."""
+        rows = self.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'eos-connector' AND pid <> pg_backend_pid()")
+        return len(rows)
+
+
+@contextlib.contextmanager
+def services_from_env() -> Iterator[Services]:
+    url, bootstrap = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if url and bootstrap:
+        yield Services(url, bootstrap, None)
+    elif os.environ.get("EOS_TEST_BACKEND") == "containers":
+        with container_services() as services:
+            yield services
+    else:
+        with EmbeddedPostgres() as pg, EmbeddedKafka(brokers=3) as kafka:
+            yield Services(pg.url, kafka.bootstrap_servers, kafka, restart_database=pg.restart)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def container_services() -> Iterator[Services]:
+    """PostgreSQL and Kafka as containers on the host network: the official images, or
+    this project's local ones (PostgreSQL from Debian; the Kafka-protocol stand-in)."""
+    from testcontainers.core.container import DockerContainer
+
+    pg_port = _free_port()
+    # The official image and the local one both honour these two variables.
+    postgres = DockerContainer(POSTGRES_IMAGE).with_env("PGPORT", str(pg_port)) \
+        .with_env("POSTGRES_HOST_AUTH_METHOD", "trust").with_kwargs(network_mode="host")
+    with postgres:
+        url = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
+        wait_until(lambda: _answers(url), 90, "PostgreSQL in its container")
+
+        def restart_database() -> None:
+            postgres.get_wrapped_container().restart(timeout=10)
+            wait_until(lambda: _answers(url), 60, "PostgreSQL to restart")
+
+        with (official_kafka() if OFFICIAL else stand_in_kafka()) as kafka:
+            yield Services(url, kafka.bootstrap_servers, kafka, CONNECTOR_IMAGE, restart_database,
+                           brokers=1 if OFFICIAL else 3)
+
+
+@contextlib.contextmanager
+def stand_in_kafka() -> Iterator[KafkaFaults]:
+    """The mock cluster in a container of the connector image, with its control API."""
+    from testcontainers.core.container import DockerContainer
+
+    control_port = _free_port()
+    kafka = DockerContainer(CONNECTOR_IMAGE).with_kwargs(
+        network_mode="host", entrypoint=["python", "-m", "connector.embedded.kafka_control"]) \
+        .with_command(f"--port {control_port} --brokers 3")
+    with kafka:
+        remote: list[RemoteKafka] = []
+        wait_until(lambda: _control(f"http://127.0.0.1:{control_port}", remote), 60, "Kafka in its container")
+        yield remote[0]
+
+
+class KafkaContainer:
+    """The official Apache Kafka image, one KRaft node (broker and controller) on the host
+    network. A broker bounce pauses and unpauses the container; the broker has no
+    request-error injection, so scenarios that need it are skipped."""
+
+    supports_request_errors = False
+
+    def __init__(self) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        port, controller = _free_port(), _free_port()
+        self.bootstrap_servers = f"127.0.0.1:{port}"
+        env = {
+            "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
+            "KAFKA_LISTENERS": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+            "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "KAFKA_CONTROLLER_QUORUM_VOTERS": f"1@127.0.0.1:{controller}",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1", "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        }
+        self.container = DockerContainer(KAFKA_IMAGE).with_kwargs(network_mode="host")
+        for name, value in env.items():
+            self.container.with_env(name, value)
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        futures = AdminClient({"bootstrap.servers": self.bootstrap_servers}).create_topics(
+            [NewTopic(name, partitions, 1)])
+        futures[name].result(30)
+
+    def broker_down(self, broker_id: int) -> None:
+        self.container.get_wrapped_container().pause()
+
+    def broker_up(self, broker_id: int) -> None:
+        self.container.get_wrapped_container().unpause()
+
+    def inject_errors(self, api: str, errors: list[int]) -> None:
+        raise NotImplementedError("the Apache Kafka broker has no request-error injection")
+
+    def answers(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+            return True
+        except Exception:
+            return False
+
+
+@contextlib.contextmanager
+def official_kafka() -> Iterator[KafkaFaults]:
+    kafka = KafkaContainer()
+    with kafka.container:
+        wait_until(kafka.answers, 120, "Apache Kafka in its container")
+        yield kafka
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _control(url: str, found: list[RemoteKafka]) -> bool:
+    try:
+        found.append(RemoteKafka(url))
+        return True
+    except OSError:
+        return False
+
+
+def new_pipeline(services: Services, workdir: Path, ddl: str, partitions: int = 4) -> Pipeline:
+    """A fresh topic, table (`ddl` uses {table}) and pipeline name."""
+    suffix = uuid.uuid4().hex[:10]
+    pipeline = Pipeline(services, workdir, f"test-{suffix}", f"topic_{suffix}", f"sink_{suffix}", partitions)
+    services.create_topic(pipeline.topic, partitions)
+    services.sql(ddl.format(table=pipeline.table))
+    return pipeline
+
+
+@dataclass
+class Pipeline:
+    """One pipeline under test: its topic, table, name and replicas."""
+
+    services: Services
+    workdir: Path
+    name: str
+    topic: str
+    table: str
+    partitions: int
+    replicas: list[ConnectorProcess] = field(default_factory=list)
+
+    def env(self, host: str = "a", **overrides: str) -> dict[str, str]:
+        """The replica's environment; `host` names its local disk (STATE_DIR): a restart
+        on the same host sees the same files, another host does not."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.services.bootstrap_servers, "KAFKA_TOPICS": self.topic,
+            "DATABASE_URL": self.services.database_url, "SINK_TABLE": self.table,
+            "CONNECTOR_NAME": self.name, "CHECKPOINT_INTERVAL_MS": "200",
+            "STATE_DIR": str(self.workdir / f"state-{host}"), "LOG_LEVEL": "INFO", **FAST_GROUP, **overrides,
+        }
+
+    def start(self, host: str = "a", **overrides: str) -> ConnectorProcess:
+        log = self.workdir / f"replica-{len(self.replicas)}.log"
+        env = self.env(host, **overrides)
+        replica: ConnectorProcess
+        if self.services.replica_image:
+            state_dir = Path(env["STATE_DIR"])
+            state_dir.mkdir(parents=True, exist_ok=True)
+            state_dir.chmod(0o777)  # the image runs as an unprivileged user
+            replica = ContainerReplica(env, log, self.services.replica_image, [str(state_dir)]).start()
+        else:
+            replica = ConnectorProcess(env, log).start()
+        self.replicas.append(replica)
+        return replica
+
+    def produce(self, messages: Sequence[tuple[bytes | None, bytes | None]], partition_of: Any = None,
+                producer: Any = None) -> None:
+        produce(self.services.bootstrap_servers, self.topic, messages, partition_of, producer)
+
+    def rows(self, columns: str = "*", order: str = "") -> list[tuple[Any, ...]]:
+        return self.services.sql(f"SELECT {columns} FROM {self.table} {order}")
+
+    def count(self) -> int:
+        return int(self.services.sql(f"SELECT count(*) FROM {self.table}")[0][0])
+
+    def wait_for_rows(self, n: int, timeout_s: float = 60, *alive: ConnectorProcess) -> None:
+        def done() -> bool:
+            for replica in alive:
+                replica.check_alive()
+            return self.count() >= n
+        wait_until(done, timeout_s, f"{n} rows in {self.table}")
+
+    def assert_exact(self, n: int) -> None:
+        """The table's `event_id`s are exactly 0..n-1, each once: no loss, no duplicate."""
+        ids = [r[0] for r in self.rows("event_id", "ORDER BY event_id")]
+        assert len(ids) == n, f"{len(ids)} rows for {n} records ({len(ids) - len(set(ids))} duplicates)"
+        assert ids == list(range(n)), "rows differ from the records produced"
+
+    def offsets(self) -> dict[int, int | None]:
+        rows = self.services.sql("SELECT partition, next_offset FROM eos_connector.offsets "
+                                 "WHERE pipeline = %s AND topic = %s", (self.name, self.topic))
+        return dict(rows)  # type: ignore[arg-type]
+
+    def checkpoints(self) -> list[tuple[Any, ...]]:
+        return self.services.sql("SELECT checkpoint_id, replica, counts, offsets FROM eos_connector.checkpoints "
+                                 "WHERE pipeline = %s ORDER BY checkpoint_id", (self.name,))
+
+    def watermarks(self) -> dict[int, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers, "group.id": "watermarks"})
+        try:
+            return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), 10)[1]
+                    for p in range(self.partitions)}
+        finally:
+            consumer.close()
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            replica.signal(signal.SIGCONT)
+            if replica.alive():
+                replica.kill()
+            if isinstance(replica, ContainerReplica):
+                replica.remove()
+
+
