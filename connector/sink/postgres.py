@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # deadlock, lock timeout, cancelled statement, server shutting down.
 TRANSIENT_CLASSES = ("08", "53", "57P")
 APPLICATION_NAME = "eos-connector"
-TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014"})
+TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014", "25P03"})  # 25P03: idle in transaction too long
 
 
 # libpq reports a refused login without a SQLSTATE; these say retrying will not help.
@@ -185,7 +185,11 @@ class PostgresStore:
 
     def _transaction(self, conn: sa.Connection, snapshot: Snapshot) -> CommitOutcome:
         cid, ranges = snapshot.checkpoint_id, snapshot.ranges
-        conn.execute(sa.select(sa.func.set_config("statement_timeout", str(self._timeout_ms), True)))
+        # A statement that hangs is aborted; so is the whole session if this process
+        # freezes mid-transaction (a zombie), so its row locks cannot stall the others.
+        timeout = str(self._timeout_ms)
+        conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
+                               sa.func.set_config("idle_in_transaction_session_timeout", timeout, True)))
         # Step 1.
         if conn.execute(st.checkpoint_exists(self.pipeline, cid)).first() is not None:
             return CommitOutcome.ALREADY_COMMITTED
@@ -252,8 +256,8 @@ class PostgresStore:
         try:
             if transaction.is_active:
                 transaction.rollback()
-        except Exception:  # the original error matters more than the failed rollback
-            log.exception("rollback failed")
+        except Exception as exc:  # the original error matters more than the failed rollback
+            log.debug("rollback failed too: %s", exc)
 
     # -- the `postgres` state backend's rows ---------------------------------------------------
     def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None:

@@ -250,7 +250,9 @@ class Run:
         self.services, self.scenario, self.log = services, scenario, log
         self.rng = random.Random(scenario.seed * 7919 + 1)
         self.workload = workload(scenario.mode, scenario.records)
-        self.pipeline = new_pipeline(services, workdir, self.workload.ddl, scenario.partitions)
+        rundir = workdir / f"run-{scenario.seed}"
+        rundir.mkdir(parents=True, exist_ok=True)
+        self.pipeline = new_pipeline(services, rundir, self.workload.ddl, scenario.partitions)
         self.result = RunResult(scenario)
         settings = {**REPLICA_SETTINGS, **self.workload.settings, "STATE_BACKEND": scenario.backend,
                     "KAFKA_PARTITION_ASSIGNMENT_STRATEGY": scenario.assignor}
@@ -313,8 +315,9 @@ class Run:
         return getattr(self, "_last_progress", 0)
 
     def _caught_up(self) -> bool:
-        try:
-            return self._progress() == self.scenario.records and self.pipeline.offsets() == self.pipeline.watermarks()
+        try:  # a partition no record went to has no offsets row
+            committed = {p: o for p, o in self.pipeline.offsets().items() if o}
+            return committed == {p: hw for p, hw in self.pipeline.watermarks().items() if hw}
         except Exception:  # a database restart or broker bounce in progress: ask again
             return False
 

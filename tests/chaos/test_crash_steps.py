@@ -118,6 +118,26 @@ def test_zombie_is_fenced(make_pipeline, backend):
     p.assert_exact(N + 300)
 
 
+def test_zombie_frozen_inside_the_commit_transaction(make_pipeline):
+    """A replica frozen while it holds the offsets rows locked (inside its commit) does not
+    stall the pipeline: the server ends its session after CHECKPOINT_TIMEOUT_MS, the
+    successor's commit proceeds, and the zombie, woken, retries and is fenced."""
+    p = make_pipeline(DDL, partitions=4)
+    p.produce(events(N), partition_of=lambda i: i % 4)
+    settings = {"CHECKPOINT_MAX_RECORDS": "300", "CHECKPOINT_TIMEOUT_MS": "3000"}
+    zombie = p.start(CONNECTOR_FAULT="after_offsets_locked:2:stop", **settings)
+    wait_until(lambda: is_stopped(zombie.pid), 60, "the replica to freeze itself")
+    successor = p.start(host="b", **settings)
+    p.wait_for_rows(N, 60, successor)
+    zombie.signal(signal.SIGCONT)
+    wait_until(lambda: re.search(r"checkpoint \d+ fenced", zombie.output()), 60,
+               "the zombie's checkpoint to be retried and fenced: " + zombie.output()[-3000:])
+    p.produce(events(300, start=N), partition_of=lambda i: i % 4)
+    p.wait_for_rows(N + 300, 60, successor)
+    assert zombie.stop() == 0 and successor.stop() == 0
+    p.assert_exact(N + 300)
+
+
 def test_other_replica_finishes_pending_snapshot(make_pipeline):
     """I4: with the postgres backend, a replica dies with a durable snapshot; a different
     replica (new host/pid) commits it during its own initialize_state."""
