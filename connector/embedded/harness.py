@@ -24,7 +24,7 @@ FAST_GROUP = {
 
 def make_producer(bootstrap_servers: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
-                     "linger.ms": 20, "acks": "all"})
+                     "linger.ms": 20, "acks": "all", "log_level": 4})  # warnings and worse
 
 
 def produce(bootstrap_servers: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
@@ -170,8 +170,12 @@ class ContainerReplica(ConnectorProcess):
         return False
 
     def output(self) -> str:
-        return self.container.logs().decode(errors="replace") if self.container is not None else ""
+        if self.container is None:  # removed: its logs were kept in the log file
+            return super().output()
+        return str(self.container.logs().decode(errors="replace"))
 
     def remove(self) -> None:
         if self.container is not None:
+            self.log_path.write_text(self.output())
             self.container.remove(force=True)
+            self.container = None
