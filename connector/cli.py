@@ -1,7 +1,8 @@
-"""`eos-connector run | migrate | status | demo`.
+"""`eos-connector run | check | migrate | status | demo`.
 
 Exit codes: 0 success, 1 the pipeline stopped on an error (the message names what and
-where; nothing after the last commit is lost), 2 invalid configuration.
+where; nothing after the last commit is lost), 2 invalid configuration (or, for
+`check`, a service or table that does not fit it).
 """
 
 from __future__ import annotations
@@ -107,6 +108,15 @@ def _format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector.check import run_checks
+
+    checks = run_checks(_settings(env))
+    for check in checks:
+        print(check.line())
+    return 0 if all(c.ok for c in checks) else EXIT_CONFIG
+
+
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from connector.demo import run_demo
 
@@ -120,6 +130,8 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run one replica of the pipeline (configured by environment variables)")
     commands.add_parser("migrate", help="create or upgrade the bookkeeping schema")
+    commands.add_parser("check", help="validate the settings and reach Kafka, the database and the sink table "
+                                      "without consuming anything (exit 0 when all is well, 2 otherwise)")
     status = commands.add_parser("status", help="show the pipeline's committed offsets and last checkpoint")
     status.add_argument("--json", action="store_true")
     demo = commands.add_parser("demo", help="run the exactly-once demo on embedded backends, with crashes")
@@ -129,7 +141,7 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

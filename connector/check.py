@@ -1,0 +1,100 @@
+"""`eos-connector check`: validate the settings and reach every service the pipeline
+needs, without consuming a record or writing a row.
+
+Checks, in order: the settings; Kafka (metadata through the pipeline's own consumer
+configuration, so security settings are exercised; every topic exists); the database
+(login, the sink table, every column mappable, upsert key and additive columns); the
+bookkeeping schema's revision (informational: `run` creates or upgrades it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from connector.config import Settings, redact_url
+from connector.errors import ConnectorError
+
+KAFKA_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [Check("settings", True, f"pipeline {settings.connector_name!r}, {settings.sink_mode} into "
+                                    f"{settings.sink_table!r}, state backend {settings.state_backend}"),
+            check_kafka(settings), check_table(settings), check_bookkeeping(settings)]
+
+
+def check_kafka(settings: Settings) -> Check:
+    from confluent_kafka import Consumer, KafkaException
+
+    where = f"Kafka at {settings.kafka_bootstrap_servers}"
+    problems: list[str] = []
+    config = {**settings.consumer_config(), "error_cb": lambda error: problems.append(error.str())}
+    try:
+        consumer = Consumer(config)
+    except KafkaException as exc:
+        return Check("kafka", False, f"{where}: invalid client configuration: {exc.args[0]}")
+    try:
+        metadata = consumer.list_topics(timeout=KAFKA_TIMEOUT_S)
+    except KafkaException as exc:
+        seen = f" ({problems[-1]})" if problems else ""
+        return Check("kafka", False, f"{where}: no metadata within {KAFKA_TIMEOUT_S:.0f}s: {exc.args[0]}{seen}")
+    finally:
+        consumer.close()
+    found, missing = [], []
+    for topic in settings.kafka_topics:
+        meta = metadata.topics.get(topic)
+        if meta is None or meta.error is not None:
+            missing.append(f"{topic!r} ({meta.error.str() if meta is not None and meta.error else 'does not exist'})")
+        else:
+            found.append(f"{topic!r} ({len(meta.partitions)} partitions)")
+    if missing:
+        return Check("kafka", False, f"{where}: topic(s) not available: {', '.join(missing)}")
+    return Check("kafka", True, f"{where}: {', '.join(found)}")
+
+
+def check_table(settings: Settings) -> Check:
+    from connector.sink.postgres import PostgresStore
+
+    where = f"database {redact_url(settings.libpq_url)}"
+    store = PostgresStore.from_settings(settings, replica="check")
+    try:
+        mapper = store.prepare()
+    except ConnectorError as exc:
+        return Check("database", False, f"{where}: {exc}")
+    finally:
+        store.close()
+    target = store.target
+    assert target is not None
+    keys = f", key ({', '.join(mapper.key_columns)})" if mapper.key_columns else ""
+    as_text = [c.name for c in target.columns if c.kind == "other"]
+    note = f"; passed to PostgreSQL as text for it to cast: {', '.join(as_text)}" if as_text else ""
+    return Check("database", True, f"{where}: table {settings.sink_table!r} with {len(target.columns)} "
+                                   f"mappable column(s){keys}{note}")
+
+
+def check_bookkeeping(settings: Settings) -> Check:
+    from connector import migrate
+    from connector.sink.postgres import convert_db_error, engine_for
+
+    schema = settings.connector_schema
+    try:
+        revision = migrate.current_revision(engine_for(settings.libpq_url), schema)
+    except sa.exc.DBAPIError as exc:
+        return Check("bookkeeping", False, str(convert_db_error(exc, f"reading schema {schema!r}")))
+    if revision is None:
+        action = "run will create it" if settings.connector_auto_migrate else \
+            "CONNECTOR_AUTO_MIGRATE=false: run `eos-connector migrate` first"
+        return Check("bookkeeping", settings.connector_auto_migrate, f"schema {schema!r} not created yet ({action})")
+    return Check("bookkeeping", True, f"schema {schema!r} at revision {revision}")
