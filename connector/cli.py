@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from connector import __version__
-from connector.config import Settings, libpq_url, redact_url
+from connector.config import Settings, libpq_url, read_secret_files, redact_url
 from connector.errors import ConfigError, ConnectorError
 from connector.retry import Interrupted, retrying
 
@@ -57,11 +57,16 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
-    """DATABASE_URL, CONNECTOR_SCHEMA and CONNECTOR_NAME alone, for the database commands."""
+    """DATABASE_URL (with DATABASE_PASSWORD[_FILE]), CONNECTOR_SCHEMA and CONNECTOR_NAME
+    alone, for the database commands."""
+    problems: list[str] = []
+    env = read_secret_files(env, problems)
     if not env.get("DATABASE_URL"):
-        raise ConfigError(["DATABASE_URL is required but not set"])
+        problems.append("DATABASE_URL is required but not set")
+    if problems:
+        raise ConfigError(problems)
     configure_logging(env.get("LOG_LEVEL", "INFO").upper())
-    return (libpq_url(env["DATABASE_URL"]), env.get("CONNECTOR_SCHEMA", "eos_connector"),
+    return (libpq_url(env["DATABASE_URL"], env.get("DATABASE_PASSWORD")), env.get("CONNECTOR_SCHEMA", "eos_connector"),
             env.get("CONNECTOR_NAME", "eos-connector"))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -44,12 +45,42 @@ def redact_url(url: str) -> str:
     is left exactly as written."""
     url = re.sub(r"^([a-z][a-z0-9+.-]*://[^:/?#@]*:)[^@/?#]*@", rf"\1{MASK}@", url, flags=re.I)
     url = re.sub(r"([?&]password=)[^&#]*", rf"\1{MASK}", url)
-    return re.sub(r"(\bpassword\s*=\s*)('[^']*'|[^\s&]+)", rf"\1{MASK}", url)
+    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", rf"\1{MASK}", url)
 
 
-def libpq_url(url: str) -> str:
-    """DATABASE_URL as libpq takes it (`postgresql+psycopg://` becomes `postgresql://`)."""
-    return re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
+def libpq_url(url: str, password: str | None = None) -> str:
+    """DATABASE_URL as libpq takes it (`postgresql+psycopg://` becomes `postgresql://`),
+    with DATABASE_PASSWORD (if given) added as a key=value connection string."""
+    url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
+    if password is None:
+        return url
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(url, password=password)
+
+
+def read_secret_files(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """The environment with every `DATABASE_PASSWORD_FILE` / `KAFKA_<NAME>_FILE` replaced
+    by `DATABASE_PASSWORD` / `KAFKA_<NAME>` holding the file's content (secrets mounted
+    as files; one trailing newline is dropped). A file that cannot be read is a problem
+    naming the variable; setting both forms is one too."""
+    resolved = dict(env)
+    for name, path in env.items():
+        target = name[: -len("_FILE")]
+        if not name.endswith("_FILE") or not (target == "DATABASE_PASSWORD" or target.startswith("KAFKA_")):
+            continue
+        del resolved[name]
+        if target in env:
+            problems.append(f"{target} and {name} are both set; set only one")
+            continue
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"{name}={path!r}: cannot read the file: {reason}")
+            continue
+        resolved[target] = content[:-1] if content.endswith("\n") else content
+    return resolved
 
 
 def parse_qualified_name(text: str) -> tuple[str | None, str]:
@@ -83,6 +114,7 @@ class Settings(BaseModel):
     kafka_bootstrap_servers: str = Field(alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
     kafka_topics: tuple[str, ...] = Field(alias="KAFKA_TOPICS", min_length=1)
     database_url: str = Field(alias="DATABASE_URL", min_length=1, repr=False)
+    database_password: str | None = Field(None, alias="DATABASE_PASSWORD", repr=False)
     sink_table: str = Field(alias="SINK_TABLE", min_length=1)
     connector_name: str = Field("eos-connector", alias="CONNECTOR_NAME", min_length=1, max_length=200)
     kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
@@ -136,6 +168,7 @@ class Settings(BaseModel):
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Validate every variable of `env`; raise ConfigError listing all problems."""
         problems: list[str] = []
+        env = read_secret_files(env, problems)
         kafka = _kafka_passthrough(env, problems)
         known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias and f.alias in env}
         try:
@@ -143,6 +176,8 @@ class Settings(BaseModel):
         except ValidationError as exc:
             problems.extend(_describe(error, env) for error in exc.errors())
             raise ConfigError(problems) from None
+        if problems:
+            raise ConfigError(problems)
         problems.extend(settings._cross_checks())
         if problems:
             raise ConfigError(problems)
@@ -175,7 +210,7 @@ class Settings(BaseModel):
 
     @property
     def libpq_url(self) -> str:
-        return libpq_url(self.database_url)
+        return libpq_url(self.database_url, self.database_password)
 
     def consumer_config(self) -> dict[str, str]:
         """The librdkafka configuration of the replica's consumer."""
@@ -189,8 +224,9 @@ class Settings(BaseModel):
 
     def redacted(self) -> dict[str, Any]:
         """Every setting as shown to people: secrets masked."""
-        shown: dict[str, Any] = self.model_dump(exclude={"kafka", "database_url", "connector_fault",
-                                                         "restart_strategy"})
+        shown: dict[str, Any] = self.model_dump(exclude={"kafka", "database_url", "database_password",
+                                                         "connector_fault", "restart_strategy"})
+        shown["database_password"] = MASK if self.database_password is not None else None
         shown["restart_strategy"] = str(self.restart_strategy)
         shown["database_url"] = redact_url(self.database_url)
         shown["connector_fault"] = str(self.connector_fault) if self.connector_fault else None

@@ -103,3 +103,34 @@ def test_fault_spec_validated():
     assert "CONNECTOR_FAULT" in str(err.value)
     assert str(Settings.from_env({**BASE, "CONNECTOR_FAULT": "after_db_commit:2"}).connector_fault) == \
         "after_db_commit:2:kill"
+
+
+def test_secrets_from_files(tmp_path):
+    """DATABASE_PASSWORD_FILE and KAFKA_<NAME>_FILE: the file's content (one trailing
+    newline dropped) becomes the value; it is masked like any secret."""
+    (tmp_path / "db").write_text("pa ss'word\n")
+    (tmp_path / "sasl").write_text("kafka-secret")
+    s = Settings.from_env({**BASE, "DATABASE_PASSWORD_FILE": str(tmp_path / "db"),
+                           "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "sasl")})
+    assert s.database_password == "pa ss'word" and s.consumer_config()["sasl.password"] == "kafka-secret"
+    assert "password='pa ss\\'word'" in s.libpq_url
+    shown = repr(s) + str(s.redacted())
+    assert "pa ss" not in shown and "kafka-secret" not in shown and "s3cret" not in shown
+
+
+def test_secret_file_problems_named(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "DATABASE_PASSWORD_FILE": str(tmp_path / "missing"),
+                           "KAFKA_SASL_PASSWORD": "x", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing"),
+                           "SINK_MODE": "merge"})
+    problems = err.value.problems
+    assert any(p.startswith("DATABASE_PASSWORD_FILE=") and "cannot read the file: No such file" in p for p in problems)
+    assert "KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE are both set; set only one" in problems
+    assert any(p.startswith("SINK_MODE=") for p in problems)  # reported together
+
+
+def test_restart_strategy_setting():
+    assert str(Settings.from_env({**BASE, "RESTART_STRATEGY": "attempts=3,initial=1s,max=4s"}).restart_strategy) \
+        == "attempts=3,initial=1000ms,max=4000ms"
+    with pytest.raises(ConfigError, match="RESTART_STRATEGY='attempts=x'"):
+        Settings.from_env({**BASE, "RESTART_STRATEGY": "attempts=x"})
