@@ -73,6 +73,7 @@ def test_bad_secret_value_not_echoed():
     ("postgresql://u:p@h/db", "postgresql://u:***@h/db"),
     ("postgresql://u@h/db?password=p&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
     ("host=h password=p dbname=d", "host=h password=*** dbname=d"),
+    ("host=h password='a b\\'c d' dbname=d", "host=h password=*** dbname=d"),
     ("postgresql:///db?host=/tmp/x", "postgresql:///db?host=/tmp/x"),
 ])
 def test_redact_url(url, shown):
