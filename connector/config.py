@@ -19,6 +19,7 @@ from connector.faults import FaultSpec
 from connector.retry import RestartStrategy
 
 MASK = "***"
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 # Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
 KAFKA_RESERVED = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS", "KAFKA_GROUP_ID"})
 # librdkafka settings the connector must own for the protocol to hold.
@@ -128,7 +129,7 @@ class Settings(BaseModel):
     state_backend: Literal["memory", "filesystem", "postgres"] = Field("memory", alias="STATE_BACKEND")
     state_dir: str = Field("eos-connector-state", alias="STATE_DIR", min_length=1)
     shutdown_timeout_ms: int = Field(30_000, alias="SHUTDOWN_TIMEOUT_MS", gt=0)
-    connector_schema: str = Field("eos_connector", alias="CONNECTOR_SCHEMA", min_length=1, max_length=63)
+    connector_schema: str = Field("eos_connector", alias="CONNECTOR_SCHEMA", min_length=1)
     connector_auto_migrate: bool = Field(True, alias="CONNECTOR_AUTO_MIGRATE")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
     restart_strategy: RestartStrategy = Field(RestartStrategy(), alias="RESTART_STRATEGY")
@@ -186,9 +187,17 @@ class Settings(BaseModel):
     def _cross_checks(self) -> list[str]:
         problems = []
         try:
-            parse_qualified_name(self.sink_table)
+            names = {"SINK_TABLE": [p for p in parse_qualified_name(self.sink_table) if p is not None]}
         except ValueError as exc:
             problems.append(f"SINK_TABLE={self.sink_table!r}: {exc}")
+            names = {}
+        names.update({"CONNECTOR_SCHEMA": [self.connector_schema], "SINK_KEY_COLUMNS": list(self.sink_key_columns or ()),
+                      "SINK_ADDITIVE_COLUMNS": list(self.sink_additive_columns or ())})
+        for variable, identifiers in names.items():
+            for name in identifiers:
+                if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+                    problems.append(f"{variable}: {name[:20]!r}… is longer than {MAX_IDENTIFIER_BYTES} bytes "
+                                    "(PostgreSQL would truncate it and address another name)")
         if not re.match(r"^postgres(ql)?(\+\w+)?://", self.database_url) and "=" not in self.database_url:
             problems.append(
                 f"DATABASE_URL={redact_url(self.database_url)!r}: expected postgresql://… "
