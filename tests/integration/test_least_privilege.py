@@ -1,0 +1,48 @@
+"""The connector runs as a role holding only the privileges the README lists: it owns
+its bookkeeping schema (CREATE on the database), may create temporary stage tables
+(TEMPORARY), and has INSERT (append) or SELECT, INSERT, UPDATE, DELETE (upsert) on the
+target table — nothing else."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import orjson
+import pytest
+
+from connector.embedded.harness import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def as_role(url: str, role: str) -> str:
+    return re.sub(r"^postgresql://[^@/]*@", f"postgresql://{role}@", url)
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_runs_with_the_documented_grants_only(make_pipeline, mode):
+    p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
+    role, schema = f"eos_lp_{uuid.uuid4().hex[:8]}", f"eos_lp_{uuid.uuid4().hex[:8]}"
+    table_privileges = "INSERT" if mode == "append" else "SELECT, INSERT, UPDATE, DELETE"
+    database = p.services.sql("SELECT current_database()")[0][0]
+    p.services.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; "
+                   f"REVOKE ALL ON DATABASE {database} FROM PUBLIC; REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
+                   f"GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {database} TO {role}; "
+                   f"GRANT USAGE ON SCHEMA public TO {role}; "
+                   f"GRANT {table_privileges} ON {p.table} TO {role}")
+    records = [(str(i % 30).encode(), orjson.dumps({"id": i % 30, "name": f"v{i}"})) for i in range(60)]
+    if mode == "append":
+        records = [(str(i).encode(), orjson.dumps({"id": i, "name": f"v{i}"})) for i in range(60)]
+    p.produce(records, partition_of=lambda i: 0)
+    replica = p.start(DATABASE_URL=as_role(p.services.database_url, role), CONNECTOR_SCHEMA=schema,
+                      SINK_MODE=mode)
+    expected = 60 if mode == "append" else 30
+    p.wait_for_rows(expected, 60, replica)
+    wait_until(lambda: p.services.sql(f"SELECT next_offset FROM {schema}.offsets WHERE pipeline = %s",
+                                      (p.name,)) == [(60,)], 30, "the offsets to reach 60")
+    assert replica.stop() == 0
+    want = [(i, f"v{i}") for i in range(60)] if mode == "append" else [(i, f"v{i + 30}") for i in range(30)]
+    assert sorted(p.rows("id, name")) == want
+    owner = p.services.sql("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", (schema,))
+    assert owner == [(role,)]
