@@ -46,3 +46,27 @@ def test_runs_with_the_documented_grants_only(make_pipeline, mode):
     assert sorted(p.rows("id, name")) == want
     owner = p.services.sql("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", (schema,))
     assert owner == [(role,)]
+
+
+def test_runs_in_a_schema_migrated_by_another_role(make_pipeline):
+    """Without CREATE on the database: the schema is migrated by its owner and the role
+    gets the documented grants on it; CONNECTOR_AUTO_MIGRATE=false."""
+    import subprocess
+    import sys
+
+    p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
+    role, schema = f"eos_lp_{uuid.uuid4().hex[:8]}", f"eos_lp_{uuid.uuid4().hex[:8]}"
+    env = p.env(CONNECTOR_SCHEMA=schema)
+    subprocess.run([sys.executable, "-m", "connector", "migrate"], env={**env}, check=True, capture_output=True)
+    database = p.services.sql("SELECT current_database()")[0][0]
+    p.services.sql(f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {database} TO {role}; "
+                   f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
+                   f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; "
+                   f"GRANT USAGE ON SEQUENCE {schema}.checkpoint_id_seq TO {role}; "
+                   f"GRANT USAGE ON SCHEMA public TO {role}; GRANT INSERT ON {p.table} TO {role}")
+    p.produce([(None, orjson.dumps({"id": i, "name": f"v{i}"})) for i in range(20)])
+    replica = p.start(DATABASE_URL=as_role(p.services.database_url, role), CONNECTOR_SCHEMA=schema,
+                      CONNECTOR_AUTO_MIGRATE="false")
+    p.wait_for_rows(20, 60, replica)
+    assert replica.stop() == 0
+    assert sorted(p.rows("id, name")) == [(i, f"v{i}") for i in range(20)]
