@@ -42,6 +42,7 @@ import argparse
 import collections
 import contextlib
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -76,9 +77,10 @@ REPLICA_SETTINGS = {
     "CHECKPOINT_TIMEOUT_MS": str(CHECKPOINT_TIMEOUT_MS),
     "RESTART_STRATEGY": "attempts=30,initial=100ms,max=2s", "SHUTDOWN_TIMEOUT_MS": "60000",
 }
-# What replica logs say when a fault took effect (counted per run, to show faults bit).
-OBSERVED = {"retries": "; retry ", "statement timeouts": "statement timeout", "fenced": " fenced",
-            "re-commits": "re-committing pending checkpoint", "lost partitions": "lost "}
+# What replica logs say when a fault took effect (lines counted per run, to show faults bit).
+OBSERVED = {"retries": r"; retry \d+ of", "statement timeouts": r"canceling statement due to statement timeout",
+            "fenced commits": r"checkpoint \d+ fenced: \d+ records", "re-commits": r"re-committing pending checkpoint",
+            "partitions lost": r"lost \d+ partition"}
 
 
 # -- workloads: what is produced, the table it lands in, and the check --------------------------
@@ -329,7 +331,7 @@ class Run:
 
     def _observed(self) -> dict[str, int]:
         text = "\n".join(r.output() for r in self.pipeline.replicas)
-        return {name: text.count(marker) for name, marker in OBSERVED.items()}
+        return {name: len(re.findall(pattern, text)) for name, pattern in OBSERVED.items()}
 
     # -- faults (each returns what it did) ---------------------------------------------------------
     def _pick(self) -> int:
