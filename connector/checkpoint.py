@@ -24,7 +24,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connector.faults import NO_FAULTS, FaultHook
@@ -82,7 +82,9 @@ class CheckpointResult:
     checkpoint_id: int
     outcome: CommitOutcome
     records: int
-    elapsed_ms: float
+    elapsed_ms: float  # steps 3-5
+    commit_ms: float = 0.0  # step 3: the database transaction
+    offsets: Mapping[TopicPartition, int] = field(default_factory=dict)  # next_offsets now in the database
 
 
 class CheckpointCoordinator:
@@ -97,10 +99,12 @@ class CheckpointCoordinator:
         policy: CheckpointPolicy,
         faults: FaultHook = NO_FAULTS,
         clock: Callable[[], float] = time.monotonic,
+        on_complete: Callable[[CheckpointResult], None] | None = None,
     ) -> None:
         self.state = OperatorState()
         self._store, self._backend, self._offsets = store, backend, offsets
         self._mapper, self._policy, self._faults, self._clock = mapper, policy, faults, clock
+        self._on_complete = on_complete  # sees every completed checkpoint: new, resumed, recovered
         self._opened_ms = self._now_ms()
         self._inflight: Snapshot | None = None  # sealed, not yet through step 5
         self._inflight_durable = False
@@ -160,6 +164,7 @@ class CheckpointCoordinator:
         started = time.monotonic()
         # Step 3.
         outcome = self._store.commit(snapshot)
+        commit_ms = (time.monotonic() - started) * 1000.0
         # Step 4.
         if outcome is CommitOutcome.FENCED:
             self._refetch(snapshot.partitions)
@@ -174,7 +179,11 @@ class CheckpointCoordinator:
         log_at = logging.WARNING if outcome is CommitOutcome.FENCED else logging.INFO
         log.log(log_at, "checkpoint %d %s: %d records, partitions %s, %.1f ms",
                 snapshot.checkpoint_id, outcome.value, snapshot.size, snapshot.describe(), elapsed)
-        return CheckpointResult(snapshot.checkpoint_id, outcome, snapshot.size, elapsed)
+        offsets = {} if outcome is CommitOutcome.FENCED else {r.tp: r.end for r in snapshot.ranges}
+        result = CheckpointResult(snapshot.checkpoint_id, outcome, snapshot.size, elapsed, commit_ms, offsets)
+        if self._on_complete is not None:
+            self._on_complete(result)
+        return result
 
     def recover(self) -> list[CheckpointResult]:
         """Re-commit every pending snapshot idempotently, oldest first."""

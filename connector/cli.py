@@ -30,15 +30,27 @@ EXIT_ERROR, EXIT_CONFIG = 1, 2
 STOP = threading.Event()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Log lines on stderr: `text`, or `json` (one object per line: timestamp, level,
+    logger, process, message, and the exception if any) for log collectors."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _settings(env: Mapping[str, str]) -> Settings:
     settings = Settings.from_env(env)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -53,7 +65,21 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                      "migrating the bookkeeping schema", STOP.wait)
         except Interrupted:
             return 0
-    return Runner.from_settings(settings, stop=STOP).run()
+    runner = Runner.from_settings(settings, stop=STOP)
+    server = None
+    if settings.http_port:
+        from connector.observability import serve
+
+        try:
+            server = serve(settings.http_host, settings.http_port, runner.metrics, runner.health)
+        except OSError as exc:
+            raise ConfigError([f"HTTP_PORT={settings.http_port}: cannot listen on {settings.http_host}:"
+                               f"{settings.http_port}: {exc.strerror}; choose another port, or 0 to disable"]) from None
+    try:
+        return runner.run()
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
@@ -65,7 +91,7 @@ def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
         problems.append("DATABASE_URL is required but not set")
     if problems:
         raise ConfigError(problems)
-    configure_logging(env.get("LOG_LEVEL", "INFO").upper())
+    configure_logging(env.get("LOG_LEVEL", "INFO").upper(), env.get("LOG_FORMAT", "text").lower())
     return (libpq_url(env["DATABASE_URL"], env.get("DATABASE_PASSWORD")), env.get("CONNECTOR_SCHEMA", "eos_connector"),
             env.get("CONNECTOR_NAME", "eos-connector"))
 

@@ -132,6 +132,9 @@ class Settings(BaseModel):
     connector_schema: str = Field("eos_connector", alias="CONNECTOR_SCHEMA", min_length=1)
     connector_auto_migrate: bool = Field(True, alias="CONNECTOR_AUTO_MIGRATE")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
+    http_port: int = Field(8080, alias="HTTP_PORT", ge=0, le=65535)
+    http_host: str = Field("0.0.0.0", alias="HTTP_HOST", min_length=1)
     restart_strategy: RestartStrategy = Field(RestartStrategy(), alias="RESTART_STRATEGY")
     connector_fault: FaultSpec | None = Field(None, alias="CONNECTOR_FAULT")
     kafka: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -147,6 +150,11 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("connector_fault", mode="before")
     @classmethod

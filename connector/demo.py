@@ -64,7 +64,7 @@ def run_demo(records: int = 20_000, partitions: int = 8, kills: int = 3) -> int:
         env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "KAFKA_TOPICS": TOPIC,
                "DATABASE_URL": pg.url, "SINK_TABLE": TABLE, "CONNECTOR_NAME": "demo",
                "CHECKPOINT_INTERVAL_MS": "300", "STATE_BACKEND": "filesystem",
-               "STATE_DIR": str(workdir / "state"), **FAST_GROUP}
+               "STATE_DIR": str(workdir / "state"), "HTTP_PORT": "0", **FAST_GROUP}
         events = visit_events(records)
         producer = threading.Thread(target=_produce_slowly, args=(kafka.bootstrap_servers, events), daemon=True)
         replica = ConnectorProcess(env, workdir / "connector.log").start()

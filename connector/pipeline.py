@@ -20,6 +20,7 @@ wait and goes to the final checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -29,10 +30,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, StateBackend, Store
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CheckpointResult, CommitOutcome, StateBackend, Store
 from connector.config import Settings
-from connector.errors import MappingError
+from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
+from connector.observability import Health, Metrics
 from connector.retry import Interrupted, RestartStrategy, retrying
 from connector.sink.mapping import RowMapper
 from connector.state import Record, TopicPartition
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 MAX_POLL_BATCH = 10_000
+GAUGES_EVERY_S = 1.0  # lag and buffer gauges are refreshed at most this often
 T = TypeVar("T")
 
 
@@ -51,6 +54,7 @@ class Source(Protocol):
     def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
     def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
+    def high_watermark(self, tp: TopicPartition) -> int | None: ...
     def close(self) -> None: ...
 
 
@@ -72,12 +76,17 @@ class Runner:
 
     def __init__(self, source: Source, store: Sink, backend: StateBackend, policy: CheckpointPolicy,
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
-                 stop: threading.Event | None = None, restart: RestartStrategy = RestartStrategy()) -> None:
+                 stop: threading.Event | None = None, restart: RestartStrategy = RestartStrategy(),
+                 metrics: Metrics | None = None, health: Health | None = None) -> None:
         self._source, self._store, self._backend = source, store, backend
         self._policy, self._faults, self._restart = policy, faults, restart
         self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
         self._stop = stop or threading.Event()
         self._failed = False
+        self.metrics = metrics or Metrics()
+        self.health = health or Health(stuck_after_s=600, stale_after_s=600)
+        self._committed: dict[TopicPartition, int | None] = {}  # owned partitions: the database's next_offset
+        self._gauges_at = 0.0
         self.coordinator: CheckpointCoordinator | None = None
 
     @classmethod
@@ -92,9 +101,14 @@ class Runner:
         store = PostgresStore.from_settings(settings, replica, faults)
         policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
                                   settings.checkpoint_max_bytes)
+        # Alive while the loop moves (a commit may take CHECKPOINT_TIMEOUT_MS, a retry wait
+        # up to the strategy's maximum); ready while checkpoints keep completing.
+        timeout_s, max_wait_s = settings.checkpoint_timeout_ms / 1000, settings.restart_strategy.max_ms / 1000
+        health = Health(stuck_after_s=timeout_s + max_wait_s + 30,
+                        stale_after_s=2 * settings.checkpoint_interval_ms / 1000 + timeout_s + 10)
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
                    build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop,
-                   settings.restart_strategy)
+                   settings.restart_strategy, Metrics(), health)
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -120,16 +134,21 @@ class Runner:
     def start(self) -> None:
         mapper = self._store.prepare()
         self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,
-                                                 mapper, self._policy, self._faults)
+                                                 mapper, self._policy, self._faults, on_complete=self._observe)
         self.coordinator.recover()
         self._source.start(self)
 
     def step(self) -> None:
         records = self._source.poll(min(self._policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
+        self.health.progressed()
+        self.metrics.consumed.inc(len(records))
         self._buffer(records)
         reason = self._coord.due()
         if reason is not None:
             self._checkpoint(reason, interruptible=True)
+        elif self._coord.state.empty():
+            self.health.checkpointed()  # nothing waits to be committed: as fresh as a checkpoint
+        self._refresh_gauges()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -162,27 +181,78 @@ class Runner:
         def initialize_state() -> Mapping[TopicPartition, int | None]:
             self._coord.recover()
             return self._coord.assign(partitions)
-        return self._retry(initialize_state, "recovering and assigning partitions")
+        starts = self._retry(initialize_state, "recovering and assigning partitions")
+        self._committed.update(starts)
+        self._rebalanced("assigned")
+        return starts
 
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
         self._faults.reached("in_revoke")
         if not self._failed:
             self._checkpoint("revoke")
-        self._coord.release(partitions)
+        self._release(partitions, "revoked")
 
     def on_lost(self, partitions: list[TopicPartition]) -> None:
+        self._release(partitions, "lost")
+
+    def _release(self, partitions: list[TopicPartition], kind: str) -> None:
         self._coord.release(partitions)
+        for topic, partition in partitions:
+            self._committed.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):  # no lag reported for it yet
+                self.metrics.lag.remove(topic, str(partition))
+        self._rebalanced(kind)
+
+    def _rebalanced(self, kind: str) -> None:
+        self.metrics.rebalances.labels(kind).inc()
+        self.metrics.assigned.set(len(self._committed))
+        self.health.assigned = len(self._committed)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _checkpoint(self, reason: str, interruptible: bool = False) -> None:
-        self._retry(lambda: self._coord.checkpoint(reason), f"checkpoint ({reason})", interruptible)
+        def failed(exc: TransientError) -> None:
+            self.metrics.checkpoints.labels("timed-out" if isinstance(exc, CheckpointTimeout) else "failed").inc()
 
-    def _retry(self, fn: Callable[[], T], doing: str, interruptible: bool = False) -> T:
+        started = time.monotonic()
+        result = self._retry(lambda: self._coord.checkpoint(reason), f"checkpoint ({reason})", interruptible, failed)
+        self.health.checkpointed()
+        if result is not None:
+            self.metrics.checkpoint_duration.observe(time.monotonic() - started)
+
+    def _observe(self, result: CheckpointResult) -> None:
+        self.metrics.checkpoints.labels(result.outcome.value).inc()
+        self.metrics.commit_latency.observe(result.commit_ms / 1000.0)
+        if result.outcome is CommitOutcome.COMMITTED:
+            self.metrics.written.inc(result.records)
+        for tp, next_offset in result.offsets.items():
+            if tp in self._committed:
+                self._committed[tp] = next_offset
+
+    def _refresh_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGES_EVERY_S:
+            return
+        self._gauges_at = now
+        state = self._coord.state
+        self.metrics.buffered_records.set(state.records)
+        self.metrics.buffered_bytes.set(state.bytes)
+        for tp, committed in self._committed.items():
+            high = self._source.high_watermark(tp)
+            if high is not None:
+                self.metrics.lag.labels(tp[0], str(tp[1])).set(max(0, high - (committed or 0)))
+
+    def _retry(self, fn: Callable[[], T], doing: str, interruptible: bool = False,
+               on_failure: Callable[[TransientError], None] | None = None) -> T:
         """`fn()` retried on transient failures; an interruptible wait ends at a stop
         request (raising Interrupted). Waits inside rebalance callbacks and the final
         checkpoint are not interruptible: they are bounded by the strategy and by
         SHUTDOWN_TIMEOUT_MS."""
-        return retrying(fn, self._restart, doing, self._stop.wait if interruptible else _sleep)
+        def failed(exc: TransientError) -> None:
+            self.metrics.retries.inc()
+            self.health.progressed()  # waiting out an outage is not being stuck
+            if on_failure is not None:
+                on_failure(exc)
+        return retrying(fn, self._restart, doing, self._stop.wait if interruptible else _sleep, failed)
 
     @property
     def _coord(self) -> CheckpointCoordinator:

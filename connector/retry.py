@@ -77,9 +77,11 @@ class Interrupted(Exception):
 
 
 def retrying(fn: Callable[[], T], strategy: RestartStrategy, doing: str,
-             wait: Callable[[float], bool | None]) -> T:
+             wait: Callable[[float], bool | None],
+             on_failure: Callable[[TransientError], None] | None = None) -> T:
     """`fn()`, retried on TransientError per `strategy`. `wait(seconds)` sleeps between
-    attempts; a true result means "stop waiting" and raises Interrupted."""
+    attempts; a true result means "stop waiting" and raises Interrupted. `on_failure`
+    sees every transient failure (for metrics)."""
     delays = strategy.delays_s()
     failures = 0
     while True:
@@ -87,6 +89,8 @@ def retrying(fn: Callable[[], T], strategy: RestartStrategy, doing: str,
             return fn()
         except TransientError as exc:
             failures += 1
+            if on_failure is not None:
+                on_failure(exc)
             delay = next(delays, None)
             if delay is None:
                 raise RetriesExhausted(f"{doing} failed {failures} time(s) in a row (RESTART_STRATEGY="

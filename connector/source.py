@@ -56,7 +56,9 @@ class KafkaSource:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
-        config: dict[str, Any] = {**self._config, "error_cb": self._on_error, "on_commit": self._on_commit}
+        # librdkafka's own log lines go through Python logging (so LOG_FORMAT=json holds for them).
+        config: dict[str, Any] = {**self._config, "error_cb": self._on_error, "on_commit": self._on_commit,
+                                  "logger": logging.getLogger("librdkafka")}
         try:
             self._consumer = Consumer(config)
             self._consumer.subscribe(self._topics, on_assign=self._assign, on_revoke=self._revoke,
@@ -119,6 +121,16 @@ class KafkaSource:
             except KafkaException as exc:
                 log.warning("seek %s[%d] to %d failed (%s); the next assignment repositions it",
                             topic, partition, offset, exc.args[0])
+
+    def high_watermark(self, tp: TP) -> int | None:
+        """The partition's high watermark as of the last fetch (no broker round trip)."""
+        if self._consumer is None:
+            return None
+        try:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+        except KafkaException:
+            return None
+        return int(high) if high is not None and high >= 0 else None
 
     # -- callbacks (run inside poll) -------------------------------------------------------------
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

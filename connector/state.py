@@ -75,8 +75,10 @@ class Snapshot:
         return len(self.records)
 
     def describe(self) -> str:
-        """`topic[p]:start-end` for every partition, for logs."""
-        return ", ".join(f"{r.topic}[{r.partition}]:{r.start}-{r.end}" for r in self.ranges)
+        """`topic[p]:start-end` for every partition, for logs (`first` for a partition's
+        first commit: its start is whatever offset was read first)."""
+        return ", ".join(f"{r.topic}[{r.partition}]:{'first' if r.start is None else r.start}-{r.end}"
+                         for r in self.ranges)
 
 
 @dataclass

@@ -242,7 +242,8 @@ class Pipeline:
             "KAFKA_BOOTSTRAP_SERVERS": self.services.bootstrap_servers, "KAFKA_TOPICS": self.topic,
             "DATABASE_URL": self.services.database_url, "SINK_TABLE": self.table,
             "CONNECTOR_NAME": self.name, "CHECKPOINT_INTERVAL_MS": "200",
-            "STATE_DIR": str(self.workdir / f"state-{host}"), "LOG_LEVEL": "INFO", **FAST_GROUP, **overrides,
+            "STATE_DIR": str(self.workdir / f"state-{host}"), "LOG_LEVEL": "INFO", "HTTP_PORT": "0",
+            **FAST_GROUP, **overrides,
         }
 
     def start(self, host: str = "a", **overrides: str) -> ConnectorProcess:

@@ -28,6 +28,9 @@ class ScriptedSource(FakeOffsets):
     def close(self):
         self.closed = True
 
+    def high_watermark(self, tp):
+        return getattr(self, "high", {}).get(tp)
+
 
 class Sink(FakeStore):
     def prepare(self):

@@ -1,0 +1,92 @@
+"""/metrics, /healthz and /readyz of a running `eos-connector run`."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+
+from connector.embedded.harness import wait_until
+
+pytestmark = pytest.mark.integration
+DDL = "CREATE TABLE {table} (event_id bigint NOT NULL)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)"
+    match = re.search(r"^" + pattern + "$", text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def test_metrics_and_probes(make_pipeline):
+    p = make_pipeline(DDL, partitions=3)
+    port = free_port()
+    replica = p.start(HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
+    wait_until(lambda: replica.check_alive() or get(port, "/healthz")[0] == 200, 30, "/healthz to answer")
+    p.produce([(None, orjson.dumps({"event_id": i})) for i in range(500)], partition_of=lambda i: i % 3)
+    p.wait_for_rows(500, 60, replica)
+
+    def settled() -> bool:
+        text = get(port, "/metrics")[1]
+        return metric(text, "eos_records_written_total") == 500 and all(
+            metric(text, "eos_consumer_lag_records", partition=str(i), topic=p.topic) == 0 for i in range(3))
+    wait_until(settled, 30, "written = 500 and lag 0 on every partition")
+    text = get(port, "/metrics")[1]
+    assert metric(text, "eos_records_consumed_total") == 500
+    assert metric(text, "eos_checkpoints_total", outcome="committed") >= 1
+    assert metric(text, "eos_checkpoints_total", outcome="fenced") == 0
+    assert metric(text, "eos_assigned_partitions") == 3
+    assert metric(text, "eos_commit_latency_seconds_count") >= 1
+    assert metric(text, "eos_rebalances_total", kind="assigned") >= 1
+    status, body = get(port, "/readyz")
+    assert status == 200 and "3 partition(s)" in body
+    assert get(port, "/nope")[0] == 404
+    assert replica.stop() == 0
+    assert get(port, "/healthz")[0] == 0  # gone with the process
+
+
+def test_port_in_use_is_a_clear_error(make_pipeline):
+    p = make_pipeline(DDL)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        replica = p.start(HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
+        assert replica.wait(30) == 2
+    assert f"HTTP_PORT={port}: cannot listen on 127.0.0.1:{port}" in replica.output()
+
+
+def test_json_logs(make_pipeline):
+    """LOG_FORMAT=json: every line is one JSON object; commit lines name the checkpoint,
+    its partitions with offset ranges, the record count and the elapsed time."""
+    p = make_pipeline(DDL, partitions=2)
+    p.produce([(None, orjson.dumps({"event_id": i})) for i in range(100)], partition_of=lambda i: i % 2)
+    replica = p.start(LOG_FORMAT="json")
+    p.wait_for_rows(100, 60, replica)
+    assert replica.stop() == 0
+    lines = [orjson.loads(line) for line in replica.output().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    commits = [line["message"] for line in lines if re.match(r"checkpoint \d+ committed", line["message"])]
+    assert commits and all(re.search(rf"\d+ records, partitions {p.topic}\[\d\]:(\d+|first)-\d+.*, [\d.]+ ms$", m)
+                           for m in commits)

@@ -1,0 +1,85 @@
+"""Metrics the runner reports (driven with fakes) and the probes' logic."""
+
+from prometheus_client import generate_latest
+
+from connector.checkpoint import CheckpointPolicy
+from connector.errors import CheckpointTimeout
+from connector.observability import Health
+from connector.pipeline import Runner
+from connector.retry import RestartStrategy
+
+from .fakes import Clock, FakeBackend, rec
+from .test_retry import FailingOnce
+from .test_runner import ScriptedSource, Sink, assign
+
+
+def sample(runner, name, **labels):
+    return runner.metrics.registry.get_sample_value(name, labels or None)
+
+
+def test_runner_metrics():
+    lose = lambda listener: listener.on_lost([("t", 1)]) and None  # noqa: E731
+    source = ScriptedSource([assign(("t", 0), ("t", 1)), [rec(0), rec(1), rec(5, partition=1)], [rec(2)], lose])
+    source.high = {("t", 0): 10, ("t", 1): 6}
+    store = Sink()
+    store.commit = FailingOnce(store.commit, after=False)
+    r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 3, 10**9), restart=RestartStrategy(2, 1, 1))
+    r._stop.wait = lambda s: False
+    r.start()
+    r.step()  # assignment
+    r.step()  # 3 records: full, commit fails once, retried
+    assert sample(r, "eos_records_consumed_total") == 3
+    assert sample(r, "eos_records_written_total") == 3
+    assert sample(r, "eos_checkpoints_total", outcome="committed") == 1
+    assert sample(r, "eos_checkpoints_total", outcome="failed") == 1
+    assert sample(r, "eos_retries_total") == 1
+    assert sample(r, "eos_commit_latency_seconds_count") == 1
+    assert sample(r, "eos_assigned_partitions") == 2
+    r._gauges_at = 0  # gauges refresh at most once a second
+    r._refresh_gauges()
+    assert sample(r, "eos_consumer_lag_records", topic="t", partition="0") == 8  # 10 - next_offset 2
+    assert sample(r, "eos_consumer_lag_records", topic="t", partition="1") == 0  # 6 - 6
+    r._gauges_at = 0
+    r.step()  # one more record buffered
+    assert sample(r, "eos_buffered_records") == 1
+    r.step()  # partition 1 lost
+    assert sample(r, "eos_rebalances_total", kind="lost") == 1 and sample(r, "eos_assigned_partitions") == 1
+    assert sample(r, "eos_consumer_lag_records", topic="t", partition="1") is None
+    assert b"eos_checkpoints_total" in generate_latest(r.metrics.registry)
+
+
+def test_timed_out_commits_are_counted_apart():
+    source = ScriptedSource([assign(("t", 0)), [rec(0)]])
+    store = Sink()
+    commit, calls = store.commit, []
+
+    def slow_once(snapshot):
+        calls.append(1)
+        if len(calls) == 1:
+            raise CheckpointTimeout("statement timeout")
+        return commit(snapshot)
+    store.commit = slow_once
+    r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 1, 10**9), restart=RestartStrategy(2, 1, 1))
+    r._stop.wait = lambda s: False
+    r.start()
+    r.step()
+    r.step()
+    assert sample(r, "eos_checkpoints_total", outcome="timed-out") == 1
+    assert sample(r, "eos_checkpoints_total", outcome="committed") == 1
+
+
+def test_health_probes():
+    clock = Clock()
+    health = Health(stuck_after_s=60, stale_after_s=5, clock=clock)
+    assert health.live() == (True, "ok")
+    assert health.ready() == (False, "no partitions assigned")
+    health.assigned = 3
+    assert health.ready() == (False, "no checkpoint completed yet")
+    health.checkpointed()
+    assert health.ready()[0]
+    clock.now = 6
+    assert health.ready() == (False, "last checkpoint 6s ago (limit 5s)")
+    clock.now = 61
+    assert health.live() == (False, "no progress for 61s (limit 60s)")
+    health.progressed()
+    assert health.live()[0]
