@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from connector import __version__
-from connector.config import Settings, libpq_url, read_secret_files, redact_url
+from connector.config import Settings, kafka_passthrough, libpq_url, read_secret_files, redact_url
 from connector.errors import ConfigError, ConnectorError
 from connector.retry import Interrupted, retrying
 
@@ -117,10 +117,19 @@ def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector.status import pipeline_status
+    from connector.status import kafka_positions, pipeline_status
 
     url, schema, pipeline = _database_only(env)
     status = pipeline_status(url, schema, pipeline)
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        problems: list[str] = []
+        kafka = kafka_passthrough(read_secret_files(env, problems), problems)
+        if problems:
+            raise ConfigError(problems)
+        config = {**kafka, "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                  "group.id": env.get("KAFKA_GROUP_ID") or pipeline, "logger": logging.getLogger("librdkafka")}
+        topics = [t.strip() for t in env.get("KAFKA_TOPICS", "").split(",") if t.strip()]
+        kafka_positions(config, topics, status["partitions"])
     if args.json:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -134,8 +143,15 @@ def _format_status(status: dict[str, Any]) -> str:
     lines.append(f"last checkpoint: {last['checkpoint_id']} by {last['replica']}, {last['age_s']:.1f}s ago"
                  if last else "last checkpoint: none yet")
     lines.append(f"pending snapshots: {status['pending_snapshots']}")
-    lines.append("topic\tpartition\tnext_offset\tupdated_by")
-    lines.extend(f"{p['topic']}\t{p['partition']}\t{p['next_offset']}\t{p['replica']}" for p in status["partitions"])
+    lines.append("replicas committing in the last hour: " + (", ".join(
+        f"{r['replica']} ({r['checkpoints_last_hour']} checkpoints, last {r['last_commit_age_s']:.0f}s ago)"
+        for r in status["replicas"]) or "none"))
+    kafka = any("high_watermark" in p for p in status["partitions"])
+    columns = ["topic", "partition", "next_offset"] + (["kafka_committed", "high_watermark", "lag"] if kafka else []) \
+        + ["updated_by"]
+    lines.append("\t".join(columns))
+    lines.extend("\t".join("-" if p.get(c) is None else str(p.get(c)) for c in columns[:-1]) + f"\t{p['replica'] or '-'}"
+                 for p in status["partitions"])
     return "\n".join(lines)
 
 

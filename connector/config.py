@@ -178,7 +178,7 @@ class Settings(BaseModel):
         """Validate every variable of `env`; raise ConfigError listing all problems."""
         problems: list[str] = []
         env = read_secret_files(env, problems)
-        kafka = _kafka_passthrough(env, problems)
+        kafka = kafka_passthrough(env, problems)
         known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias and f.alias in env}
         try:
             settings = cls.model_validate({**known, "kafka": kafka})
@@ -256,7 +256,7 @@ class Settings(BaseModel):
     __str__ = __repr__
 
 
-def _kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+def kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
     config: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith("KAFKA_") or name in KAFKA_RESERVED:

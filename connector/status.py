@@ -1,5 +1,7 @@
-"""What the database knows about a pipeline: committed offsets, last checkpoint, pending
-snapshots. Read-only."""
+"""What the database knows about a pipeline — committed offsets, last checkpoint, pending
+snapshots, the replicas that committed recently — and, when Kafka is configured, what
+Kafka knows: the group's committed offsets, the high watermarks and the lag. Read-only:
+nothing joins the consumer group."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connector import bookkeeping as bk
+from connector.errors import KafkaError
 from connector.sink.postgres import convert_db_error, engine_for
 
 
@@ -28,6 +31,14 @@ def pipeline_status(url: str, schema: str, pipeline: str) -> dict[str, Any]:
             ).first()
             pending = conn.scalar(sa.select(sa.func.count()).select_from(snapshots)
                                   .where(snapshots.c.pipeline == pipeline))
+            last_seen = sa.func.max(checkpoints.c.committed_at)
+            replicas = conn.execute(
+                sa.select(checkpoints.c.replica, sa.func.extract("epoch", sa.func.now() - last_seen).label("age"),
+                          sa.func.count().label("checkpoints"))
+                .where(checkpoints.c.pipeline == pipeline,
+                       checkpoints.c.committed_at > sa.func.now() - sa.text("interval '1 hour'"))
+                .group_by(checkpoints.c.replica).order_by(last_seen.desc()).limit(20)
+            ).all()
     except sa.exc.DBAPIError as exc:
         raise convert_db_error(exc, f"reading the status of pipeline {pipeline!r}") from exc
     return {
@@ -38,4 +49,37 @@ def pipeline_status(url: str, schema: str, pipeline: str) -> dict[str, Any]:
         "last_checkpoint": {"checkpoint_id": last.checkpoint_id, "replica": last.replica, "age_s": float(last.age)}
         if last else None,
         "pending_snapshots": int(pending or 0),
+        "replicas": [{"replica": r.replica, "last_commit_age_s": float(r.age), "checkpoints_last_hour": r.checkpoints}
+                     for r in replicas],
     }
+
+
+def kafka_positions(config: dict[str, Any], topics: list[str], partitions: list[dict[str, Any]],
+                    timeout_s: float = 10.0) -> None:
+    """Add to each partition row (and to every partition of `topics` the database has no
+    row for yet) Kafka's committed offset for the group, the high watermark, and the lag
+    (high watermark minus the database's next_offset). The group is only read."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({**config, "enable.auto.commit": "false"})
+    try:
+        metadata = consumer.list_topics(timeout=timeout_s)
+        known = {(p["topic"], p["partition"]) for p in partitions}
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            for partition in sorted(meta.partitions) if meta is not None and meta.error is None else []:
+                if (topic, partition) not in known:
+                    partitions.append({"topic": topic, "partition": partition, "next_offset": None, "replica": None})
+        partitions.sort(key=lambda p: (p["topic"], p["partition"]))
+        tps = [TopicPartition(p["topic"], p["partition"]) for p in partitions]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=timeout_s)}
+        for row in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(row["topic"], row["partition"]), timeout=timeout_s)
+            offset = committed.get((row["topic"], row["partition"]))
+            row["kafka_committed"] = offset if offset is not None and offset >= 0 else None
+            row["high_watermark"] = high
+            row["lag"] = high - (row["next_offset"] or 0)
+    except KafkaException as exc:
+        raise KafkaError(f"reading offsets from Kafka: {exc.args[0]}") from exc
+    finally:
+        consumer.close()

@@ -90,3 +90,35 @@ def test_json_logs(make_pipeline):
     commits = [line["message"] for line in lines if re.match(r"checkpoint \d+ committed", line["message"])]
     assert commits and all(re.search(rf"\d+ records, partitions {p.topic}\[\d\]:(\d+|first)-\d+.*, [\d.]+ ms$", m)
                            for m in commits)
+
+
+def test_status_with_kafka_positions(make_pipeline):
+    """`status --json` with Kafka configured: per partition the database's next_offset,
+    the group's committed offset, the high watermark and the lag; the replicas that
+    committed. Partitions nothing was read from yet are listed too."""
+    import os
+    import subprocess
+    import sys
+
+    p = make_pipeline(DDL, partitions=3)
+    p.produce([(None, orjson.dumps({"event_id": i})) for i in range(60)], partition_of=lambda i: i % 2)
+    replica = p.start()
+    p.wait_for_rows(60, 60, replica)
+    assert replica.stop() == 0
+    p.produce([(None, orjson.dumps({"event_id": i})) for i in range(60, 70)], partition_of=lambda i: 0)
+    env = {**os.environ, **p.env()}
+
+    def status(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "connector", "status", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    doc = orjson.loads(status("--json"))
+    rows = {r["partition"]: (r["next_offset"], r["kafka_committed"], r["high_watermark"], r["lag"])
+            for r in doc["partitions"]}
+    assert rows == {0: (30, 30, 40, 10), 1: (30, 30, 30, 0), 2: (None, None, 0, 0)}
+    assert [r["replica"] for r in doc["replicas"]] == [p.checkpoints()[-1][1]]
+    text = status()
+    assert "next_offset\tkafka_committed\thigh_watermark\tlag\tupdated_by" in text
+    assert f"{p.topic}\t0\t30\t30\t40\t10\t" in text and f"{p.topic}\t2\t-\t-\t0\t0\t-" in text
