@@ -20,6 +20,7 @@ from connector.retry import RestartStrategy
 
 MASK = "***"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
 # Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
 KAFKA_RESERVED = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS", "KAFKA_GROUP_ID"})
 # librdkafka settings the connector must own for the protocol to hold.
@@ -122,6 +123,7 @@ class Settings(BaseModel):
     sink_mode: Literal["append", "upsert"] = Field("append", alias="SINK_MODE")
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
+    sink_metadata_columns: tuple[tuple[str, str], ...] = Field((), alias="SINK_METADATA_COLUMNS")
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
     checkpoint_max_records: int = Field(100_000, alias="CHECKPOINT_MAX_RECORDS", gt=0)
     checkpoint_max_bytes: int = Field(64 * 1024 * 1024, alias="CHECKPOINT_MAX_BYTES", gt=0)
@@ -145,6 +147,20 @@ class Settings(BaseModel):
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         return None if value is None or value == "" else _csv(value)
+
+    @field_validator("sink_metadata_columns", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = []
+        for item in _csv(value):
+            field_name, _, column = (part.strip() for part in item.partition("="))
+            if field_name not in METADATA_FIELDS:
+                raise ValueError(f"unknown field {field_name!r}; expected <field>[=<column>] with field one of "
+                                 f"{', '.join(METADATA_FIELDS)}")
+            pairs.append((field_name, column or field_name))
+        return tuple(pairs)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -200,7 +216,8 @@ class Settings(BaseModel):
             problems.append(f"SINK_TABLE={self.sink_table!r}: {exc}")
             names = {}
         names.update({"CONNECTOR_SCHEMA": [self.connector_schema], "SINK_KEY_COLUMNS": list(self.sink_key_columns or ()),
-                      "SINK_ADDITIVE_COLUMNS": list(self.sink_additive_columns or ())})
+                      "SINK_ADDITIVE_COLUMNS": list(self.sink_additive_columns or ()),
+                      "SINK_METADATA_COLUMNS": [column for _, column in self.sink_metadata_columns]})
         for variable, identifiers in names.items():
             for name in identifiers:
                 if len(name.encode()) > MAX_IDENTIFIER_BYTES:

@@ -38,7 +38,9 @@ def to_record(message: Message) -> Record:
     ts_type, ts = message.timestamp()
     topic, partition, offset = message.topic(), message.partition(), message.offset()
     assert topic is not None and partition is not None and offset is not None  # set on every fetched message
-    return Record(topic, partition, offset, message.key(), message.value(), ts if ts_type else None)
+    headers = message.headers()
+    return Record(topic, partition, offset, message.key(), message.value(), ts if ts_type else None,
+                  tuple(headers) if headers else ())
 
 
 class KafkaSource:

@@ -26,6 +26,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def tp(self) -> TopicPartition:
@@ -33,7 +34,7 @@ class Record:
 
     @property
     def size(self) -> int:
-        return len(self.key or b"") + len(self.value or b"")
+        return len(self.key or b"") + len(self.value or b"") + sum(len(n) + len(v or b"") for n, v in self.headers)
 
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"

@@ -181,15 +181,47 @@ def column_converter(spec: ColumnSpec) -> Converter:
     return bounded
 
 
+def metadata_value(record: Record, field: str) -> Any:
+    """A record's metadata as a JSON-like value the column converters take: the
+    timestamp as epoch milliseconds; headers as an object of UTF-8 text values (a value
+    that is not UTF-8 as base64; a name given more than once: a list of its values)."""
+    if field == "topic":
+        return record.topic
+    if field == "partition":
+        return record.partition
+    if field == "offset":
+        return record.offset
+    if field == "timestamp":
+        return record.timestamp_ms
+    headers: dict[str, Any] = {}
+    for name, raw in record.headers:
+        try:
+            value = None if raw is None else raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = base64.b64encode(raw).decode()
+        if name in headers:
+            earlier = headers[name]
+            headers[name] = [*earlier, value] if isinstance(earlier, list) else [earlier, value]
+        else:
+            headers[name] = value
+    return headers
+
+
 class RowMapper:
     """Maps records to `Op`s for one table and mode. `key_columns` is required (and
     only used) in upsert mode."""
 
-    def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = ()) -> None:
+    def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
+                 metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.columns = tuple(columns)
         self.mode = mode
         self.key_columns = tuple(key_columns)
-        self._converters = [(c.name, column_converter(c)) for c in self.columns]
+        by_name = {c.name: c for c in self.columns}
+        # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter); these
+        # columns take the record's metadata, never a same-named field of its value.
+        self._metadata = [(field, column, column_converter(by_name[column])) for field, column in metadata]
+        meta_columns = {column for _, column, _ in self._metadata}
+        self._converters = [(c.name, column_converter(c)) for c in self.columns if c.name not in meta_columns]
         self._not_null = frozenset(c.name for c in self.columns if not c.nullable)
         self._required = tuple(c.name for c in self.columns if not c.nullable and not c.has_default)
 
@@ -203,6 +235,12 @@ class RowMapper:
         if not isinstance(document, dict):
             self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
         values = self._convert(record, document)
+        for field, column, convert in self._metadata:
+            raw = metadata_value(record, field)
+            try:
+                values[column] = None if raw is None else convert(raw)
+            except (ValueError, TypeError, OverflowError) as exc:
+                self._fail(record, f"record {field} into column {column!r}: {exc}")
         if self.mode == "upsert":
             missing = [k for k in self.key_columns if values.get(k) is None]
             if missing:

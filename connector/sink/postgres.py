@@ -28,7 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from connector import bookkeeping as bk
 from connector.checkpoint import CommitOutcome
-from connector.errors import CheckpointTimeout, PermanentError, TransientError
+from connector.errors import CheckpointTimeout, PermanentError, SchemaError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
 from connector.sink import statements as st
 from connector.config import Settings
@@ -84,11 +84,12 @@ class PostgresStore:
     def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, table: tuple[str | None, str],
                  mode: str = "append", key_columns: Sequence[str] | None = None,
                  additive_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
-                 faults: FaultHook = NO_FAULTS) -> None:
+                 faults: FaultHook = NO_FAULTS, metadata_columns: Sequence[tuple[str, str]] = ()) -> None:
         self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
         self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
         self._configured_keys = tuple(key_columns or ())
         self.additive_columns = tuple(additive_columns or ())
+        self.metadata_columns = tuple(metadata_columns)
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
         self._target_table: sa.Table | None = None  # built once by prepare()
@@ -98,7 +99,8 @@ class PostgresStore:
     def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS) -> PostgresStore:
         return cls(settings.libpq_url, settings.connector_name, replica, settings.connector_schema,
                    table=settings.table, mode=settings.sink_mode, key_columns=settings.sink_key_columns,
-                   additive_columns=settings.sink_additive_columns, timeout_ms=settings.checkpoint_timeout_ms, faults=faults)
+                   additive_columns=settings.sink_additive_columns, timeout_ms=settings.checkpoint_timeout_ms, faults=faults,
+                   metadata_columns=settings.sink_metadata_columns)
 
     # -- connection -----------------------------------------------------------------------
     def connection(self) -> sa.Connection:
@@ -140,7 +142,13 @@ class PostgresStore:
         if self.mode == "upsert":
             self.key_columns = resolve_key_columns(self.target, self._configured_keys)
             check_additive_columns(self.target, self.key_columns, self.additive_columns)
-        return RowMapper(self.target.columns, self.mode, self.key_columns)
+        names = {c.name for c in self.target.columns}
+        missing = [f"{column!r} (for the record's {field})" for field, column in self.metadata_columns
+                   if column not in names]
+        if missing:
+            raise SchemaError(f"SINK_METADATA_COLUMNS: table {self.target.qualified!r} has no column "
+                              f"{', '.join(missing)}")
+        return RowMapper(self.target.columns, self.mode, self.key_columns, self.metadata_columns)
 
     # -- small queries --------------------------------------------------------------------
     def _run(self, doing: str, statement: sa.Executable, params: Any = None) -> list[sa.Row[Any]]:

@@ -105,3 +105,24 @@ def test_scalar_key_needs_a_single_key_column():
     with pytest.raises(MappingError, match="scalar record key"):
         two(rec(None, key=b"1"))
     assert two(rec(None, key=b'{"a": 1, "b": 2}')).values == {"a": 1, "b": 2}
+
+
+def test_metadata_columns():
+    """SINK_METADATA_COLUMNS: topic, partition, offset, timestamp and headers land in
+    columns (renamed with field=column); a same-named value field does not override them."""
+    from connector.sink.mapping import ColumnSpec, RowMapper
+    from connector.state import Record
+
+    columns = [ColumnSpec("id", "integer"), ColumnSpec("topic", "text"), ColumnSpec("kafka_partition", "integer"),
+               ColumnSpec("kafka_offset", "bigint"), ColumnSpec("ts", "timestamptz"), ColumnSpec("headers", "json")]
+    mapper = RowMapper(columns, "append", metadata=[("topic", "topic"), ("partition", "kafka_partition"),
+                                                     ("offset", "kafka_offset"), ("timestamp", "ts"),
+                                                     ("headers", "headers")])
+    record = Record("events", 3, 41, None, b'{"id": 7, "topic": "spoofed"}', 1763805600000,
+                    (("trace", b"abc"), ("bin", b"\xff"), ("trace", b"def"), ("empty", None)))
+    op = mapper(record)
+    assert op.values["id"] == 7 and op.values["topic"] == "events"
+    assert (op.values["kafka_partition"], op.values["kafka_offset"]) == (3, 41)
+    assert op.values["ts"].isoformat() == "2025-11-22T10:00:00+00:00"
+    assert op.values["headers"] == '{"trace":["abc","def"],"bin":"/w==","empty":null}'
+    assert mapper(Record("events", 0, 1, None, b'{"id": 1}')).values["ts"] is None  # no timestamp: NULL
