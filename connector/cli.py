@@ -171,6 +171,19 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return run_demo(records=args.records, partitions=args.partitions, kills=args.kills)
 
 
+def cmd_demo_producer(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector.demo import produce_forever
+
+    configure_logging(env.get("LOG_LEVEL", "INFO").upper(), env.get("LOG_FORMAT", "text").lower())
+    missing = [name for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS") if not env.get(name)]
+    if missing:
+        raise ConfigError([f"{name} is required but not set" for name in missing])
+    topic = env["KAFKA_TOPICS"].split(",")[0].strip()
+    sent = produce_forever(env["KAFKA_BOOTSTRAP_SERVERS"], topic, args.rate, args.count)
+    print(f"produced {sent} visit events to {topic!r}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="eos-connector", description=__doc__.split("\n")[0] if __doc__ else None)
     top.add_argument("--version", action="version", version=f"eos-connector {__version__}")
@@ -185,10 +198,15 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--records", type=int, default=20_000)
     demo.add_argument("--partitions", type=int, default=8)
     demo.add_argument("--kills", type=int, default=3)
+    producer = commands.add_parser("demo-producer", help="produce demo visit events to KAFKA_TOPICS at a steady "
+                                                         "rate (the compose file's producer)")
+    producer.add_argument("--rate", type=int, default=200, help="events per second")
+    producer.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
     return top
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo,
+            "demo-producer": cmd_demo_producer}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -33,16 +33,20 @@ CREATE_TABLE = """CREATE TABLE visits (
 )"""
 
 
+START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def visit(event_id: int, rng: random.Random) -> tuple[bytes, bytes]:
+    """One user-visit event: (key: the user, value: the JSON event)."""
+    user = f"user-{rng.randrange(500)}"
+    event = {"event_id": event_id, "user_id": user, "page": rng.choice(PAGES),
+             "event_time": (START + timedelta(milliseconds=37 * event_id)).isoformat()}
+    return user.encode(), orjson.dumps(event)
+
+
 def visit_events(count: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
     rng = random.Random(seed)
-    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    events = []
-    for event_id in range(count):
-        user = f"user-{rng.randrange(500)}"
-        event = {"event_id": event_id, "user_id": user, "page": rng.choice(PAGES),
-                 "event_time": (start + timedelta(milliseconds=37 * event_id)).isoformat()}
-        events.append((user.encode(), orjson.dumps(event)))
-    return events
+    return [visit(event_id, rng) for event_id in range(count)]
 
 
 def count_rows(url: str) -> tuple[int, int]:
@@ -106,3 +110,19 @@ def _kill_and_restart(replica: ConnectorProcess, url: str, records: int, kills: 
         print(f"  SIGKILL #{k + 1} at {rows} rows; restarting")
         replica.start()
     return kills
+
+
+def produce_forever(bootstrap_servers: str, topic: str, rate: int, count: int = 0) -> int:
+    """`eos-connector demo-producer`: visit events with event IDs 0, 1, 2, … at `rate`
+    per second (the compose file's producer); `count` 0 produces until stopped."""
+    from connector.embedded.harness import make_producer
+
+    producer, rng = make_producer(bootstrap_servers), random.Random(7)
+    sent, batch = 0, max(1, rate // 10)
+    while count == 0 or sent < count:
+        started = time.monotonic()
+        size = batch if count == 0 else min(batch, count - sent)
+        produce(bootstrap_servers, topic, [visit(i, rng) for i in range(sent, sent + size)], producer=producer)
+        sent += size
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+    return sent
