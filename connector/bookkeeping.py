@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Identity,
     Integer,
     LargeBinary,
     MetaData,
@@ -59,6 +60,39 @@ snapshots = Table(
     Column("checkpoint_id", BigInteger, primary_key=True),
     Column("replica", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+# Live replicas: a heartbeat row each, refreshed every few seconds and removed on a clean
+# exit; `acked_request` is the newest operator request (savepoint) the replica completed.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("replica", Text, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("acked_request", BigInteger, nullable=False, server_default="0"),
+)
+
+# Operator requests to a pipeline's replicas: `checkpoint` now, or `stop` after one.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("pipeline", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Savepoints: a named, consistent cut of a pipeline's offsets ([[topic, partition, next_offset]]).
+savepoints = Table(
+    "savepoints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("pipeline", Text, nullable=False),
+    Column("offsets", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -8,12 +8,13 @@ where; nothing after the last commit is lost), 2 invalid configuration (or, for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -155,6 +156,77 @@ def _format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _bookkeeping_engine(url: str, schema: str) -> Any:
+    from connector import bookkeeping as bk
+    from connector.sink.postgres import engine_for
+
+    return engine_for(url).execution_options(schema_translate_map=bk.translate(schema))
+
+
+@contextlib.contextmanager
+def _database_errors(doing: str) -> Iterator[None]:
+    """Driver errors of a database command, as the project's own (named) errors."""
+    import sqlalchemy as sa
+
+    from connector.sink.postgres import convert_db_error
+
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        raise convert_db_error(exc, doing) from exc
+
+
+def cmd_savepoint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector import savepoints
+
+    url, schema, pipeline = _database_only(env)
+    engine = _bookkeeping_engine(url, schema)
+    with _database_errors(f"savepoint {args.action}"):
+        if args.action == "list":
+            with engine.connect() as conn:
+                rows = savepoints.list_savepoints(conn)
+            print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() if args.json else "\n".join(
+                f"{r['name']}\t{r['pipeline']}\t{r['partitions']} partitions\t{r['created_at']}" for r in rows)
+                or "no savepoints")
+            return 0
+        if not args.name:
+            raise ConfigError(["savepoint create needs a NAME"])
+        offsets = savepoints.create_savepoint(engine, pipeline, args.name, stop=args.stop, timeout_s=args.timeout)
+    print(f"savepoint {args.name!r} of pipeline {pipeline!r}: {len(offsets)} partition(s)"
+          + (" (replicas stopped)" if args.stop else ""))
+    for (topic, partition), offset in sorted(offsets.items()):
+        print(f"  {topic}[{partition}] next_offset {offset}")
+    return 0
+
+
+def cmd_offsets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector import savepoints
+
+    url, schema, pipeline = _database_only(env)
+    engine = _bookkeeping_engine(url, schema)
+    topics = [t.strip() for t in env.get("KAFKA_TOPICS", "").split(",") if t.strip()]
+    with _database_errors("resetting offsets"):
+        if args.to.startswith("savepoint:"):
+            with engine.connect() as conn:
+                _, stored = savepoints.savepoint_offsets(conn, args.to.split(":", 1)[1])
+            target = {tp: o for tp, o in stored.items() if not topics or tp[0] in topics}
+        else:
+            if not env.get("KAFKA_BOOTSTRAP_SERVERS") or not topics:
+                raise ConfigError([f"--to {args.to} needs KAFKA_BOOTSTRAP_SERVERS and KAFKA_TOPICS"])
+            problems: list[str] = []
+            kafka = kafka_passthrough(read_secret_files(env, problems), problems)
+            if problems:
+                raise ConfigError(problems)
+            config = {**kafka, "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": pipeline,
+                      "logger": logging.getLogger("librdkafka")}
+            target = savepoints.kafka_targets(config, topics, args.to)
+        before, after = savepoints.reset_offsets(engine, pipeline, target, args.dry_run)
+    print(f"{'would reset' if args.dry_run else 'reset'} pipeline {pipeline!r} to {args.to}:")
+    for tp in sorted(set(before) | set(after)):
+        print(f"  {tp[0]}[{tp[1]}] {before.get(tp, '-')} -> {after.get(tp, before.get(tp, '-'))}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from connector.check import run_checks
 
@@ -198,6 +270,20 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--records", type=int, default=20_000)
     demo.add_argument("--partitions", type=int, default=8)
     demo.add_argument("--kills", type=int, default=3)
+    savepoint = commands.add_parser("savepoint", help="take a named, consistent cut of the pipeline's offsets "
+                                                     "(running replicas checkpoint first), or list them")
+    savepoint.add_argument("action", choices=["create", "list"])
+    savepoint.add_argument("name", nargs="?")
+    savepoint.add_argument("--stop", action="store_true", help="stop-with-savepoint: the replicas stop after "
+                                                                "their final checkpoint")
+    savepoint.add_argument("--timeout", type=float, default=120, help="seconds to wait for the replicas")
+    savepoint.add_argument("--json", action="store_true")
+    offsets = commands.add_parser("offsets", help="move a stopped pipeline's offsets (refused while replicas "
+                                                  "are live)")
+    offsets.add_argument("action", choices=["reset"])
+    offsets.add_argument("--to", required=True, help="earliest | latest | timestamp:<ISO-8601 or epoch ms> | "
+                                                     "savepoint:<name>")
+    offsets.add_argument("--dry-run", action="store_true", help="show the change, make none")
     producer = commands.add_parser("demo-producer", help="produce demo visit events to KAFKA_TOPICS at a steady "
                                                          "rate (the compose file's producer)")
     producer.add_argument("--rate", type=int, default=200, help="events per second")
@@ -206,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo,
-            "demo-producer": cmd_demo_producer}
+            "demo-producer": cmd_demo_producer, "savepoint": cmd_savepoint, "offsets": cmd_offsets}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -128,6 +128,7 @@ class Settings(BaseModel):
     checkpoint_max_records: int = Field(100_000, alias="CHECKPOINT_MAX_RECORDS", gt=0)
     checkpoint_max_bytes: int = Field(64 * 1024 * 1024, alias="CHECKPOINT_MAX_BYTES", gt=0)
     checkpoint_timeout_ms: int = Field(60_000, alias="CHECKPOINT_TIMEOUT_MS", gt=0)
+    start_from_savepoint: str | None = Field(None, alias="START_FROM_SAVEPOINT", min_length=1)
     state_backend: Literal["memory", "filesystem", "postgres"] = Field("memory", alias="STATE_BACKEND")
     state_dir: str = Field("eos-connector-state", alias="STATE_DIR", min_length=1)
     shutdown_timeout_ms: int = Field(30_000, alias="SHUTDOWN_TIMEOUT_MS", gt=0)

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 MAX_POLL_BATCH = 10_000
 GAUGES_EVERY_S = 1.0  # lag and buffer gauges are refreshed at most this often
+HEARTBEAT_EVERY_S = 2.0  # the replica's heartbeat row; operator requests are read with it
 T = TypeVar("T")
 
 
@@ -59,9 +60,12 @@ class Source(Protocol):
 
 
 class Sink(Store, Protocol):
-    """The store as the runner sees it: the commit protocol's Store, plus set-up and close."""
+    """The store as the runner sees it: the commit protocol's Store, plus set-up, the
+    replica's heartbeat (which brings operator requests) and close."""
 
     def prepare(self) -> RowMapper: ...
+    def heartbeat(self, acked: int | None) -> tuple[int, list[tuple[int, str]]]: ...
+    def leave(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -86,7 +90,8 @@ class Runner:
         self.metrics = metrics or Metrics()
         self.health = health or Health(stuck_after_s=600, stale_after_s=600)
         self._committed: dict[TopicPartition, int | None] = {}  # owned partitions: the database's next_offset
-        self._gauges_at = 0.0
+        self._gauges_at = self._heartbeat_at = 0.0
+        self._acked: int | None = None  # newest operator request completed
         self.coordinator: CheckpointCoordinator | None = None
 
     @classmethod
@@ -149,6 +154,7 @@ class Runner:
         elif self._coord.state.empty():
             self.health.checkpointed()  # nothing waits to be committed: as fresh as a checkpoint
         self._refresh_gauges()
+        self._heartbeat()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -160,6 +166,8 @@ class Runner:
         started = time.monotonic()
         self._checkpoint("shutdown")
         self._source.close()  # leaves the group; the revoke callback finds nothing left
+        with contextlib.suppress(TransientError):  # a stale row stops counting as live by itself
+            self._store.leave()
         self._store.close()
         watchdog.cancel()
         log.info("stopped cleanly in %.0f ms", (time.monotonic() - started) * 1000)
@@ -227,6 +235,29 @@ class Runner:
         for tp, next_offset in result.offsets.items():
             if tp in self._committed:
                 self._committed[tp] = next_offset
+
+    def _heartbeat(self, force: bool = False) -> None:
+        """Every HEARTBEAT_EVERY_S: refresh the heartbeat and serve operator requests — a
+        `checkpoint` now (for a savepoint), or a `stop` (stop-with-savepoint: the final
+        checkpoint comes with the shutdown)."""
+        now = time.monotonic()
+        if not force and now - self._heartbeat_at < HEARTBEAT_EVERY_S:
+            return
+        self._heartbeat_at = now
+        try:
+            self._acked, pending = self._store.heartbeat(self._acked)
+        except TransientError as exc:
+            log.warning("heartbeat failed (next one in %.0f s): %s", HEARTBEAT_EVERY_S, exc)
+            return
+        for request_id, kind in pending:
+            log.info("operator request %d: %s", request_id, kind)
+            if kind == "stop":
+                self.request_stop()
+                return  # acknowledged by leaving, after the final checkpoint
+            self._checkpoint("requested", interruptible=True)
+            self._acked = request_id
+        if pending:
+            self._heartbeat(force=True)  # acknowledge now
 
     def _refresh_gauges(self) -> None:
         now = time.monotonic()

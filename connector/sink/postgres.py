@@ -30,6 +30,7 @@ from connector import bookkeeping as bk
 from connector.checkpoint import CommitOutcome
 from connector.errors import CheckpointTimeout, PermanentError, SchemaError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
+from connector.savepoints import seed_from_savepoint
 from connector.sink import statements as st
 from connector.config import Settings
 from connector.sink.mapping import Op, RowMapper
@@ -84,12 +85,14 @@ class PostgresStore:
     def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, table: tuple[str | None, str],
                  mode: str = "append", key_columns: Sequence[str] | None = None,
                  additive_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
-                 faults: FaultHook = NO_FAULTS, metadata_columns: Sequence[tuple[str, str]] = ()) -> None:
+                 faults: FaultHook = NO_FAULTS, metadata_columns: Sequence[tuple[str, str]] = (),
+                 start_from_savepoint: str | None = None, topics: Sequence[str] = ()) -> None:
         self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
         self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
         self._configured_keys = tuple(key_columns or ())
         self.additive_columns = tuple(additive_columns or ())
         self.metadata_columns = tuple(metadata_columns)
+        self._savepoint, self._topics = start_from_savepoint, tuple(topics)
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
         self._target_table: sa.Table | None = None  # built once by prepare()
@@ -100,7 +103,8 @@ class PostgresStore:
         return cls(settings.libpq_url, settings.connector_name, replica, settings.connector_schema,
                    table=settings.table, mode=settings.sink_mode, key_columns=settings.sink_key_columns,
                    additive_columns=settings.sink_additive_columns, timeout_ms=settings.checkpoint_timeout_ms, faults=faults,
-                   metadata_columns=settings.sink_metadata_columns)
+                   metadata_columns=settings.sink_metadata_columns, start_from_savepoint=settings.start_from_savepoint,
+                   topics=settings.kafka_topics)
 
     # -- connection -----------------------------------------------------------------------
     def connection(self) -> sa.Connection:
@@ -136,6 +140,9 @@ class PostgresStore:
         try:
             with conn.begin():
                 self.target = reflect_table(conn, *self._table_name)
+            if self._savepoint is not None:
+                with conn.begin():
+                    seed_from_savepoint(conn, self.pipeline, self._savepoint, self._topics)
         except sa.exc.DBAPIError as exc:
             raise self._failed(exc, "reading the sink table's definition") from exc
         self._target_table = self.target.sa_table()
@@ -266,6 +273,33 @@ class PostgresStore:
                 transaction.rollback()
         except Exception as exc:  # the original error matters more than the failed rollback
             log.debug("rollback failed too: %s", exc)
+
+    # -- heartbeat and operator requests -------------------------------------------------------
+    def heartbeat(self, acked: int | None) -> tuple[int, list[tuple[int, str]]]:
+        """Refresh this replica's row in `replicas` (recording `acked`, the newest request
+        it completed; None at first: every request made so far counts as seen) and return
+        the requests made since, oldest first."""
+        r, q = bk.replicas, bk.requests
+        conn = self.connection()
+        try:
+            with conn.begin():
+                if acked is None:
+                    acked = int(conn.scalar(sa.select(sa.func.coalesce(sa.func.max(q.c.id), 0))
+                                            .where(q.c.pipeline == self.pipeline)) or 0)
+                row = {"pipeline": self.pipeline, "replica": self.replica, "acked_request": acked}
+                conn.execute(pg_insert(r).values(**row).on_conflict_do_update(
+                    index_elements=[r.c.pipeline, r.c.replica],
+                    set_={"last_seen": sa.func.now(), "acked_request": acked}))
+                pending = conn.execute(sa.select(q.c.id, q.c.kind).where(q.c.pipeline == self.pipeline, q.c.id > acked)
+                                       .order_by(q.c.id)).all()
+        except sa.exc.DBAPIError as exc:
+            raise self._failed(exc, "refreshing the replica's heartbeat") from exc
+        return acked, [(int(row.id), str(row.kind)) for row in pending]
+
+    def leave(self) -> None:
+        """A clean exit: remove this replica's heartbeat row (it no longer counts as live)."""
+        r = bk.replicas
+        self._run("leaving", sa.delete(r).where(r.c.pipeline == self.pipeline, r.c.replica == self.replica))
 
     # -- the `postgres` state backend's rows ---------------------------------------------------
     def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None:

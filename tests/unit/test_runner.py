@@ -33,6 +33,16 @@ class ScriptedSource(FakeOffsets):
 
 
 class Sink(FakeStore):
+    requests: list = []  # (id, kind) operator requests the heartbeat hands out
+
+    def heartbeat(self, acked):
+        acked = 0 if acked is None else acked
+        self.acked = acked
+        return acked, [(i, kind) for i, kind in self.requests if i > acked]
+
+    def leave(self):
+        self.left = True
+
     def prepare(self):
         def mapper(record):
             if record.value == b"bad":
@@ -94,3 +104,22 @@ def test_stop_takes_a_final_checkpoint_and_closes():
     r.request_stop()
     r.shutdown()
     assert store.rows == [0, 1] and source.closed
+
+
+def test_operator_requests_checkpoint_then_stop():
+    """A `checkpoint` request commits what is buffered and is acknowledged; a `stop`
+    request ends the loop (the final checkpoint and leaving acknowledge it)."""
+    r, store, source = runner([assign(("t", 0)), [rec(0), rec(1)], [], []])
+    r.step()
+    r.step()
+    assert store.rows == []  # buffered, no trigger yet
+    store.requests = [(5, "checkpoint")]
+    r._heartbeat_at = 0
+    r.step()
+    assert store.rows == [0, 1] and store.acked == 5
+    store.requests = [(5, "checkpoint"), (6, "stop")]
+    r._heartbeat_at = 0
+    r.step()
+    assert r._stop.is_set() and store.acked == 5
+    r.shutdown()
+    assert store.left
