@@ -20,12 +20,17 @@ def as_role(url: str, role: str) -> str:
     return re.sub(r"^postgresql://[^@/]*@", f"postgresql://{role}@", url)
 
 
+def fresh_names(p) -> tuple[str, str, str]:
+    """A new role name, a new bookkeeping schema name, and the database's name."""
+    database = p.services.sql("SELECT current_database()")[0][0]
+    return f"eos_lp_{uuid.uuid4().hex[:8]}", f"eos_lp_{uuid.uuid4().hex[:8]}", database
+
+
 @pytest.mark.parametrize("mode", ["append", "upsert"])
 def test_runs_with_the_documented_grants_only(make_pipeline, mode):
     p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
-    role, schema = f"eos_lp_{uuid.uuid4().hex[:8]}", f"eos_lp_{uuid.uuid4().hex[:8]}"
+    role, schema, database = fresh_names(p)
     table_privileges = "INSERT" if mode == "append" else "SELECT, INSERT, UPDATE, DELETE"
-    database = p.services.sql("SELECT current_database()")[0][0]
     p.services.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; "
                    f"REVOKE ALL ON DATABASE {database} FROM PUBLIC; REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
                    f"GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {database} TO {role}; "
@@ -55,10 +60,9 @@ def test_runs_in_a_schema_migrated_by_another_role(make_pipeline):
     import sys
 
     p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
-    role, schema = f"eos_lp_{uuid.uuid4().hex[:8]}", f"eos_lp_{uuid.uuid4().hex[:8]}"
+    role, schema, database = fresh_names(p)
     env = p.env(CONNECTOR_SCHEMA=schema)
     subprocess.run([sys.executable, "-m", "connector", "migrate"], env={**env}, check=True, capture_output=True)
-    database = p.services.sql("SELECT current_database()")[0][0]
     p.services.sql(f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {database} TO {role}; "
                    f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; "
