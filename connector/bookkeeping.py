@@ -96,6 +96,30 @@ savepoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Dead letters (ERRORS_TOLERANCE=all): records the sink could not write, inserted by the
+# commit transaction of the checkpoint that read them, so they are exactly-once too.
+# `checkpoint_id` is part of the key: an offsets reset that re-reads a record makes a new
+# dead letter rather than failing on the old one.
+deadletters = Table(
+    "deadletters",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("checkpoint_id", BigInteger, primary_key=True),
+    Column("replica", Text, nullable=False),
+    Column("record_timestamp", DateTime(timezone=True), nullable=True),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("headers", JSONB, nullable=False),  # [[name, base64 value or null], …] in record order
+    Column("error_class", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("replayed_at", DateTime(timezone=True), nullable=True),  # written to the table by `deadletters replay`
+    Column("forwarded_at", DateTime(timezone=True), nullable=True),  # produced to ERRORS_DEADLETTER_TOPIC
+)
+
 
 def translate(schema: str) -> dict[str | None, str]:
     """The execution option that places the tables above in `schema`."""

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from connector.faults import NO_FAULTS, FaultHook
 from connector.state import OperatorState, Record, Snapshot, TopicPartition
@@ -39,9 +39,17 @@ class CommitOutcome(enum.Enum):
     FENCED = "fenced"
 
 
+class Commit(NamedTuple):
+    """What the commit transaction did: its outcome, and how many of the snapshot's
+    records it dead-lettered (ERRORS_TOLERANCE=all) rather than wrote."""
+
+    outcome: CommitOutcome
+    deadlettered: int = 0
+
+
 class Store(Protocol):
     def next_checkpoint_id(self) -> int: ...
-    def commit(self, snapshot: Snapshot) -> CommitOutcome: ...
+    def commit(self, snapshot: Snapshot) -> Commit: ...
     def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]: ...
 
 
@@ -85,6 +93,7 @@ class CheckpointResult:
     elapsed_ms: float  # steps 3-5
     commit_ms: float = 0.0  # step 3: the database transaction
     offsets: Mapping[TopicPartition, int] = field(default_factory=dict)  # next_offsets now in the database
+    deadlettered: int = 0  # records of `records` that became dead letters
 
 
 class CheckpointCoordinator:
@@ -163,7 +172,7 @@ class CheckpointCoordinator:
         """notify_checkpoint_complete: steps 3-5 for a durable snapshot."""
         started = time.monotonic()
         # Step 3.
-        outcome = self._store.commit(snapshot)
+        outcome, deadlettered = self._store.commit(snapshot)
         commit_ms = (time.monotonic() - started) * 1000.0
         # Step 4.
         if outcome is CommitOutcome.FENCED:
@@ -180,7 +189,8 @@ class CheckpointCoordinator:
         log.log(log_at, "checkpoint %d %s: %d records, partitions %s, %.1f ms",
                 snapshot.checkpoint_id, outcome.value, snapshot.size, snapshot.describe(), elapsed)
         offsets = {} if outcome is CommitOutcome.FENCED else {r.tp: r.end for r in snapshot.ranges}
-        result = CheckpointResult(snapshot.checkpoint_id, outcome, snapshot.size, elapsed, commit_ms, offsets)
+        result = CheckpointResult(snapshot.checkpoint_id, outcome, snapshot.size, elapsed, commit_ms, offsets,
+                                  deadlettered)
         if self._on_complete is not None:
             self._on_complete(result)
         return result

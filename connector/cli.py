@@ -1,4 +1,4 @@
-"""`eos-connector run | check | migrate | status | demo`.
+"""`eos-connector run | check | migrate | status | savepoint | offsets | deadletters | demo`.
 
 Exit codes: 0 success, 1 the pipeline stopped on an error (the message names what and
 where; nothing after the last commit is lost), 2 invalid configuration (or, for
@@ -227,6 +227,24 @@ def cmd_offsets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_deadletters(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from connector import deadletters
+
+    if args.action == "list":
+        url, schema, pipeline = _database_only(env)
+        with _database_errors("listing dead letters"):
+            letters = deadletters.list_deadletters(_bookkeeping_engine(url, schema), pipeline, args.limit, args.all)
+        print(orjson.dumps(letters, option=orjson.OPT_INDENT_2).decode() if args.json
+              else deadletters.format_listing(letters))
+        return 0
+    landed, refused = deadletters.replay(_settings(env), args.limit, args.dry_run)
+    print(f"{'would replay' if args.dry_run else 'replayed'} {landed} dead letter(s); {len(refused)} still refused"
+          + (":" if refused else ""))
+    for line in refused:
+        print(f"  {line}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from connector.check import run_checks
 
@@ -284,6 +302,13 @@ def parser() -> argparse.ArgumentParser:
     offsets.add_argument("--to", required=True, help="earliest | latest | timestamp:<ISO-8601 or epoch ms> | "
                                                      "savepoint:<name>")
     offsets.add_argument("--dry-run", action="store_true", help="show the change, make none")
+    letters = commands.add_parser("deadletters", help="list the records the pipeline dead-lettered, or replay them "
+                                                      "into the table once it accepts them")
+    letters.add_argument("action", choices=["list", "replay"])
+    letters.add_argument("--limit", type=int, default=1000, help="at most this many (oldest first)")
+    letters.add_argument("--all", action="store_true", help="list: include those already replayed")
+    letters.add_argument("--json", action="store_true", help="list: as JSON")
+    letters.add_argument("--dry-run", action="store_true", help="replay: show what would land, change nothing")
     producer = commands.add_parser("demo-producer", help="produce demo visit events to KAFKA_TOPICS at a steady "
                                                          "rate (the compose file's producer)")
     producer.add_argument("--rate", type=int, default=200, help="events per second")
@@ -292,7 +317,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "status": cmd_status, "demo": cmd_demo,
-            "demo-producer": cmd_demo_producer, "savepoint": cmd_savepoint, "offsets": cmd_offsets}
+            "demo-producer": cmd_demo_producer, "savepoint": cmd_savepoint, "offsets": cmd_offsets,
+            "deadletters": cmd_deadletters}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

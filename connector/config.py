@@ -124,6 +124,8 @@ class Settings(BaseModel):
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
     sink_metadata_columns: tuple[tuple[str, str], ...] = Field((), alias="SINK_METADATA_COLUMNS")
+    errors_tolerance: Literal["none", "all"] = Field("none", alias="ERRORS_TOLERANCE")
+    errors_deadletter_topic: str | None = Field(None, alias="ERRORS_DEADLETTER_TOPIC", min_length=1)
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
     checkpoint_max_records: int = Field(100_000, alias="CHECKPOINT_MAX_RECORDS", gt=0)
     checkpoint_max_bytes: int = Field(64 * 1024 * 1024, alias="CHECKPOINT_MAX_BYTES", gt=0)
@@ -168,7 +170,7 @@ class Settings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "errors_tolerance", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -233,6 +235,9 @@ class Settings(BaseModel):
                             ("SINK_ADDITIVE_COLUMNS", self.sink_additive_columns)):
             if value is not None and self.sink_mode != "upsert":
                 problems.append(f"{name} is set but SINK_MODE is not 'upsert'")
+        if self.errors_deadletter_topic and self.errors_tolerance != "all":
+            problems.append("ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all' (no record is "
+                            "dead-lettered with 'none')")
         return problems
 
     @property

@@ -36,6 +36,16 @@ class PermanentError(ConnectorError):
     """A failure that retrying will not fix (permission denied, bad SQL, bad data)."""
 
 
+class RecordRejected(PermanentError):
+    """The database refused a record's row (ERRORS_TOLERANCE=none); names the record."""
+
+    def __init__(self, where: str, checkpoint_id: int, error_class: str, error: str) -> None:
+        self.where = where
+        super().__init__(f"record {where} was refused by the database in checkpoint {checkpoint_id}: {error_class}: "
+                         f"{error}; nothing of the checkpoint was committed (set ERRORS_TOLERANCE=all to "
+                         "dead-letter such records instead)")
+
+
 class RetriesExhausted(ConnectorError):
     """A transient failure outlasted RESTART_STRATEGY; the message holds the last cause."""
 

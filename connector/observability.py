@@ -30,6 +30,8 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.consumed = Counter("eos_records_consumed", "Records read from Kafka", registry=r)
         self.written = Counter("eos_records_written", "Records whose effect a committed checkpoint wrote", registry=r)
+        self.deadlettered = Counter("eos_records_deadlettered", "Records written to the dead-letter table instead "
+                                    "of the sink table (ERRORS_TOLERANCE=all)", registry=r)
         self.checkpoints = Counter("eos_checkpoints", "Checkpoints by outcome: committed, already-committed "
                                    "(a re-commit), fenced, failed (retried), timed-out (retried)", ["outcome"],
                                    registry=r)

@@ -36,10 +36,11 @@ from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
 from connector.observability import Health, Metrics
 from connector.retry import Interrupted, RestartStrategy, retrying
-from connector.sink.mapping import RowMapper
+from connector.sink.mapping import RowMapper, tolerant
 from connector.state import Record, TopicPartition
 
 if TYPE_CHECKING:
+    from connector.deadletters import Forwarder
     from connector.source import RebalanceListener
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class Runner:
     def __init__(self, source: Source, store: Sink, backend: StateBackend, policy: CheckpointPolicy,
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
                  stop: threading.Event | None = None, restart: RestartStrategy = RestartStrategy(),
-                 metrics: Metrics | None = None, health: Health | None = None) -> None:
+                 metrics: Metrics | None = None, health: Health | None = None, tolerate_errors: bool = False,
+                 forwarder: Forwarder | None = None) -> None:
         self._source, self._store, self._backend = source, store, backend
         self._policy, self._faults, self._restart = policy, faults, restart
         self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
@@ -92,11 +94,13 @@ class Runner:
         self._committed: dict[TopicPartition, int | None] = {}  # owned partitions: the database's next_offset
         self._gauges_at = self._heartbeat_at = 0.0
         self._acked: int | None = None  # newest operator request completed
+        self._tolerate_errors, self._forwarder = tolerate_errors, forwarder
         self.coordinator: CheckpointCoordinator | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, stop: threading.Event | None = None) -> Runner:
         from connector.backends import build_backend
+        from connector.deadletters import Forwarder
         from connector.sink.postgres import PostgresStore
         from connector.source import KafkaSource
 
@@ -113,7 +117,8 @@ class Runner:
                         stale_after_s=2 * settings.checkpoint_interval_ms / 1000 + timeout_s + 10)
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
                    build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop,
-                   settings.restart_strategy, Metrics(), health)
+                   settings.restart_strategy, Metrics(), health, settings.errors_tolerance == "all",
+                   Forwarder.from_settings(settings, store))
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -139,8 +144,11 @@ class Runner:
     def start(self) -> None:
         mapper = self._store.prepare()
         self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,
-                                                 mapper, self._policy, self._faults, on_complete=self._observe)
+                                                 tolerant(mapper) if self._tolerate_errors else mapper,
+                                                 self._policy, self._faults, on_complete=self._observe)
         self.coordinator.recover()
+        if self._forwarder is not None:
+            self._forwarder.forward()
         self._source.start(self)
 
     def step(self) -> None:
@@ -231,7 +239,10 @@ class Runner:
         self.metrics.checkpoints.labels(result.outcome.value).inc()
         self.metrics.commit_latency.observe(result.commit_ms / 1000.0)
         if result.outcome is CommitOutcome.COMMITTED:
-            self.metrics.written.inc(result.records)
+            self.metrics.written.inc(result.records - result.deadlettered)
+            self.metrics.deadlettered.inc(result.deadlettered)
+            if self._forwarder is not None and (result.deadlettered or self._forwarder.behind):
+                self._forwarder.forward()
         for tp, next_offset in result.offsets.items():
             if tp in self._committed:
                 self._committed[tp] = next_offset

@@ -19,6 +19,8 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -259,6 +261,11 @@ class Pipeline:
             replica = ConnectorProcess(env, log).start()
         self.replicas.append(replica)
         return replica
+
+    def cli(self, args: Sequence[str], **overrides: str) -> subprocess.CompletedProcess[str]:
+        """`eos-connector <args>` run locally with the pipeline's environment."""
+        return subprocess.run([sys.executable, "-m", "connector", *args], env={**os.environ, **self.env(**overrides)},
+                              capture_output=True, text=True, timeout=120)
 
     def produce(self, messages: Sequence[tuple[bytes | None, bytes | None]], partition_of: Any = None,
                 producer: Any = None) -> None:

@@ -26,12 +26,32 @@ Converter = Callable[[Any], Any]
 INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 
 
+REJECT = "reject"
+
+
 class Op(NamedTuple):
     """What one record does to the table: `insert` (append mode), `upsert` or `delete`.
-    `values` holds the converted columns the record names, in table order."""
+    `values` holds the converted columns the record names, in table order. A record
+    that cannot be mapped, when errors are tolerated, is a `reject` op whose values are
+    `{"error_class": …, "error": …}`: it writes nothing and becomes a dead letter."""
 
     kind: str
     values: dict[str, Any]
+
+
+def rejection(error_class: str, message: str) -> Op:
+    return Op(REJECT, {"error_class": error_class, "error": message})
+
+
+def tolerant(mapper: Callable[[Record], Op]) -> Callable[[Record], Op]:
+    """ERRORS_TOLERANCE=all: a record that cannot be mapped becomes a `reject` op
+    (a dead letter, written in the same commit transaction) instead of stopping."""
+    def map_or_reject(record: Record) -> Op:
+        try:
+            return mapper(record)
+        except MappingError as exc:
+            return rejection(type(exc).__name__, exc.reason)
+    return map_or_reject
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ The commit transaction (DESIGN.md, "The commit transaction"), one per checkpoint
    Any mismatch: roll back, FENCED.
 3. Write the rows: COPY (append), or COPY into a stage table and INSERT … ON CONFLICT
    DO UPDATE, plus DELETE for tombstones (upsert; the batch reduced per key first).
+   Records the database refuses are isolated (connector/sink/writer.py) and, with
+   ERRORS_TOLERANCE=all, inserted as dead letters with the records the mapping
+   rejected; with `none` the transaction is rolled back naming the first of them.
 4. Set each partition's next_offset to the range's end; insert the checkpoint row.
 5. COMMIT.
 """
@@ -27,13 +30,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.pool import NullPool
 
 from connector import bookkeeping as bk
-from connector.checkpoint import CommitOutcome
-from connector.errors import CheckpointTimeout, PermanentError, SchemaError, TransientError
+from connector.checkpoint import Commit, CommitOutcome
+from connector.errors import CheckpointTimeout, PermanentError, RecordRejected, SchemaError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
 from connector.savepoints import seed_from_savepoint
-from connector.sink import statements as st
 from connector.config import Settings
-from connector.sink.mapping import Op, RowMapper
+from connector.sink import deadletters as dl
+from connector.sink import statements as st
+from connector.sink.mapping import RowMapper, tolerant
+from connector.sink.writer import BatchWriter
 from connector.sink.schema import TableSpec, check_additive_columns, reflect_table, resolve_key_columns
 from connector.state import Snapshot, TopicPartition
 
@@ -86,13 +91,15 @@ class PostgresStore:
                  mode: str = "append", key_columns: Sequence[str] | None = None,
                  additive_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
                  faults: FaultHook = NO_FAULTS, metadata_columns: Sequence[tuple[str, str]] = (),
-                 start_from_savepoint: str | None = None, topics: Sequence[str] = ()) -> None:
+                 start_from_savepoint: str | None = None, topics: Sequence[str] = (),
+                 tolerate_errors: bool = False) -> None:
         self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
         self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
         self._configured_keys = tuple(key_columns or ())
         self.additive_columns = tuple(additive_columns or ())
         self.metadata_columns = tuple(metadata_columns)
         self._savepoint, self._topics = start_from_savepoint, tuple(topics)
+        self.tolerate_errors = tolerate_errors
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
         self._target_table: sa.Table | None = None  # built once by prepare()
@@ -104,7 +111,7 @@ class PostgresStore:
                    table=settings.table, mode=settings.sink_mode, key_columns=settings.sink_key_columns,
                    additive_columns=settings.sink_additive_columns, timeout_ms=settings.checkpoint_timeout_ms, faults=faults,
                    metadata_columns=settings.sink_metadata_columns, start_from_savepoint=settings.start_from_savepoint,
-                   topics=settings.kafka_topics)
+                   topics=settings.kafka_topics, tolerate_errors=settings.errors_tolerance == "all")
 
     # -- connection -----------------------------------------------------------------------
     def connection(self) -> sa.Connection:
@@ -180,49 +187,72 @@ class PostgresStore:
         return {tp: stored.get(tp) for tp in wanted}
 
     # -- the commit transaction -------------------------------------------------------------
-    def commit(self, snapshot: Snapshot) -> CommitOutcome:
+    def commit(self, snapshot: Snapshot) -> Commit:
         conn = self.connection()
         transaction = conn.begin()
         try:
-            outcome = self._transaction(conn, snapshot)
+            outcome, deadlettered = self._transaction(conn, snapshot)
             if outcome is CommitOutcome.COMMITTED:
                 self._faults.reached("after_rows_written")
                 transaction.commit()  # Step 5.
             else:
                 transaction.rollback()
-            return outcome
         except (sa.exc.DBAPIError, psycopg.Error) as exc:  # COPY runs on the driver's own cursor
             self._rollback_quietly(transaction)
             raise self._failed(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
         except BaseException:
             self._rollback_quietly(transaction)
             raise
+        return Commit(outcome, deadlettered)
 
-    def _transaction(self, conn: sa.Connection, snapshot: Snapshot) -> CommitOutcome:
+    def _transaction(self, conn: sa.Connection, snapshot: Snapshot) -> tuple[CommitOutcome, int]:
+        """Steps 1-4; the outcome and how many dead letters it wrote."""
         cid, ranges = snapshot.checkpoint_id, snapshot.ranges
-        # A statement that hangs is aborted; so is the whole session if this process
-        # freezes mid-transaction (a zombie), so its row locks cannot stall the others.
-        timeout = str(self._timeout_ms)
-        conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
-                               sa.func.set_config("idle_in_transaction_session_timeout", timeout, True)))
+        self._set_timeouts(conn)
         # Step 1.
         if conn.execute(st.checkpoint_exists(self.pipeline, cid)).first() is not None:
-            return CommitOutcome.ALREADY_COMMITTED
+            return CommitOutcome.ALREADY_COMMITTED, 0
         # Step 2.
         conn.execute(st.ensure_offsets(self.pipeline, snapshot.partitions))
         stored = {(r.topic, r.partition): r.next_offset
                   for r in conn.execute(st.lock_offsets(self.pipeline, snapshot.partitions))}
         stale = [r for r in ranges if stored.get(r.tp) != r.start]
         if stale:
-            return self._fenced(conn, cid, stale, stored)
+            return self._fenced(conn, cid, stale, stored), 0
         self._faults.reached("after_offsets_locked")
         # Step 3.
-        counts = self._write(conn, snapshot.ops)
+        writer = self._writer(conn)
+        counts = writer.write(snapshot.ops)
+        self._deadletter(conn, snapshot, writer)
         # Step 4.
         conn.execute(st.advance_offsets(self.pipeline), st.advance_params(cid, self.replica, ranges))
-        counts["records"] = snapshot.size
+        counts.update(records=snapshot.size, deadlettered=len(writer.rejected))
         conn.execute(st.record_checkpoint(self.pipeline, cid, self.replica, ranges, counts))
-        return CommitOutcome.COMMITTED
+        return CommitOutcome.COMMITTED, len(writer.rejected)
+
+    def _set_timeouts(self, conn: sa.Connection) -> None:
+        """A statement that hangs is aborted; so is the whole session if this process
+        freezes mid-transaction (a zombie), so its row locks cannot stall the others."""
+        timeout = str(self._timeout_ms)
+        conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
+                               sa.func.set_config("idle_in_transaction_session_timeout", timeout, True)))
+
+    def _writer(self, conn: sa.Connection) -> BatchWriter:
+        return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns)
+
+    def _deadletter(self, conn: sa.Connection, snapshot: Snapshot, writer: BatchWriter) -> None:
+        """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""
+        if not writer.rejected:
+            return
+        if not self.tolerate_errors:
+            first = min(writer.rejected)
+            why = writer.rejected[first]
+            raise RecordRejected(snapshot.records[first].where(), snapshot.checkpoint_id, why.error_class, why.error)
+        for index, why in sorted(writer.rejected.items()):
+            log.warning("checkpoint %d: record %s dead-lettered: %s: %s", snapshot.checkpoint_id,
+                        snapshot.records[index].where(), why.error_class, why.error)
+        conn.execute(dl.insert(), dl.rows(self.pipeline, snapshot.checkpoint_id, self.replica, snapshot.records,
+                                          writer.rejected))
 
     def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[Any], stored: dict[Any, Any]) -> CommitOutcome:
         # A concurrent re-commit of this very checkpoint may have won the lock race.
@@ -232,39 +262,9 @@ class PostgresStore:
         log.warning("checkpoint %d fenced: %s", cid, detail)
         return CommitOutcome.FENCED
 
-    def _write(self, conn: sa.Connection, ops: Sequence[Op]) -> dict[str, int]:
-        target = self._table()
-        if self.mode == "upsert":
-            plan = st.plan_upsert(ops, self.key_columns, self.additive_columns)
-            if plan.deletes is not None:  # Step 3 deletes first: later upserts insert fresh rows
-                stage = self._stage(conn, "eos_stage_deletes", plan.deletes)
-                conn.execute(st.delete_from_stage(target, stage))
-            for i, batch in enumerate(plan.batches):
-                stage = self._stage(conn, f"eos_stage_{i}", batch)
-                conn.execute(st.upsert_from_stage(target, stage, self.key_columns, self.additive_columns))
-        else:
-            plan = st.plan_append(ops)
-            for batch in plan.batches:
-                self._copy(conn, target, batch)
-        return plan.counts()
-
     def _table(self) -> sa.Table:
         assert self._target_table is not None, "prepare() must run before commit()"
         return self._target_table
-
-    def _stage(self, conn: sa.Connection, name: str, batch: st.CopyBatch) -> sa.Table:
-        stage = st.stage_table(name, batch.columns)
-        conn.exec_driver_sql(st.create_stage_sql(self._table(), stage))
-        self._copy(conn, stage, batch)
-        return stage
-
-    @staticmethod
-    def _copy(conn: sa.Connection, table: sa.Table, batch: st.CopyBatch) -> None:
-        driver = conn.connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
-        with driver.cursor() as cursor, cursor.copy(st.copy_sql(table, batch.columns)) as copy:
-            for row in batch.rows:
-                copy.write_row(row)
 
     @staticmethod
     def _rollback_quietly(transaction: sa.RootTransaction) -> None:
@@ -273,6 +273,40 @@ class PostgresStore:
                 transaction.rollback()
         except Exception as exc:  # the original error matters more than the failed rollback
             log.debug("rollback failed too: %s", exc)
+
+    # -- dead letters ----------------------------------------------------------------------------
+    def replay_deadletters(self, mapper: RowMapper, limit: int, dry_run: bool = False) -> tuple[int, list[str]]:
+        """Write up to `limit` dead letters not replayed yet into the table, in (topic,
+        partition, offset) order, in one transaction: those that land are marked replayed,
+        the others keep their row with the newest reason. Returns how many landed and a line
+        per record still refused. `dry_run` rolls it all back."""
+        conn = self.connection()
+        try:
+            with conn.begin() as transaction:
+                self._set_timeouts(conn)
+                found = conn.execute(dl.to_replay(self.pipeline, limit)).all()
+                records = [dl.record_of(row) for row in found]
+                writer = self._writer(conn)
+                writer.write([tolerant(mapper)(record) for record in records])
+                landed = [dl.key_of(row) for i, row in enumerate(found) if i not in writer.rejected]
+                if landed:
+                    conn.execute(dl.mark_replayed(self.pipeline, landed))
+                if writer.rejected:
+                    conn.execute(dl.record_error(self.pipeline), [
+                        {**{f"b_{c}": v for c, v in zip(dl.KEY_COLUMNS, dl.key_of(found[i]))},
+                         "b_error_class": why.error_class, "b_error": why.error} for i, why in writer.rejected.items()])
+                if dry_run:
+                    transaction.rollback()
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+            raise self._failed(exc, "replaying dead letters") from exc
+        return len(landed), [f"{records[i].where()}: {why.error_class}: {why.error}"
+                             for i, why in sorted(writer.rejected.items())]
+
+    def unforwarded_deadletters(self, limit: int) -> list[sa.Row[Any]]:
+        return self._run("reading dead letters to forward", dl.unforwarded(self.pipeline, limit))
+
+    def mark_forwarded(self, keys: Sequence[Sequence[Any]]) -> None:
+        self._run("marking dead letters forwarded", dl.mark_forwarded(self.pipeline, keys))
 
     # -- heartbeat and operator requests -------------------------------------------------------
     def heartbeat(self, acked: int | None) -> tuple[int, list[tuple[int, str]]]:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from connector import bookkeeping as bk
-from connector.sink.mapping import Op
+from connector.sink.mapping import REJECT, Op
 from connector.state import PartitionRange, TopicPartition
 
 DIALECT = pg.dialect()
@@ -23,10 +23,24 @@ _quote = DIALECT.identifier_preparer
 
 @dataclass
 class CopyBatch:
-    """Rows that share one column list, written with one COPY."""
+    """Rows that share one column list, written with one COPY. `sources[i]` are the
+    indices (in the snapshot) of the records whose effect row i carries: one record, or
+    in upsert mode the records of one key that the batch reduced into one row."""
 
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]] = field(default_factory=list)
+    sources: list[tuple[int, ...]] = field(default_factory=list)
+
+    def halves(self) -> tuple[CopyBatch, CopyBatch]:
+        """The batch split in two, for isolating the rows the database refuses."""
+        mid = len(self.rows) // 2
+        return (CopyBatch(self.columns, self.rows[:mid], self.sources[:mid]),
+                CopyBatch(self.columns, self.rows[mid:], self.sources[mid:]))
+
+
+def single(op: Op, index: int) -> CopyBatch:
+    """One record's op as a batch of its own."""
+    return CopyBatch(tuple(op.values), [tuple(op.values.values())], [(index,)])
 
 
 @dataclass(frozen=True)
@@ -42,20 +56,22 @@ class WritePlan:
                 "deleted": len(self.deletes.rows) if self.deletes else 0}
 
 
-def _group(ops: Iterable[Op]) -> tuple[CopyBatch, ...]:
+def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
     """Group ops by the set of columns they name, so absent fields keep their defaults."""
     groups: dict[tuple[str, ...], CopyBatch] = {}
-    for op in ops:
+    for sources, op in ops:
         columns = tuple(op.values)
         batch = groups.get(columns)
         if batch is None:
             batch = groups[columns] = CopyBatch(columns)
         batch.rows.append(tuple(op.values.values()))
+        batch.sources.append(sources)
     return tuple(groups.values())
 
 
 def plan_append(ops: Sequence[Op]) -> WritePlan:
-    return WritePlan(_group(ops), None)
+    """Every op a row; rejected records (kind `reject`) write nothing."""
+    return WritePlan(_group(((i,), op) for i, op in enumerate(ops) if op.kind != REJECT), None)
 
 
 def _key(op: Op, key_columns: Sequence[str]) -> tuple[Any, ...]:
@@ -70,30 +86,37 @@ def _add(stored: dict[str, Any], incoming: dict[str, Any], additive: Sequence[st
     return merged
 
 
+Reduced = dict[tuple[Any, ...], tuple[tuple[int, ...], Op]]
+
+
 def reduce_by_key(ops: Sequence[Op], key_columns: Sequence[str],
-                  additive: Sequence[str] = ()) -> tuple[list[tuple[Any, ...]], list[Op]]:
-    """Reduce a batch to at most one delete and one upsert per key, in partition order.
+                  additive: Sequence[str] = ()) -> tuple[Reduced, Reduced]:
+    """Reduce a batch to at most one delete and one upsert per key, in partition order;
+    each with the indices of the records it stands for.
 
     A tombstone cancels the upserts before it and marks the key for deletion; upserts
     after it insert a fresh row (deletes run first). Between tombstones the last upsert
-    wins, except that `additive` columns are summed."""
-    deletes: dict[tuple[Any, ...], None] = {}
-    upserts: dict[tuple[Any, ...], Op] = {}
-    for op in ops:
+    wins, except that `additive` columns are summed. Rejected records are skipped."""
+    deletes: Reduced = {}
+    upserts: Reduced = {}
+    for i, op in enumerate(ops):
+        if op.kind == REJECT:
+            continue
         key = _key(op, key_columns)
-        previous = upserts.pop(key, None)
+        sources, previous = upserts.pop(key, ((), None))
         if op.kind == "delete":
-            deletes[key] = None
+            deletes[key] = (deletes.get(key, ((), op))[0] + (i,), op)
         elif additive and previous is not None:
-            upserts[key] = Op("upsert", _add(previous.values, op.values, additive))
+            upserts[key] = (sources + (i,), Op("upsert", _add(previous.values, op.values, additive)))
         else:
-            upserts[key] = op
-    return list(deletes), list(upserts.values())
+            upserts[key] = (sources + (i,), op)
+    return deletes, upserts
 
 
 def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = ()) -> WritePlan:
     deletes, upserts = reduce_by_key(ops, key_columns, additive)
-    return WritePlan(_group(upserts), CopyBatch(tuple(key_columns), deletes) if deletes else None)
+    delete_batch = CopyBatch(tuple(key_columns), list(deletes), [s for s, _ in deletes.values()]) if deletes else None
+    return WritePlan(_group(upserts.values()), delete_batch)
 
 
 # -- row statements ---------------------------------------------------------------------

@@ -21,9 +21,9 @@ def test_revisions_match_metadata_and_are_idempotent(services, schema):
     """After upgrade, autogenerate finds no difference to bookkeeping.metadata; a second
     upgrade changes nothing. Hostile schema names are quoted, never formatted in."""
     engine = engine_for(services.database_url)
-    assert migrate.upgrade(engine, schema) == "0002"
-    assert migrate.upgrade(engine, schema) == "0002"
-    assert migrate.current_revision(engine, schema) == "0002"
+    assert migrate.upgrade(engine, schema) == "0003"
+    assert migrate.upgrade(engine, schema) == "0003"
+    assert migrate.current_revision(engine, schema) == "0003"
     target = sa.MetaData()
     for table in bookkeeping.metadata.tables.values():
         table.to_metadata(target, schema=schema)
@@ -34,7 +34,7 @@ def test_revisions_match_metadata_and_are_idempotent(services, schema):
         diff = [d for d in compare_metadata(context, target) if "alembic_version" not in str(d)]
     tables = services.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
                           "ORDER BY table_name", (schema,))
-    assert [t[0] for t in tables] == ["alembic_version", "checkpoints", "offsets", "replicas", "requests",
+    assert [t[0] for t in tables] == ["alembic_version", "checkpoints", "deadletters", "offsets", "replicas", "requests",
                                       "savepoints", "snapshots"]
     assert diff == []
 
@@ -45,7 +45,7 @@ def test_migrate_and_status_commands(services, make_pipeline):
     env = {"DATABASE_URL": services.database_url, "CONNECTOR_SCHEMA": "eos_connector_cli",
            "CONNECTOR_NAME": p.name, "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-m", "connector", "migrate"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and "at revision 0002" in out.stdout
+    assert out.returncode == 0 and "at revision 0003" in out.stdout
     out = subprocess.run([sys.executable, "-m", "connector", "status", "--json"], env=env, capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr

@@ -1,6 +1,6 @@
 """Known secrets given every way the connector takes them never appear in any output:
 a run that lands rows, a run that stops on an error, a run with bad settings, `check`,
-`status`, `migrate` and `--help`."""
+`status`, `migrate`, `deadletters` and `--help`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def test_no_secret_in_any_output(make_pipeline, tmp_path):
     env = p.env(**secrets_env)
     for args, overrides, expected in [(("check",), {}, 0), (("status",), {}, 0), (("status", "--json"), {}, 0),
                                       (("migrate",), {}, 0), (("--help",), {}, 0), (("run", "--help"), {}, 0),
+                                      (("deadletters", "list"), {}, 0), (("deadletters", "replay"), {}, 0),
                                       (("run",), {"SINK_MODE": "merge"}, 2), (("check",), {"KAFKA_TOPICS": "nope"}, 2)]:
         code, out = cli({**env, **overrides}, *args)
         assert code == expected, out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.checkpoint import CommitOutcome
+from connector.checkpoint import Commit, CommitOutcome
 from connector.state import Record, Snapshot
 
 
@@ -20,16 +20,16 @@ class FakeStore:
         self._ids += 1
         return self._ids
 
-    def commit(self, snapshot: Snapshot) -> CommitOutcome:
+    def commit(self, snapshot: Snapshot) -> Commit:
         if snapshot.checkpoint_id in self.committed:
-            return CommitOutcome.ALREADY_COMMITTED
+            return Commit(CommitOutcome.ALREADY_COMMITTED)
         if any(self.offsets.get(r.tp) != r.start for r in snapshot.ranges):
-            return CommitOutcome.FENCED
+            return Commit(CommitOutcome.FENCED)
         for r in snapshot.ranges:
             self.offsets[r.tp] = r.end
         self.rows.extend(snapshot.ops)
         self.committed[snapshot.checkpoint_id] = snapshot
-        return CommitOutcome.COMMITTED
+        return Commit(CommitOutcome.COMMITTED)
 
     def next_offsets(self, partitions):
         return {tp: self.offsets.get(tp) for tp in partitions}

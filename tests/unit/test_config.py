@@ -135,3 +135,15 @@ def test_restart_strategy_setting():
         == "attempts=3,initial=1000ms,max=4000ms"
     with pytest.raises(ConfigError, match="RESTART_STRATEGY='attempts=x'"):
         Settings.from_env({**BASE, "RESTART_STRATEGY": "attempts=x"})
+
+
+def test_error_tolerance_settings():
+    settings = Settings.from_env({**BASE, "ERRORS_TOLERANCE": "ALL", "ERRORS_DEADLETTER_TOPIC": "dlq"})
+    assert settings.errors_tolerance == "all" and settings.errors_deadletter_topic == "dlq"
+    assert Settings.from_env(BASE).errors_tolerance == "none"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "ERRORS_TOLERANCE": "some"})
+    assert "ERRORS_TOLERANCE='some'" in str(err.value) and "'none' or 'all'" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "ERRORS_DEADLETTER_TOPIC": "dlq"})
+    assert "ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all'" in str(err.value)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from connector.errors import MappingError
-from connector.sink.mapping import ColumnSpec, RowMapper
+from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, tolerant
 from connector.state import Record
 
 COLUMNS = [
@@ -126,3 +126,13 @@ def test_metadata_columns():
     assert op.values["ts"].isoformat() == "2025-11-22T10:00:00+00:00"
     assert op.values["headers"] == '{"trace":["abc","def"],"bin":"/w==","empty":null}'
     assert mapper(Record("events", 0, 1, None, b'{"id": 1}')).values["ts"] is None  # no timestamp: NULL
+
+
+def test_tolerant_mapping_turns_a_bad_record_into_a_reject_op():
+    """ERRORS_TOLERANCE=all: the record becomes a dead letter with its reason; good
+    records map as before."""
+    mapper = tolerant(append)
+    assert mapper(rec(b'{"id": 1}')) == append(rec(b'{"id": 1}'))
+    op = mapper(rec(b'{"id": "one"}'))
+    assert op.kind == REJECT and op.values["error_class"] == "MappingError"
+    assert "field 'id'" in op.values["error"]

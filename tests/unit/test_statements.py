@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from connector.sink import statements as st
-from connector.sink.mapping import Op
+from connector.sink.mapping import Op, rejection
 from connector.state import PartitionRange
 
 TARGET = sa.Table("Odd \"name\"; drop", sa.MetaData(), sa.Column("id"), sa.Column("v"), sa.Column("select"),
@@ -84,3 +84,23 @@ def test_bookkeeping_values_are_bound_not_formatted():
     ranges = [PartitionRange("t", 0, None, 5, 5)]
     insert = st.record_checkpoint(name, 7, "r", ranges, {"rows": 5}).compile(dialect=st.DIALECT)
     assert name not in str(insert)
+
+
+def test_rows_carry_the_records_they_came_from_and_rejects_write_nothing():
+    """Every batch row names its records' indices (for isolating refused rows); a
+    `reject` op (a dead letter) is in no batch."""
+    ops = [Op("insert", {"id": 1}), rejection("MappingError", "bad"), Op("insert", {"id": 3, "v": 1}),
+           Op("insert", {"id": 4})]
+    plan = st.plan_append(ops)
+    assert [(b.rows, b.sources) for b in plan.batches] == [([(1,), (4,)], [(0,), (3,)]), ([(3, 1)], [(2,)])]
+    first, second = plan.batches[0].halves()
+    assert (first.rows, first.sources, second.rows, second.sources) == ([(1,)], [(0,)], [(4,)], [(3,)])
+
+
+def test_upsert_rows_carry_every_record_of_their_key_since_its_last_tombstone():
+    ops = [Op("upsert", {"k": "a", "n": 1}), Op("upsert", {"k": "b", "n": 1}), rejection("MappingError", "x"),
+           Op("upsert", {"k": "a", "n": 2}), Op("delete", {"k": "b"}), Op("upsert", {"k": "b", "n": 5}),
+           Op("delete", {"k": "c"}), Op("delete", {"k": "c"})]
+    plan = st.plan_upsert(ops, ["k"], additive=["n"])
+    assert [(b.rows, b.sources) for b in plan.batches] == [([("a", 3), ("b", 5)], [(0, 3), (5,)])]
+    assert (plan.deletes.rows, plan.deletes.sources) == ([("b",), ("c",)], [(4,), (6, 7)])

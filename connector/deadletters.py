@@ -1,0 +1,146 @@
+"""Dead letters beyond their table: forwarding to ERRORS_DEADLETTER_TOPIC, and the
+`eos-connector deadletters list | replay` command.
+
+The table is the record of truth: a dead letter is inserted by the commit transaction
+of the checkpoint that read it, so it exists exactly once. Forwarding happens after
+that commit — at start, after each checkpoint that dead-lettered records, and after a
+forwarding failure at the next checkpoint — and marks each dead letter forwarded once
+the broker acknowledged it. A crash between the acknowledgement and the mark forwards
+it again: the topic is at-least-once, the table exactly-once.
+
+A forwarded message has the record's key and value, its headers, and these:
+`eos.error.class`, `eos.error`, `eos.source` (`topic[partition]@offset`),
+`eos.checkpoint.id` and `eos.pipeline`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from connector.config import KAFKA_DEFAULTS, Settings
+from connector.errors import ConnectorError, KafkaError
+from connector.sink import deadletters as dl
+
+if TYPE_CHECKING:
+    from connector.sink.postgres import PostgresStore
+
+log = logging.getLogger(__name__)
+FORWARD_BATCH = 1000
+FLUSH_TIMEOUT_S = 10.0
+
+
+def forwarded_headers(row: Any, pipeline: str) -> list[tuple[str, bytes | None]]:
+    return [*dl.decode_headers(row.headers), ("eos.error.class", row.error_class.encode()),
+            ("eos.error", row.error.encode()), ("eos.source", f"{row.topic}[{row.partition}]@{row.offset}".encode()),
+            ("eos.checkpoint.id", str(row.checkpoint_id).encode()), ("eos.pipeline", pipeline.encode())]
+
+
+class Forwarder:
+    """Produces a pipeline's unforwarded dead letters to a topic. No I/O until `forward()`."""
+
+    def __init__(self, store: PostgresStore, producer_config: Mapping[str, Any], topic: str) -> None:
+        self._store, self._config, self.topic = store, dict(producer_config), topic
+        self._producer: Any = None
+        self.behind = True  # unknown at start: look once
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: PostgresStore) -> Forwarder | None:
+        if not settings.errors_deadletter_topic:
+            return None
+        # The pipeline's own client settings (security included), less the consumer tuning.
+        config: dict[str, Any] = {k: v for k, v in settings.kafka.items() if k not in KAFKA_DEFAULTS}
+        config.update({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": "true",
+                       "acks": "all", "logger": logging.getLogger("librdkafka")})
+        return cls(store, config, settings.errors_deadletter_topic)
+
+    def forward(self) -> int:
+        """Forward what is pending; how many were acknowledged. Never raises: a failure
+        is logged and the rest is forwarded at the next call."""
+        sent = 0
+        try:
+            while True:
+                rows = self._store.unforwarded_deadletters(FORWARD_BATCH)
+                if not rows:
+                    break
+                acked = self._produce(rows)
+                if acked:
+                    self._store.mark_forwarded(acked)
+                sent += len(acked)
+                if len(acked) < len(rows):
+                    raise KafkaError(f"{len(rows) - len(acked)} dead letter(s) not acknowledged by the broker")
+            self.behind = False
+        except ConnectorError as exc:
+            self.behind = True
+            log.warning("forwarding dead letters to %r failed (retried at the next checkpoint): %s", self.topic, exc)
+        if sent:
+            log.info("forwarded %d dead letter(s) to %r", sent, self.topic)
+        return sent
+
+    def _produce(self, rows: list[Any]) -> list[tuple[Any, ...]]:
+        from confluent_kafka import KafkaException, Producer
+
+        acked: list[tuple[Any, ...]] = []
+
+        def delivered(err: Any, _msg: Any, key: tuple[Any, ...]) -> None:
+            if err is None:
+                acked.append(key)
+            else:
+                log.warning("dead letter %s not delivered: %s", key, err)
+
+        try:
+            if self._producer is None:
+                self._producer = Producer(self._config)
+            for row in rows:
+                key = dl.key_of(row)
+                self._producer.produce(self.topic, value=row.value, key=row.key,
+                                       headers=forwarded_headers(row, self._store.pipeline),
+                                       on_delivery=lambda err, msg, key=key: delivered(err, msg, key))
+            self._producer.flush(FLUSH_TIMEOUT_S)
+        except (KafkaException, BufferError) as exc:
+            raise KafkaError(f"producing to {self.topic!r}: {exc}") from exc
+        return acked
+
+
+# -- `eos-connector deadletters` --------------------------------------------------------------
+def _shown(data: bytes | None) -> Any:
+    """Bytes as people read them: UTF-8 text, else base64 (marked as such)."""
+    if data is None:
+        return None
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(bytes(data)).decode()}
+
+
+def list_deadletters(engine: Any, pipeline: str, limit: int, include_replayed: bool) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        found = conn.execute(dl.listing(pipeline, limit, include_replayed)).all()
+    return [{"source": f"{r.topic}[{r.partition}]@{r.offset}", "topic": r.topic, "partition": r.partition,
+             "offset": r.offset, "checkpoint_id": r.checkpoint_id, "error_class": r.error_class, "error": r.error,
+             "key": _shown(r.key), "value": _shown(r.value), "headers": r.headers,
+             "created_at": r.created_at.isoformat(), "replayed_at": r.replayed_at and r.replayed_at.isoformat(),
+             "forwarded_at": r.forwarded_at and r.forwarded_at.isoformat()} for r in found]
+
+
+def format_listing(letters: list[dict[str, Any]]) -> str:
+    if not letters:
+        return "no dead letters"
+    return "\n".join(f"{d['source']}\tcheckpoint {d['checkpoint_id']}\t{d['created_at']}\t{d['error_class']}: "
+                     f"{d['error']}" + (f"\t(replayed {d['replayed_at']})" if d["replayed_at"] else "")
+                     for d in letters)
+
+
+def replay(settings: Settings, limit: int, dry_run: bool) -> tuple[int, list[str]]:
+    """Replay the pipeline's dead letters into its table (see PostgresStore.replay_deadletters)."""
+    from connector.sink.postgres import PostgresStore
+
+    # A replay moves no offsets: never seed them from START_FROM_SAVEPOINT here.
+    store = PostgresStore.from_settings(settings.model_copy(update={"start_from_savepoint": None}),
+                                        replica="deadletters-replay")
+    try:
+        return store.replay_deadletters(store.prepare(), limit, dry_run)
+    finally:
+        store.close()

@@ -1,0 +1,131 @@
+"""Step 3 of the commit transaction: a checkpoint's rows written, records at fault isolated.
+
+Every batch runs under a SAVEPOINT. When the database refuses a batch for something a
+record carries — a data exception (SQLSTATE class 22: a value out of range, too long,
+malformed), an integrity violation (class 23: NOT NULL, foreign key, unique, check,
+exclusion) or a value too large for an index (54000) — the batch is rolled back to its
+savepoint and split in halves, down to the single rows the database refuses; every
+other row is written. A refused row that merges several records (upsert: one key's
+records in this checkpoint) is retried one record at a time in partition order, so each
+record's effect lands or is refused on its own. Refused records are returned as
+`Rejection`s by their index in the snapshot; the store dead-letters them (or stops,
+naming the first). Any other failure ends the transaction as before.
+
+The cost of isolation is paid only by a batch that fails: a good batch costs one
+SAVEPOINT and its RELEASE.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+from connector.sink import statements as st
+from connector.sink.mapping import REJECT, Op
+
+RECORD_FAULT_CLASSES = ("22", "23")
+RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record wrote nothing: the error's class and its message."""
+
+    error_class: str
+    error: str
+
+
+def record_fault(exc: BaseException) -> Rejection | None:
+    """The Rejection for a database error a record's content caused; None for any other."""
+    orig = getattr(exc, "orig", exc)
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if not (sqlstate.startswith(RECORD_FAULT_CLASSES) or sqlstate in RECORD_FAULT_CODES):
+        return None
+    diag = getattr(orig, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+    detail = getattr(diag, "message_detail", None)
+    return Rejection(type(orig).__name__, f"SQLSTATE {sqlstate}: {message}" + (f" ({detail})" if detail else ""))
+
+
+class BatchWriter:
+    """Writes one checkpoint's ops on `conn` inside the open commit transaction."""
+
+    def __init__(self, conn: sa.Connection, target: sa.Table, mode: str, key_columns: Sequence[str] = (),
+                 additive: Sequence[str] = ()) -> None:
+        self._conn, self._target, self._mode = conn, target, mode
+        self._keys, self._additive = tuple(key_columns), tuple(additive)
+        self._stages = itertools.count()  # stage tables are unique within the transaction
+        self._ops: Sequence[Op] = ()
+        self.rejected: dict[int, Rejection] = {}
+
+    def write(self, ops: Sequence[Op]) -> dict[str, int]:
+        """Write `ops`; counts of rows written and deleted. `self.rejected` then holds
+        every record that wrote nothing: rejected by the mapping or by the database."""
+        self._ops = ops
+        self.rejected = {i: Rejection(op.values["error_class"], op.values["error"])
+                         for i, op in enumerate(ops) if op.kind == REJECT}
+        if self._mode == "upsert":
+            plan = st.plan_upsert(ops, self._keys, self._additive)
+            if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
+                self._isolated("delete", plan.deletes)
+            for batch in plan.batches:
+                self._isolated("upsert", batch)
+        else:
+            plan = st.plan_append(ops)
+            for batch in plan.batches:
+                self._isolated("insert", batch)
+        return {"rows": self._written(plan.batches), "deleted": self._written((plan.deletes,) if plan.deletes else ())}
+
+    def _written(self, batches: Sequence[st.CopyBatch]) -> int:
+        """Rows of `batches` that at least one of their records wrote."""
+        return sum(1 for b in batches for sources in b.sources if not self.rejected.keys() >= set(sources))
+
+    def _isolated(self, kind: str, batch: st.CopyBatch) -> None:
+        """Write `batch` under a savepoint; on a record fault, bisect down to the rows at fault."""
+        if not batch.rows:
+            return
+        try:
+            with self._conn.begin_nested():
+                self._apply(kind, batch)
+            return
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:  # COPY runs on the driver's own cursor
+            fault = record_fault(exc)
+            if fault is None:
+                raise
+        if len(batch.rows) > 1:
+            for half in batch.halves():
+                self._isolated(kind, half)
+        elif len(batch.sources[0]) == 1:
+            self.rejected[batch.sources[0][0]] = fault
+        else:  # one key's records merged into a row: each on its own, in partition order
+            for index in batch.sources[0]:
+                self._isolated(kind, st.single(self._ops[index], index) if kind != "delete"
+                               else st.CopyBatch(batch.columns, batch.rows, [(index,)]))
+
+    def _apply(self, kind: str, batch: st.CopyBatch) -> None:
+        if kind == "insert":
+            self._copy(self._target, batch)
+            return
+        stage = self._stage(batch)
+        if kind == "delete":
+            self._conn.execute(st.delete_from_stage(self._target, stage))
+        else:
+            self._conn.execute(st.upsert_from_stage(self._target, stage, self._keys, self._additive))
+
+    def _stage(self, batch: st.CopyBatch) -> sa.Table:
+        stage = st.stage_table(f"eos_stage_{next(self._stages)}", batch.columns)
+        self._conn.exec_driver_sql(st.create_stage_sql(self._target, stage))
+        self._copy(stage, batch)
+        return stage
+
+    def _copy(self, table: sa.Table, batch: st.CopyBatch) -> None:
+        driver: Any = self._conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with driver.cursor() as cursor, cursor.copy(st.copy_sql(table, batch.columns)) as copy:
+            for row in batch.rows:
+                copy.write_row(row)
