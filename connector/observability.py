@@ -84,6 +84,29 @@ class Health:
         return True, f"{self.assigned} partition(s), last checkpoint {age:.1f}s ago"
 
 
+class Progress:
+    """The backlog progress line: at most every `every_s` while there is lag, the rate
+    of records written since the last line, the lag and the time left at that rate."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self.written = 0  # records written (committed) so far; the runner adds to it
+        self._at: float | None = None
+        self._written_at = 0
+
+    def line(self, now: float, lag: int) -> str | None:
+        if self._at is None or lag <= 0:  # start measuring when a backlog appears
+            self._at, self._written_at = now, self.written
+            return None
+        elapsed = now - self._at
+        if elapsed < self.every_s:
+            return None
+        rate = (self.written - self._written_at) / elapsed
+        self._at, self._written_at = now, self.written
+        eta = f"{lag / rate:.0f}s" if rate > 0 else "unknown (nothing written)"
+        return f"progress: {rate:.0f} records/s written over the last {elapsed:.0f}s, lag {lag} records, ETA {eta}"
+
+
 def serve(host: str, port: int, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
     """Serve /metrics, /healthz and /readyz on a daemon thread; returns the server
     (`server.server_address` holds the bound port when `port` is 0)."""

@@ -34,7 +34,7 @@ from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, Checkp
 from connector.config import Settings
 from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
-from connector.observability import Health, Metrics
+from connector.observability import Health, Metrics, Progress
 from connector.retry import Interrupted, RestartStrategy, retrying
 from connector.sink.mapping import RowMapper, tolerant
 from connector.state import Record, TopicPartition
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 MAX_POLL_BATCH = 10_000
 GAUGES_EVERY_S = 1.0  # lag and buffer gauges are refreshed at most this often
+PROGRESS_EVERY_S = 5.0  # the backlog progress line, while there is lag
 HEARTBEAT_EVERY_S = 2.0  # the replica's heartbeat row; operator requests are read with it
 T = TypeVar("T")
 
@@ -95,6 +96,7 @@ class Runner:
         self._gauges_at = self._heartbeat_at = 0.0
         self._acked: int | None = None  # newest operator request completed
         self._tolerate_errors, self._forwarder = tolerate_errors, forwarder
+        self._progress = Progress(PROGRESS_EVERY_S)
         self.coordinator: CheckpointCoordinator | None = None
 
     @classmethod
@@ -240,6 +242,7 @@ class Runner:
         self.metrics.commit_latency.observe(result.commit_ms / 1000.0)
         if result.outcome is CommitOutcome.COMMITTED:
             self.metrics.written.inc(result.records - result.deadlettered)
+            self._progress.written += result.records
             self.metrics.deadlettered.inc(result.deadlettered)
             if self._forwarder is not None and (result.deadlettered or self._forwarder.behind):
                 self._forwarder.forward()
@@ -278,10 +281,16 @@ class Runner:
         state = self._coord.state
         self.metrics.buffered_records.set(state.records)
         self.metrics.buffered_bytes.set(state.bytes)
+        total = 0
         for tp, committed in self._committed.items():
             high = self._source.high_watermark(tp)
             if high is not None:
-                self.metrics.lag.labels(tp[0], str(tp[1])).set(max(0, high - (committed or 0)))
+                lag = max(0, high - (committed or 0))
+                self.metrics.lag.labels(tp[0], str(tp[1])).set(lag)
+                total += lag
+        line = self._progress.line(now, total)
+        if line is not None:
+            log.info(line)
 
     def _retry(self, fn: Callable[[], T], doing: str, interruptible: bool = False,
                on_failure: Callable[[TransientError], None] | None = None) -> T:

@@ -122,3 +122,19 @@ def test_status_with_kafka_positions(make_pipeline):
     text = status()
     assert "next_offset\tkafka_committed\thigh_watermark\tlag\tupdated_by" in text
     assert f"{p.topic}\t0\t30\t30\t40\t10\t" in text and f"{p.topic}\t2\t-\t-\t0\t0\t-" in text
+
+
+def test_progress_line_while_a_backlog_drains(make_pipeline):
+    """A replica draining a backlog logs, at most every 5 s, its rate, lag and ETA."""
+    p = make_pipeline(DDL, partitions=2)
+    p.produce([(None, orjson.dumps({"event_id": i})) for i in range(16000)], partition_of=lambda i: i % 2)
+    # Small checkpoints, each saved, committed and discarded: the drain outlasts 5 s.
+    replica = p.start(CHECKPOINT_MAX_RECORDS="10", STATE_BACKEND="postgres")
+    p.wait_for_rows(16000, 120, replica)
+    assert replica.stop() == 0
+    p.assert_exact(16000)
+    lines = re.findall(r"progress: (\d+) records/s written over the last (\d+)s, lag (\d+) records, ETA (\S+)",
+                       replica.output())
+    assert lines, "no progress line while the backlog drained"
+    rate, _, lag, eta = lines[0]
+    assert 0 < int(lag) < 16000 and int(rate) > 0 and eta.endswith("s")

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.errors import MappingError
-from connector.sink.mapping import CONVERTERS, ColumnSpec, Op, RowMapper
+from connector.sink.mapping import CONVERTERS, REJECT, ColumnSpec, Op, RowMapper, tolerant
 from connector.state import Record
 
 NAMES = ["id", "name", "at", "n", "doc", "flag", "Ü ñ", 'q"uote']
@@ -76,3 +76,17 @@ def test_every_record_is_a_row_or_a_named_mapping_error(data):
             assert op.values.get(column.name, "absent") is not None
     for name, value in op.values.items():
         assert not (isinstance(value, str) and "\x00" in value)  # PostgreSQL cannot store NUL in text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_tolerant_mapping_never_raises_and_every_reject_has_a_reason(data):
+    """ERRORS_TOLERANCE=all: any record is a row or a dead letter with a reason — the
+    loop never sees an exception from the mapping."""
+    mapper = data.draw(tables())
+    record = data.draw(records(mapper))
+    op = tolerant(mapper)(record)
+    if op.kind == REJECT:
+        assert op.values["error_class"] == "MappingError" and op.values["error"]
+        return
+    assert op == mapper(record)

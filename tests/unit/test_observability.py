@@ -4,7 +4,7 @@ from prometheus_client import generate_latest
 
 from connector.checkpoint import CheckpointPolicy
 from connector.errors import CheckpointTimeout
-from connector.observability import Health
+from connector.observability import Health, Progress
 from connector.pipeline import Runner
 from connector.retry import RestartStrategy
 
@@ -83,3 +83,16 @@ def test_health_probes():
     assert health.live() == (False, "no progress for 61s (limit 60s)")
     health.progressed()
     assert health.live()[0]
+
+
+def test_progress_line_while_a_backlog_drains():
+    """At most one line per interval, only while there is lag: rate, lag and ETA."""
+    progress = Progress(every_s=5)
+    assert progress.line(0.0, lag=1000) is None  # the first sight of a backlog starts the clock
+    progress.written += 200
+    assert progress.line(3.0, lag=800) is None  # too soon
+    progress.written += 300
+    assert progress.line(5.0, lag=500) == "progress: 100 records/s written over the last 5s, lag 500 records, ETA 5s"
+    assert progress.line(11.0, lag=500) == ("progress: 0 records/s written over the last 6s, lag 500 records, "
+                                            "ETA unknown (nothing written)")
+    assert progress.line(12.0, lag=0) is None and progress.line(30.0, lag=0) is None  # caught up: silent
