@@ -2,7 +2,8 @@
 needs, without consuming a record or writing a row.
 
 Checks, in order: the settings; Kafka (metadata through the pipeline's own consumer
-configuration, so security settings are exercised; every topic exists); the database
+configuration, so security settings are exercised; every topic exists); the Schema
+Registry when VALUE_FORMAT needs one (it answers); the database
 (login, the sink table, every column mappable, upsert key and additive columns); the
 bookkeeping schema's revision (informational: `run` creates or upgrades it).
 """
@@ -32,7 +33,22 @@ class Check:
 def run_checks(settings: Settings) -> list[Check]:
     return [Check("settings", True, f"pipeline {settings.connector_name!r}, {settings.sink_mode} into "
                                     f"{settings.sink_table!r}, state backend {settings.state_backend}"),
-            check_kafka(settings), check_table(settings), check_bookkeeping(settings)]
+            check_kafka(settings), *check_registry(settings), check_table(settings), check_bookkeeping(settings)]
+
+
+def check_registry(settings: Settings) -> list[Check]:
+    """With a registry VALUE_FORMAT: the Schema Registry answers (its subjects are listed)."""
+    config = settings.registry_config()
+    if config is None:
+        return []
+    from connector.formats import registry_client
+
+    where = f"Schema Registry at {redact_url(config['url'])}"
+    try:
+        subjects = registry_client(config).get_subjects()
+    except Exception as exc:  # HTTP, TLS and authentication errors of the registry client share no base class
+        return [Check("schema registry", False, f"{where}: {type(exc).__name__}: {exc}")]
+    return [Check("schema registry", True, f"{where}: {len(subjects)} subject(s); values read as {settings.value_format}")]
 
 
 def check_kafka(settings: Settings) -> Check:

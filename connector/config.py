@@ -32,7 +32,8 @@ KAFKA_DEFAULTS = {
     "fetch.queue.backoff.ms": "10",  # see DESIGN.md: the default leaves a backlog idle
     "queued.min.messages": "1000000",
 }
-SECRET_WORDS = ("password", "secret", "token", "credential", "private")
+SECRET_WORDS = ("password", "secret", "token", "credential", "private", "user.info", "user_info")
+VALUE_FORMATS = ("json", "avro", "json-schema", "protobuf")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
 
 
@@ -69,7 +70,8 @@ def read_secret_files(env: Mapping[str, str], problems: list[str]) -> dict[str, 
     resolved = dict(env)
     for name, path in env.items():
         target = name[: -len("_FILE")]
-        if not name.endswith("_FILE") or not (target == "DATABASE_PASSWORD" or target.startswith("KAFKA_")):
+        if not name.endswith("_FILE") or not (target == "DATABASE_PASSWORD"
+                                              or target.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))):
             continue
         del resolved[name]
         if target in env:
@@ -121,6 +123,8 @@ class Settings(BaseModel):
     connector_name: str = Field("eos-connector", alias="CONNECTOR_NAME", min_length=1, max_length=200)
     kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
     sink_mode: Literal["append", "upsert"] = Field("append", alias="SINK_MODE")
+    value_format: Literal["json", "avro", "json-schema", "protobuf"] = Field("json", alias="VALUE_FORMAT")
+    schema_registry_url: str | None = Field(None, alias="SCHEMA_REGISTRY_URL", min_length=1, repr=False)
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
     sink_metadata_columns: tuple[tuple[str, str], ...] = Field((), alias="SINK_METADATA_COLUMNS")
@@ -143,6 +147,7 @@ class Settings(BaseModel):
     restart_strategy: RestartStrategy = Field(RestartStrategy(), alias="RESTART_STRATEGY")
     connector_fault: FaultSpec | None = Field(None, alias="CONNECTOR_FAULT")
     kafka: dict[str, str] = Field(default_factory=dict, repr=False)
+    schema_registry: dict[str, str] = Field(default_factory=dict, repr=False)  # SCHEMA_REGISTRY_<NAME>
 
     _split_topics = field_validator("kafka_topics", mode="before")(_csv)
 
@@ -170,7 +175,7 @@ class Settings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", "errors_tolerance", mode="before")
+    @field_validator("log_format", "errors_tolerance", "value_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -198,9 +203,11 @@ class Settings(BaseModel):
         problems: list[str] = []
         env = read_secret_files(env, problems)
         kafka = kafka_passthrough(env, problems)
+        registry = {name[len("SCHEMA_REGISTRY_"):].lower().replace("_", "."): value for name, value in env.items()
+                    if name.startswith("SCHEMA_REGISTRY_") and name != "SCHEMA_REGISTRY_URL"}
         known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias and f.alias in env}
         try:
-            settings = cls.model_validate({**known, "kafka": kafka})
+            settings = cls.model_validate({**known, "kafka": kafka, "schema_registry": registry})
         except ValidationError as exc:
             problems.extend(_describe(error, env) for error in exc.errors())
             raise ConfigError(problems) from None
@@ -235,6 +242,11 @@ class Settings(BaseModel):
                             ("SINK_ADDITIVE_COLUMNS", self.sink_additive_columns)):
             if value is not None and self.sink_mode != "upsert":
                 problems.append(f"{name} is set but SINK_MODE is not 'upsert'")
+        if self.value_format != "json" and not self.schema_registry_url:
+            problems.append(f"VALUE_FORMAT={self.value_format!r} needs SCHEMA_REGISTRY_URL (http(s)://host:port; "
+                            "mock://name for the in-memory registry of tests)")
+        if self.value_format == "json" and (self.schema_registry_url or self.schema_registry):
+            problems.append("SCHEMA_REGISTRY_* is set but VALUE_FORMAT is 'json' (set avro, json-schema or protobuf)")
         if self.errors_deadletter_topic and self.errors_tolerance != "all":
             problems.append("ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all' (no record is "
                             "dead-lettered with 'none')")
@@ -262,10 +274,19 @@ class Settings(BaseModel):
             **KAFKA_FORCED,
         }
 
+    def registry_config(self) -> dict[str, str] | None:
+        """The Schema Registry client's configuration, or None for VALUE_FORMAT=json."""
+        if self.schema_registry_url is None:
+            return None
+        return {**self.schema_registry, "url": self.schema_registry_url}
+
     def redacted(self) -> dict[str, Any]:
         """Every setting as shown to people: secrets masked."""
         shown: dict[str, Any] = self.model_dump(exclude={"kafka", "database_url", "database_password",
-                                                         "connector_fault", "restart_strategy"})
+                                                         "connector_fault", "restart_strategy", "schema_registry",
+                                                         "schema_registry_url"})
+        shown["schema_registry_url"] = self.schema_registry_url and redact_url(self.schema_registry_url)
+        shown["schema_registry"] = {k: (MASK if is_secret_name(k) else v) for k, v in self.schema_registry.items()}
         shown["database_password"] = MASK if self.database_password is not None else None
         shown["restart_strategy"] = str(self.restart_strategy)
         shown["database_url"] = redact_url(self.database_url)
@@ -300,5 +321,5 @@ def _describe(error: Any, env: Mapping[str, str]) -> str:
     if error["type"] == "missing":
         return f"{loc} is required but not set"
     value = env.get(str(loc), "")
-    shown = redact_url(value) if loc == "DATABASE_URL" else (MASK if is_secret_name(str(loc)) else value)
+    shown = redact_url(value) if loc in ("DATABASE_URL", "SCHEMA_REGISTRY_URL") else (MASK if is_secret_name(str(loc)) else value)
     return f"{loc}={shown!r}: {error['msg']}"

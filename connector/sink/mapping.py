@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, NoReturn
 import orjson
 
 from connector.errors import MappingError
+from connector.formats import ValueDecoder, decode_json
 from connector.state import Record
 
 Converter = Callable[[Any], Any]
@@ -89,6 +90,8 @@ def _int(bits: int) -> Converter:
 
 
 def _numeric(value: Any) -> Decimal:
+    if isinstance(value, Decimal):  # Avro decimals arrive decoded
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _Invalid(f"expected a number, got {type(value).__name__}")
     try:
@@ -111,8 +114,19 @@ def _bool(value: Any) -> bool:
     raise _Invalid(f"expected a boolean, got {value!r}")
 
 
+def _dumps(value: Any) -> str:
+    """JSON text of a document, including the native values registry formats decode to."""
+    def native(obj: Any) -> Any:
+        if isinstance(obj, Decimal):
+            return str(obj)
+        if isinstance(obj, bytes):
+            return base64.b64encode(obj).decode()
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    return orjson.dumps(value, default=native).decode()
+
+
 def _text(value: Any) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = value if isinstance(value, str) else _dumps(value)
     if "\x00" in text:
         raise _Invalid("text contains a NUL character, which PostgreSQL cannot store")
     return text
@@ -123,6 +137,8 @@ def _epoch_ms(value: Any) -> datetime:
 
 
 def _timestamptz(value: Any) -> datetime:
+    if isinstance(value, datetime):  # Avro timestamps arrive decoded
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _epoch_ms(value)
     if not isinstance(value, str):
@@ -137,28 +153,36 @@ def _timestamp(value: Any) -> datetime:
 
 
 def _date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
     if not isinstance(value, str):
         raise _Invalid(f"expected an ISO-8601 date string, got {type(value).__name__}")
     return date.fromisoformat(value.strip())
 
 
 def _time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
     if not isinstance(value, str):
         raise _Invalid(f"expected an ISO-8601 time string, got {type(value).__name__}")
     return time.fromisoformat(value.strip())
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return _dumps(value)
 
 
 def _uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
     if not isinstance(value, str):
         raise _Invalid(f"expected a UUID string, got {type(value).__name__}")
     return uuid.UUID(value)
 
 
 def _bytea(value: Any) -> bytes:
+    if isinstance(value, bytes):  # Avro and registry formats decode bytes as bytes
+        return value
     if not isinstance(value, str):
         raise _Invalid(f"expected base64 text, got {type(value).__name__}")
     return base64.b64decode(value, validate=True)
@@ -232,8 +256,9 @@ class RowMapper:
     only used) in upsert mode."""
 
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
-                 metadata: Sequence[tuple[str, str]] = ()) -> None:
+                 metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json) -> None:
         self.columns = tuple(columns)
+        self._decode_value = decode_value
         self.mode = mode
         self.key_columns = tuple(key_columns)
         by_name = {c.name: c for c in self.columns}
@@ -251,7 +276,10 @@ class RowMapper:
                 raise MappingError(record.topic, record.partition, record.offset,
                                    "null value (tombstone) in append mode")
             return Op("delete", self._key_from_record_key(record))
-        document = self._decode(record, record.value, "value")
+        try:
+            document = self._decode_value(record.topic, record.value)
+        except ValueError as exc:
+            self._fail(record, str(exc))
         if not isinstance(document, dict):
             self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
         values = self._convert(record, document)
@@ -306,12 +334,6 @@ class RowMapper:
         if absent:
             self._fail(record, f"no value for key column(s) {', '.join(absent)}")
         return values
-
-    def _decode(self, record: Record, payload: bytes, what: str) -> Any:
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            self._fail(record, f"{what} is not valid JSON: {exc}")
 
     def _decode_text(self, record: Record, payload: bytes) -> str:
         try:

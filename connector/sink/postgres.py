@@ -35,6 +35,7 @@ from connector.errors import CheckpointTimeout, PermanentError, RecordRejected, 
 from connector.faults import NO_FAULTS, FaultHook
 from connector.savepoints import seed_from_savepoint
 from connector.config import Settings
+from connector.formats import ValueDecoder, decode_json, value_decoder
 from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.mapping import RowMapper, tolerant
@@ -92,14 +93,14 @@ class PostgresStore:
                  additive_columns: Sequence[str] | None = None, timeout_ms: int = 60_000,
                  faults: FaultHook = NO_FAULTS, metadata_columns: Sequence[tuple[str, str]] = (),
                  start_from_savepoint: str | None = None, topics: Sequence[str] = (),
-                 tolerate_errors: bool = False) -> None:
+                 tolerate_errors: bool = False, decode_value: ValueDecoder = decode_json) -> None:
         self._url, self.pipeline, self.replica, self.schema = url, pipeline, replica, schema
         self._table_name, self.mode, self._timeout_ms, self._faults = table, mode, timeout_ms, faults
         self._configured_keys = tuple(key_columns or ())
         self.additive_columns = tuple(additive_columns or ())
         self.metadata_columns = tuple(metadata_columns)
         self._savepoint, self._topics = start_from_savepoint, tuple(topics)
-        self.tolerate_errors = tolerate_errors
+        self.tolerate_errors, self._decode_value = tolerate_errors, decode_value
         self._conn: sa.Connection | None = None
         self.target: TableSpec | None = None
         self._target_table: sa.Table | None = None  # built once by prepare()
@@ -111,7 +112,8 @@ class PostgresStore:
                    table=settings.table, mode=settings.sink_mode, key_columns=settings.sink_key_columns,
                    additive_columns=settings.sink_additive_columns, timeout_ms=settings.checkpoint_timeout_ms, faults=faults,
                    metadata_columns=settings.sink_metadata_columns, start_from_savepoint=settings.start_from_savepoint,
-                   topics=settings.kafka_topics, tolerate_errors=settings.errors_tolerance == "all")
+                   topics=settings.kafka_topics, tolerate_errors=settings.errors_tolerance == "all",
+                   decode_value=value_decoder(settings.value_format, settings.registry_config()))
 
     # -- connection -----------------------------------------------------------------------
     def connection(self) -> sa.Connection:
@@ -162,7 +164,7 @@ class PostgresStore:
         if missing:
             raise SchemaError(f"SINK_METADATA_COLUMNS: table {self.target.qualified!r} has no column "
                               f"{', '.join(missing)}")
-        return RowMapper(self.target.columns, self.mode, self.key_columns, self.metadata_columns)
+        return RowMapper(self.target.columns, self.mode, self.key_columns, self.metadata_columns, self._decode_value)
 
     # -- small queries --------------------------------------------------------------------
     def _run(self, doing: str, statement: sa.Executable, params: Any = None) -> list[sa.Row[Any]]:

@@ -62,3 +62,14 @@ def test_bad_settings_exit_2_before_any_connection(make_pipeline):
     p = make_pipeline(DDL)
     code, out = check(p, SINK_MODE="merge", DATABASE_URL=f"postgresql://u:{SECRET}@nowhere.invalid/db")
     assert code == 2 and "SINK_MODE" in out and SECRET not in out
+
+
+def test_schema_registry_checked_when_a_format_needs_it(make_pipeline):
+    """VALUE_FORMAT=avro: `check` reaches the registry; one that does not answer fails it."""
+    p = make_pipeline(DDL)
+    code, out = check(p, VALUE_FORMAT="avro", SCHEMA_REGISTRY_URL=f"mock://{p.name}")
+    assert code == 0 and "ok    schema registry: Schema Registry at mock://" in out, out
+    code, out = check(p, VALUE_FORMAT="avro", SCHEMA_REGISTRY_URL="http://127.0.0.1:9/",
+                      SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=f"user:{SECRET}")
+    assert code == 2 and "FAIL  schema registry: Schema Registry at http://127.0.0.1:9/" in out, out
+    assert SECRET not in out

@@ -147,3 +147,23 @@ def test_error_tolerance_settings():
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**BASE, "ERRORS_DEADLETTER_TOPIC": "dlq"})
     assert "ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all'" in str(err.value)
+
+
+def test_value_format_settings():
+    """A registry format needs SCHEMA_REGISTRY_URL; SCHEMA_REGISTRY_<NAME> passes through
+    to the registry client, credentials masked wherever settings are shown."""
+    settings = Settings.from_env({**BASE, "VALUE_FORMAT": "Avro", "SCHEMA_REGISTRY_URL": "https://u:pw9@sr:8081",
+                                  "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "user:sr-secret"})
+    assert settings.value_format == "avro"
+    assert settings.registry_config() == {"url": "https://u:pw9@sr:8081", "basic.auth.user.info": "user:sr-secret"}
+    assert "sr-secret" not in repr(settings) and "pw9" not in repr(settings)
+    assert Settings.from_env(BASE).registry_config() is None
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "VALUE_FORMAT": "protobuf"})
+    assert "VALUE_FORMAT='protobuf' needs SCHEMA_REGISTRY_URL" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "VALUE_FORMAT": "xml", "SCHEMA_REGISTRY_URL": "http://sr"})
+    assert "VALUE_FORMAT='xml'" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "SCHEMA_REGISTRY_URL": "http://sr"})
+    assert "VALUE_FORMAT is 'json'" in str(err.value)
