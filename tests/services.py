@@ -309,6 +309,30 @@ class Pipeline:
         finally:
             consumer.close()
 
+    def read_topic(self) -> list[tuple[bytes | None, bytes | None]]:
+        """Every record the topic holds, (key, value) in partition order: what the table
+        must reflect exactly once (the source of truth, whatever the producer meant to send)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        high = self.watermarks()
+        consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers, "group.id": "read-topic",
+                             "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+        records: list[tuple[bytes | None, bytes | None]] = []
+        try:
+            for partition in range(self.partitions):
+                if not high[partition]:
+                    continue
+                consumer.assign([TopicPartition(self.topic, partition, 0)])
+                offset = -1
+                while offset < high[partition] - 1:
+                    for message in consumer.consume(10_000, 5):
+                        if message.error() is None:
+                            records.append((message.key(), message.value()))
+                            offset = message.offset()
+        finally:
+            consumer.close()
+        return records
+
     def stop_all(self) -> None:
         for replica in self.replicas:
             replica.signal(signal.SIGCONT)
