@@ -317,21 +317,18 @@ class Pipeline:
         high = self.watermarks()
         consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers, "group.id": "read-topic",
                              "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
-        records: list[tuple[bytes | None, bytes | None]] = []
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in high if high[p]}
+        last = {p: -1 for p in by_partition}
         try:
-            for partition in range(self.partitions):
-                if not high[partition]:
-                    continue
-                consumer.assign([TopicPartition(self.topic, partition, 0)])
-                offset = -1
-                while offset < high[partition] - 1:
-                    for message in consumer.consume(10_000, 5):
-                        if message.error() is None:
-                            records.append((message.key(), message.value()))
-                            offset = message.offset()
+            consumer.assign([TopicPartition(self.topic, p, 0) for p in by_partition])
+            while any(last[p] < high[p] - 1 for p in by_partition):
+                for message in consumer.consume(10_000, 1):
+                    if message.error() is None:
+                        by_partition[message.partition()].append((message.key(), message.value()))
+                        last[message.partition()] = message.offset()
         finally:
             consumer.close()
-        return records
+        return [record for p in sorted(by_partition) for record in by_partition[p]]
 
     def stop_all(self) -> None:
         for replica in self.replicas:
