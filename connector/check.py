@@ -2,7 +2,8 @@
 needs, without consuming a record or writing a row.
 
 Checks, in order: the settings; Kafka (metadata through the pipeline's own consumer
-configuration, so security settings are exercised; every topic exists); the Schema
+configuration, so security settings are exercised; every topic exists, the dead-letter
+topic too); the Schema
 Registry when VALUE_FORMAT needs one (it answers); the database
 (login, the sink table, every column mappable, upsert key and additive columns); the
 bookkeeping schema's revision (informational: `run` creates or upgrades it).
@@ -69,7 +70,8 @@ def check_kafka(settings: Settings) -> Check:
     finally:
         consumer.close()
     found, missing = [], []
-    for topic in settings.kafka_topics:
+    dead_letter_topic = (settings.errors_deadletter_topic,) if settings.errors_deadletter_topic else ()
+    for topic in (*settings.kafka_topics, *dead_letter_topic):
         meta = metadata.topics.get(topic)
         if meta is None or meta.error is not None:
             missing.append(f"{topic!r} ({meta.error.str() if meta is not None and meta.error else 'does not exist'})")

@@ -73,3 +73,12 @@ def test_schema_registry_checked_when_a_format_needs_it(make_pipeline):
                       SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=f"user:{SECRET}")
     assert code == 2 and "FAIL  schema registry: Schema Registry at http://127.0.0.1:9/" in out, out
     assert SECRET not in out
+
+
+def test_dead_letter_topic_must_exist(make_pipeline):
+    p = make_pipeline(DDL)
+    code, out = check(p, ERRORS_TOLERANCE="all", ERRORS_DEADLETTER_TOPIC=f"{p.topic}_missing_dlq")
+    assert code == 2 and f"'{p.topic}_missing_dlq' (" in out, out
+    p.services.create_topic(f"{p.topic}_dlq", 1)
+    code, out = check(p, ERRORS_TOLERANCE="all", ERRORS_DEADLETTER_TOPIC=f"{p.topic}_dlq")
+    assert code == 0, out

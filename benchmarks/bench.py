@@ -1,0 +1,251 @@
+"""eos-connector against the bare limits, measured in one run on the same data.
+
+    python -m benchmarks.bench [--records 1000000] [--partitions 64] [--json bench.json]
+
+Services: the embedded ones (pgserver's PostgreSQL, the librdkafka mock cluster), or
+external ones with TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS (tests/services.py).
+One topic of `--records` JSON records (~120 bytes each) is produced once; then, each on
+its own consumer group and table:
+
+- bare consume+decode: a confluent-kafka consumer with the connector's fetch settings,
+  `consume(10000)` batches, every value decoded with orjson;
+- bare COPY: the same rows, already decoded, COPYed by psycopg into the same table shape
+  (100 000 rows per COPY and transaction);
+- eos-connector run, end to end: append with each state backend, and upsert; the rate is
+  measured between the first and the last commit (first row visible -> last row visible,
+  the first checkpoint's records left out; a checkpoint's `committed_at` is its commit
+  transaction's start, so both ends shift by about one commit), plus peak RSS and commit
+  latency p50/p99 (steps 3-5 of each checkpoint) from the replica's own log lines;
+- the floor: what a user would write without the connector — a consume loop, one
+  `executemany` INSERT (append) or INSERT … ON CONFLICT (upsert) per batch, the database
+  commit, then the Kafka commit (at-least-once).
+
+Prints a table of records/s and ratios to min(bare consume+decode, bare COPY) and
+writes the same as JSON. Timings are wall-clock on whatever else the machine is doing:
+run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from connector.embedded.harness import ConnectorProcess, wait_until
+from tests.services import Services, services_from_env
+
+DDL = "CREATE TABLE {table} (event_id bigint PRIMARY KEY, user_id text, at timestamptz, page text, amount numeric)"
+APPEND_DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, page text, amount numeric)"
+COLUMNS = ("event_id", "user_id", "at", "page", "amount")
+CONSUMER = {"enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.queue.backoff.ms": 10,
+            "queued.min.messages": 1_000_000}
+
+
+def value(i: int) -> bytes:
+    return orjson.dumps({"event_id": i, "user_id": f"user-{i % 5000:05d}", "at": "2026-11-22T10:00:00.123Z",
+                         "page": f"/products/{i % 997}/reviews", "amount": round(i % 10_000 / 100, 2)})
+
+
+def produce(services: Services, topic: str, records: int, partitions: int) -> None:
+    from confluent_kafka import Producer
+
+    # A generous linger: the mock cluster serves one stored batch per partition per fetch.
+    producer = Producer({"bootstrap.servers": services.bootstrap_servers, "linger.ms": 100,
+                         "batch.num.messages": 10_000, "enable.idempotence": True, "log_level": 4})
+    for i in range(records):
+        while True:
+            try:
+                producer.produce(topic, value(i), partition=i % partitions)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(120) == 0, "records left undelivered"
+
+
+def watermarks(services: Services, topic: str, partitions: int) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": services.bootstrap_servers, "group.id": "bench-watermarks"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(partitions))
+    finally:
+        consumer.close()
+
+
+def bare_consume(services: Services, topic: str, records: int) -> dict[str, Any]:
+    """Read and decode every record; the rate from the first record to the last."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({**CONSUMER, "bootstrap.servers": services.bootstrap_servers, "group.id": f"bare-{uuid.uuid4()}"})
+    consumer.subscribe([topic])
+    seen, first = 0, None
+    loads = orjson.loads
+    while seen < records:
+        batch = consumer.consume(10_000, 1.0)
+        if batch and first is None:
+            first = time.perf_counter()
+        for message in batch:
+            if message.error() is None:
+                loads(message.value())
+                seen += 1
+    elapsed = time.perf_counter() - (first or time.perf_counter())
+    consumer.close()
+    return {"records": seen, "seconds": elapsed, "rate": seen / elapsed}
+
+
+def rows(records: int) -> list[tuple[Any, ...]]:
+    out = []
+    for i in range(records):
+        doc = orjson.loads(value(i))
+        out.append((doc["event_id"], doc["user_id"], datetime.fromisoformat(doc["at"]), doc["page"], doc["amount"]))
+    return out
+
+
+def bare_copy(services: Services, table: str, data: list[tuple[Any, ...]]) -> dict[str, Any]:
+    services.sql(APPEND_DDL.format(table=table))
+    started = time.perf_counter()
+    with psycopg.connect(services.database_url) as conn:
+        for start in range(0, len(data), 100_000):
+            with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in data[start:start + 100_000]:
+                    copy.write_row(row)
+            conn.commit()
+    elapsed = time.perf_counter() - started
+    return {"records": len(data), "seconds": elapsed, "rate": len(data) / elapsed}
+
+
+def connector(services: Services, workdir: Path, topic: str, records: int, mode: str, backend: str) -> dict[str, Any]:
+    """`eos-connector run` end to end; the rate between the first and the last commit."""
+    name = f"bench-{mode}-{backend}-{uuid.uuid4().hex[:6]}"
+    table = name.replace("-", "_")
+    services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
+    env = {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "KAFKA_TOPICS": topic,
+           "DATABASE_URL": services.database_url, "SINK_TABLE": table, "CONNECTOR_NAME": name,
+           "SINK_MODE": mode, "STATE_BACKEND": backend, "STATE_DIR": str(workdir / name), "HTTP_PORT": "0"}
+    replica = ConnectorProcess(env, workdir / f"{name}.log").start()
+    committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
+    try:
+        wait_until(lambda: replica.check_alive() or _scalar(services, committed) >= records, 900,
+                   f"{name} to commit {records} records", 0.5)
+        peak_rss_mb = _peak_rss_mb(replica.pid)
+    finally:
+        replica.stop(60)
+    checkpoints = services.sql("SELECT committed_at, (counts->>'records')::int FROM eos_connector.checkpoints "
+                               "WHERE pipeline = %s ORDER BY committed_at", (name,))
+    span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
+    latencies = [float(ms) for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", replica.output())]
+    return {"mode": mode, "backend": backend, "records": records, "checkpoints": len(checkpoints),
+            "seconds": span, "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
+            "peak_rss_mb": peak_rss_mb, "commit_ms_p50": _percentile(latencies, 50),
+            "commit_ms_p99": _percentile(latencies, 99)}
+
+
+def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, Any]:
+    """What a user would write: consume a batch, executemany, commit the database, then Kafka."""
+    from confluent_kafka import Consumer
+
+    table = f"floor_{mode}_{uuid.uuid4().hex[:6]}"
+    services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
+    insert = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES (%s, %s, %s, %s, %s)"
+    if mode == "upsert":
+        insert += " ON CONFLICT (event_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+    consumer = Consumer({**CONSUMER, "bootstrap.servers": services.bootstrap_servers, "group.id": table})
+    consumer.subscribe([topic])
+    seen, first = 0, None
+    with psycopg.connect(services.database_url) as conn:
+        while seen < records:
+            batch = [m for m in consumer.consume(10_000, 1.0) if m.error() is None]
+            if not batch:
+                continue
+            first = first or time.perf_counter()
+            docs = [orjson.loads(m.value()) for m in batch]
+            with conn.cursor() as cur:
+                cur.executemany(insert, [(d["event_id"], d["user_id"], d["at"], d["page"], d["amount"]) for d in docs])
+            conn.commit()
+            consumer.commit(asynchronous=False)
+            seen += len(batch)
+    elapsed = time.perf_counter() - (first or time.perf_counter())
+    consumer.close()
+    return {"mode": mode, "records": seen, "seconds": elapsed, "rate": seen / elapsed}
+
+
+def _scalar(services: Services, query: str) -> int:
+    try:
+        return int(services.sql(query)[0][0])
+    except psycopg.Error:  # not migrated yet
+        return 0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def _percentile(values: list[float], q: int) -> float | None:
+    if len(values) < 2:
+        return values[0] if values else None
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=Path("bench.json"))
+    parser.add_argument("--skip-floor", action="store_true", help="leave out the user-written floor (slow)")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                                          f"{platform.python_version()}", "records": args.records,
+                               "partitions": args.partitions}
+    with services_from_env() as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:
+        topic = f"bench_{uuid.uuid4().hex[:8]}"
+        services.create_topic(topic, args.partitions)
+        t0 = time.perf_counter()
+        produce(services, topic, args.records, args.partitions)
+        in_topic = watermarks(services, topic, args.partitions)
+        assert in_topic == args.records, f"the topic holds {in_topic} records, not {args.records} (partitions too small?)"
+        print(f"produced {args.records} records into {args.partitions} partitions in {time.perf_counter() - t0:.1f}s",
+              flush=True)
+        results["bare_consume_decode"] = _show("bare consume+decode", bare_consume(services, topic, args.records))
+        results["bare_copy"] = _show("bare COPY", bare_copy(services, f"bare_{uuid.uuid4().hex[:6]}",
+                                                            rows(args.records)))
+        limit = min(results["bare_consume_decode"]["rate"], results["bare_copy"]["rate"])
+        runs = [("append", "memory"), ("append", "filesystem"), ("append", "postgres"), ("upsert", "memory")]
+        results["connector"] = [_show(f"eos-connector {m}/{b}", connector(services, Path(tmp), topic, args.records, m, b),
+                                      limit) for m, b in runs]
+        if not args.skip_floor:
+            results["floor"] = [_show(f"user-written floor {m}", floor(services, topic, args.records, m), limit)
+                                for m in ("append", "upsert")]
+    results["bare_limit_rate"] = limit
+    args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(f"bare limit min(consume+decode, COPY) = {limit:,.0f} records/s; written to {args.json}")
+    return 0
+
+
+def _show(what: str, result: dict[str, Any], limit: float | None = None) -> dict[str, Any]:
+    if limit:
+        result["ratio_to_bare_limit"] = result["rate"] / limit
+    extra = "".join(f"  {k} {v:.1f}" if isinstance(v, float) else "" for k, v in result.items()
+                    if k in ("peak_rss_mb", "commit_ms_p50", "commit_ms_p99") and v is not None)
+    ratio = f"  {result['ratio_to_bare_limit']:.2f} x bare limit" if limit else ""
+    print(f"{what:<36} {result['rate']:>10,.0f} records/s{ratio}{extra}", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
