@@ -284,6 +284,14 @@ class Pipeline:
             return self.count() >= n
         wait_until(done, timeout_s, f"{n} rows in {self.table}")
 
+    def wait_caught_up(self, replica: ConnectorProcess, offsets: dict[int, int] | None = None,
+                       timeout_s: float = 60) -> None:
+        """Wait until `replica` is assigned and has committed up to `offsets` (default:
+        the watermarks); raise with its output if it exits meanwhile."""
+        wait_until(lambda: replica.check_alive() or "assigned" in replica.output(), timeout_s, "assignment")
+        wait_until(lambda: replica.check_alive() or self.offsets() == (offsets or self.watermarks()), timeout_s,
+                   "all offsets committed")
+
     def assert_exact(self, n: int) -> None:
         """The table's `event_id`s are exactly 0..n-1, each once: no loss, no duplicate."""
         ids = [r[0] for r in self.rows("event_id", "ORDER BY event_id")]

@@ -83,13 +83,6 @@ def mixed(n_good: int) -> tuple[list[tuple[bytes, bytes | None]], set[int], dict
     return messages, good, bad
 
 
-def caught_up(p, replica, offsets=None) -> None:
-    """Wait until `replica` committed up to `offsets` (default: the watermarks)."""
-    wait_until(lambda: replica.check_alive() or "assigned" in replica.output(), 60, "assignment")
-    wait_until(lambda: replica.check_alive() or p.offsets() == (offsets or p.watermarks()), 60,
-               "all offsets committed")
-
-
 def partition_of(i: int) -> int:
     return i % 3
 
@@ -139,7 +132,7 @@ def test_every_record_is_a_row_or_a_dead_letter_exactly_once(make_pipeline, faul
         crashed = p.start(CONNECTOR_FAULT=fault, **settings)
         assert crashed.wait(60) == -signal.SIGKILL, crashed.output()[-3000:]
     replica = p.start(**settings)
-    caught_up(p, replica)
+    p.wait_caught_up(replica)
     assert replica.stop() == 0, replica.output()[-3000:]
     assert_rows_plus_deadletters_exact(p, messages, good, bad)
     counts = [c[2] for c in p.checkpoints()]
@@ -184,7 +177,7 @@ def test_upsert_isolates_one_key_and_keeps_its_other_records(make_pipeline):
     p.produce(messages, partition_of=lambda i: 0)
     replica = p.start(SINK_MODE="upsert", SINK_ADDITIVE_COLUMNS="n", ERRORS_TOLERANCE="all",
                       CHECKPOINT_INTERVAL_MS="2000")
-    caught_up(p, replica, {0: len(messages)})
+    p.wait_caught_up(replica, {0: len(messages)})
     assert replica.stop() == 0
     assert sorted(p.rows("k, n, label")) == [("a", 5, "four"), ("b", 30, None), ("c", 5, None)]
     assert sorted((r[2], r[5]) for r in stored_deadletters(p)) == [(1, "CheckViolation"), (4, "CheckViolation")]
@@ -200,7 +193,7 @@ def test_replay_after_the_table_is_fixed(make_pipeline):
            (b"json", b"{nope")]
     p.produce(good + bad, partition_of=lambda i: 0)
     replica = p.start(ERRORS_TOLERANCE="all")
-    caught_up(p, replica, {0: 13})
+    p.wait_caught_up(replica, {0: 13})
     assert replica.stop() == 0
     listed = p.cli(["deadletters", "list"])
     assert listed.returncode == 0 and f"{p.topic}[0]@10" in listed.stdout and "CheckViolation" in listed.stdout
@@ -231,7 +224,7 @@ def test_dead_letters_forwarded_to_a_topic(make_pipeline, services):
     p.produce([(b"1", orjson.dumps({"event_id": 1})), (b"bad", b"{nope"),
                (b"2", orjson.dumps({"event_id": 2, "amount": -1}))], partition_of=lambda i: 0)
     replica = p.start(ERRORS_TOLERANCE="all", ERRORS_DEADLETTER_TOPIC=dlq)
-    caught_up(p, replica, {0: 3})
+    p.wait_caught_up(replica, {0: 3})
     wait_until(lambda: p.services.sql("SELECT count(*) FROM eos_connector.deadletters WHERE pipeline = %s "
                                       "AND forwarded_at IS NOT NULL", (p.name,)) == [(2,)], 60, "forwarded")
     assert replica.stop() == 0
