@@ -26,7 +26,7 @@ fi
 if ! curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then
     # From /: the service outlives this script, and its containers' monitors inherit its
     # working directory, which must not be a checkout that may be deleted meanwhile.
-    (cd / && nohup podman system service --time=0 "unix://$SOCK" >/tmp/podman-service.log 2>&1 &)
+    (cd / && exec nohup podman system service --time=0 "unix://$SOCK" >/tmp/podman-service.log 2>&1) &
     for _ in $(seq 50); do curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 if ! podman image exists "$BASE"; then
