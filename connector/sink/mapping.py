@@ -1,47 +1,56 @@
 """Record -> row: a JSON object value becomes the same-named columns of the sink table.
 
 Pure: the table's columns are described once (from reflection) as `ColumnSpec`s, each
-with a converter chosen by type; mapping a record is decoding its value and running
-the converters of the columns it names. Absent fields are left out (NULL or the
-column default on insert); unknown fields are ignored. Anything that cannot be
-converted raises MappingError with the record's topic, partition and offset.
+with a converter chosen by type (connector/sink/copytext.py); mapping a record is
+decoding its value and running the converters of the columns it names, straight into a
+row of COPY text. Absent fields are left out (NULL or the column default on insert);
+unknown fields are ignored. Anything that cannot be converted raises MappingError with
+the record's topic, partition and offset.
 """
 
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
 from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json
+from connector.sink.copytext import (CONVERTERS, ESCAPED, KEY_FORMS, NULL, Converter, column_converter, escape,
+                                     parse_row)
 from connector.state import Record
 
-Converter = Callable[[Any], Any]
-INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
-
-
 REJECT = "reject"
+_ABSENT: Any = object()  # a column the record does not name
 
 
 class Op(NamedTuple):
     """What one record does to the table: `insert` (append mode), `upsert` or `delete`.
-    `values` holds the converted columns the record names, in table order. A record
-    that cannot be mapped, when errors are tolerated, is a `reject` op whose values are
-    `{"error_class": …, "error": …}`: it writes nothing and becomes a dead letter."""
+    `row` is the record's row in COPY text format (tab-separated, escaped, ending in a
+    newline), filling `columns` (those the record names, in table order); `key` holds
+    the key columns' values (upsert, delete) in a form that compares like PostgreSQL's.
+    A record that cannot be mapped, when errors are tolerated, is a `reject` op with
+    `error` = (error class, message): it writes nothing and becomes a dead letter."""
 
     kind: str
-    values: dict[str, Any]
+    columns: tuple[str, ...] = ()
+    row: str = ""
+    key: tuple[Any, ...] = ()
+    error: tuple[str, str] | None = None
+
+    @property
+    def values(self) -> dict[str, str | None]:
+        """The row's fields by column, as text (None for NULL); a reject's error."""
+        if self.error is not None:
+            return {"error_class": self.error[0], "error": self.error[1]}
+        return dict(zip(self.columns, parse_row(self.row)))
 
 
 def rejection(error_class: str, message: str) -> Op:
-    return Op(REJECT, {"error_class": error_class, "error": message})
+    return Op(REJECT, error=(error_class, message))
 
 
 def tolerant(mapper: Callable[[Record], Op]) -> Callable[[Record], Op]:
@@ -62,167 +71,6 @@ class ColumnSpec:
     nullable: bool = True
     has_default: bool = False
     length: int | None = None  # varchar(n) / char(n)
-
-
-class _Invalid(ValueError):
-    pass
-
-
-def _int(bits: int) -> Converter:
-    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-    def convert(value: Any) -> int:
-        if isinstance(value, bool):
-            raise _Invalid("a boolean is not an integer")
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise _Invalid(f"{value!r} is not a whole number")
-            value = int(value)
-        elif isinstance(value, str):
-            value = int(value.strip())
-        elif not isinstance(value, int):
-            raise _Invalid(f"expected an integer, got {type(value).__name__}")
-        if not low <= value <= high:
-            raise _Invalid(f"{value} is out of range for a {bits}-bit integer")
-        return value
-
-    return convert
-
-
-def _numeric(value: Any) -> Decimal:
-    if isinstance(value, Decimal):  # Avro decimals arrive decoded
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Invalid(f"expected a number, got {type(value).__name__}")
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        raise _Invalid(f"{value!r} is not a number") from None
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Invalid(f"expected a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise _Invalid(f"expected a boolean, got {value!r}")
-
-
-def _dumps(value: Any) -> str:
-    """JSON text of a document, including the native values registry formats decode to."""
-    def native(obj: Any) -> Any:
-        if isinstance(obj, Decimal):
-            return str(obj)
-        if isinstance(obj, bytes):
-            return base64.b64encode(obj).decode()
-        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-    return orjson.dumps(value, default=native).decode()
-
-
-def _text(value: Any) -> str:
-    text = value if isinstance(value, str) else _dumps(value)
-    if "\x00" in text:
-        raise _Invalid("text contains a NUL character, which PostgreSQL cannot store")
-    return text
-
-
-def _epoch_ms(value: Any) -> datetime:
-    return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
-
-
-def _timestamptz(value: Any) -> datetime:
-    if isinstance(value, datetime):  # Avro timestamps arrive decoded
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _epoch_ms(value)
-    if not isinstance(value, str):
-        raise _Invalid(f"expected an ISO-8601 string or epoch milliseconds, got {type(value).__name__}")
-    parsed = datetime.fromisoformat(value.strip())
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _timestamp(value: Any) -> datetime:
-    parsed = _timestamptz(value)
-    return parsed.astimezone(timezone.utc).replace(tzinfo=None)
-
-
-def _date(value: Any) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise _Invalid(f"expected an ISO-8601 date string, got {type(value).__name__}")
-    return date.fromisoformat(value.strip())
-
-
-def _time(value: Any) -> time:
-    if isinstance(value, time):
-        return value
-    if not isinstance(value, str):
-        raise _Invalid(f"expected an ISO-8601 time string, got {type(value).__name__}")
-    return time.fromisoformat(value.strip())
-
-
-def _json(value: Any) -> str:
-    return _dumps(value)
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a UUID string, got {type(value).__name__}")
-    return uuid.UUID(value)
-
-
-def _bytea(value: Any) -> bytes:
-    if isinstance(value, bytes):  # Avro and registry formats decode bytes as bytes
-        return value
-    if not isinstance(value, str):
-        raise _Invalid(f"expected base64 text, got {type(value).__name__}")
-    return base64.b64decode(value, validate=True)
-
-
-def _other(value: Any) -> str:
-    """Types without a converter here: sent as text and parsed by PostgreSQL."""
-    return _text(value)
-
-
-CONVERTERS: dict[str, Converter] = {
-    **{kind: _int(bits) for kind, bits in INT_BITS.items()},
-    "numeric": _numeric,
-    "float": _float,
-    "boolean": _bool,
-    "text": _text,
-    "timestamptz": _timestamptz,
-    "timestamp": _timestamp,
-    "date": _date,
-    "time": _time,
-    "json": _json,
-    "uuid": _uuid,
-    "bytea": _bytea,
-    "other": _other,
-}
-
-
-def column_converter(spec: ColumnSpec) -> Converter:
-    base = CONVERTERS[spec.kind]
-    limit = spec.length
-    if limit is None:
-        return base
-
-    def bounded(value: Any) -> Any:
-        text = base(value)
-        if len(text) > limit:
-            raise _Invalid(f"{len(text)} characters exceed the column's length {limit}")
-        return text
-
-    return bounded
 
 
 def metadata_value(record: Record, field: str) -> Any:
@@ -251,6 +99,10 @@ def metadata_value(record: Record, field: str) -> Any:
     return headers
 
 
+def _converter(spec: ColumnSpec) -> Converter:
+    return column_converter(spec.kind, spec.length)
+
+
 class RowMapper:
     """Maps records to `Op`s for one table and mode. `key_columns` is required (and
     only used) in upsert mode."""
@@ -262,60 +114,105 @@ class RowMapper:
         self.mode = mode
         self.key_columns = tuple(key_columns)
         by_name = {c.name: c for c in self.columns}
-        # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter); these
+        # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter, escaped); these
         # columns take the record's metadata, never a same-named field of its value.
-        self._metadata = [(field, column, column_converter(by_name[column])) for field, column in metadata]
-        meta_columns = {column for _, column, _ in self._metadata}
-        self._converters = [(c.name, column_converter(c)) for c in self.columns if c.name not in meta_columns]
-        self._not_null = frozenset(c.name for c in self.columns if not c.nullable)
+        self._metadata = [(field, column, _converter(by_name[column]), by_name[column].kind in ESCAPED)
+                          for field, column in metadata]
+        meta_columns = {column for _, column, _, _ in self._metadata}
+        # (column, converter, escaped, not null) of the columns a record's value fills
+        self._plan = tuple((c.name, _converter(c), c.kind in ESCAPED, not c.nullable)
+                           for c in self.columns if c.name not in meta_columns)
+        self._by_name = {entry[0]: entry for entry in self._plan}
+        self._slots = tuple(entry[0] for entry in self._plan) + tuple(c for _, c, _, _ in self._metadata)
+        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self._required = tuple(c.name for c in self.columns if not c.nullable and not c.has_default)
+        self._json = decode_value is decode_json
+        self._kind = "upsert" if mode == "upsert" else "insert"
+        self._key_slots = tuple(self._slots.index(k) for k in self.key_columns) if mode == "upsert" else ()
+        self._key_forms = tuple(KEY_FORMS.get(by_name[k].kind) for k in self.key_columns)
 
     def __call__(self, record: Record) -> Op:
-        if record.value is None:
-            if self.mode != "upsert":
-                raise MappingError(record.topic, record.partition, record.offset,
-                                   "null value (tombstone) in append mode")
-            return Op("delete", self._key_from_record_key(record))
+        value = record.value
+        if value is None:
+            return self._tombstone(record)
         try:
-            document = self._decode_value(record.topic, record.value)
+            document = self._decode_value(record.topic, value)
         except ValueError as exc:
             self._fail(record, str(exc))
         if not isinstance(document, dict):
             self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
-        values = self._convert(record, document)
-        for field, column, convert in self._metadata:
+        # A JSON value without a backslash has nothing COPY would need escaped.
+        fields, absent = self._fields(record, document, self._json and b"\\" not in value)
+        if self._metadata:
+            self._add_metadata(record, fields)
+        key: tuple[Any, ...] = ()
+        if self._key_slots:
+            absent = self._fill_key(record, fields) or absent
+            key = self._key_of([fields[slot] for slot in self._key_slots])
+        if not absent:
+            return Op(self._kind, self._slots, "\t".join(fields) + "\n", key)
+        columns = tuple(name for name, text in zip(self._slots, fields) if text is not _ABSENT)
+        missing = [name for name in self._required if name not in columns]
+        if missing:
+            self._fail(record, f"no value for NOT NULL column(s) {', '.join(missing)}")
+        return Op(self._kind, self._shapes.setdefault(columns, columns),
+                  "\t".join(text for text in fields if text is not _ABSENT) + "\n", key)
+
+    def _fields(self, record: Record, document: dict[str, Any], clean: bool) -> tuple[list[Any], bool]:
+        """Each value column's text (NULL, or _ABSENT when the document lacks it); and
+        whether any is absent."""
+        fields: list[Any] = []
+        append, get = fields.append, document.get
+        absent = False
+        for name, convert, escaped, not_null in self._plan:
+            raw = get(name, _ABSENT)
+            if raw is None:
+                if not_null:
+                    self._fail(record, f"field {name!r} is null but the column is NOT NULL")
+                append(NULL)
+            elif raw is _ABSENT:
+                append(_ABSENT)
+                absent = True
+            else:
+                try:
+                    text = convert(raw)
+                except (ValueError, TypeError, OverflowError) as exc:
+                    self._fail(record, f"field {name!r}: {exc}")
+                append(escape(text) if escaped and not clean else text)
+        return fields, absent
+
+    def _add_metadata(self, record: Record, fields: list[Any]) -> None:
+        for field, column, convert, escaped in self._metadata:
             raw = metadata_value(record, field)
+            if raw is None:
+                fields.append(NULL)
+                continue
             try:
-                values[column] = None if raw is None else convert(raw)
+                text = convert(raw)
             except (ValueError, TypeError, OverflowError) as exc:
                 self._fail(record, f"record {field} into column {column!r}: {exc}")
-        if self.mode == "upsert":
-            missing = [k for k in self.key_columns if values.get(k) is None]
-            if missing:
-                values.update(self._key_from_record_key(record, missing))
-        absent = [name for name in self._required if name not in values]
-        if absent:
-            self._fail(record, f"no value for NOT NULL column(s) {', '.join(absent)}")
-        return Op("upsert" if self.mode == "upsert" else "insert", values)
+            fields.append(escape(text) if escaped else text)
 
-    def _convert(self, record: Record, document: dict[str, Any]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, convert in self._converters:
-            if name not in document:
-                continue
-            raw = document[name]
-            if raw is None:
-                if name in self._not_null:
-                    self._fail(record, f"field {name!r} is null but the column is NOT NULL")
-                values[name] = None
-                continue
-            try:
-                values[name] = convert(raw)
-            except (ValueError, TypeError, OverflowError) as exc:
-                self._fail(record, f"field {name!r}: {exc}")
-        return values
+    def _fill_key(self, record: Record, fields: list[Any]) -> bool:
+        """Key columns the value leaves absent or null come from the record key; True
+        when a column is still absent after that."""
+        missing = [k for k, slot in zip(self.key_columns, self._key_slots) if fields[slot] is _ABSENT or fields[slot] == NULL]
+        if missing:
+            for name, text in self._key_from_record_key(record, missing).items():
+                fields[self._slots.index(name)] = text
+        return any(text is _ABSENT for text in fields)
 
-    def _key_from_record_key(self, record: Record, wanted: Sequence[str] | None = None) -> dict[str, Any]:
+    def _key_of(self, texts: Sequence[str]) -> tuple[Any, ...]:
+        return tuple(text if form is None else form(text) for form, text in zip(self._key_forms, texts))
+
+    def _tombstone(self, record: Record) -> Op:
+        if self.mode != "upsert":
+            self._fail(record, "null value (tombstone) in append mode")
+        texts = self._key_from_record_key(record)
+        fields = [texts[k] for k in self.key_columns]
+        return Op("delete", self.key_columns, "\t".join(fields) + "\n", self._key_of(fields))
+
+    def _key_from_record_key(self, record: Record, wanted: Sequence[str] | None = None) -> dict[str, str]:
         wanted = tuple(wanted or self.key_columns)
         raw = record.key
         if raw is None:
@@ -329,11 +226,23 @@ class RowMapper:
             if len(self.key_columns) != 1:
                 self._fail(record, f"a scalar record key cannot fill key columns {', '.join(self.key_columns)}")
             key = {self.key_columns[0]: key}
-        values = self._convert(record, {k: key.get(k) for k in wanted if k in key})
-        absent = [k for k in wanted if values.get(k) is None]
+        texts: dict[str, str] = {}
+        for name in wanted:
+            entry = self._by_name.get(name)
+            if entry is None or key.get(name) is None:
+                if entry is not None and entry[3] and name in key:
+                    self._fail(record, f"field {name!r} is null but the column is NOT NULL")
+                continue
+            _, convert, escaped, _ = entry
+            try:
+                text = convert(key[name])
+            except (ValueError, TypeError, OverflowError) as exc:
+                self._fail(record, f"field {name!r}: {exc}")
+            texts[name] = escape(text) if escaped else text
+        absent = [k for k in wanted if k not in texts]
         if absent:
             self._fail(record, f"no value for key column(s) {', '.join(absent)}")
-        return values
+        return texts
 
     def _decode_text(self, record: Record, payload: bytes) -> str:
         try:

@@ -234,10 +234,12 @@ class PostgresStore:
 
     def _set_timeouts(self, conn: sa.Connection) -> None:
         """A statement that hangs is aborted; so is the whole session if this process
-        freezes mid-transaction (a zombie), so its row locks cannot stall the others."""
+        freezes mid-transaction (a zombie), so its row locks cannot stall the others.
+        Timestamps without an offset are UTC (the rows' COPY text leaves them as sent)."""
         timeout = str(self._timeout_ms)
         conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
-                               sa.func.set_config("idle_in_transaction_session_timeout", timeout, True)))
+                               sa.func.set_config("idle_in_transaction_session_timeout", timeout, True),
+                               sa.func.set_config("TimeZone", "UTC", True)))
 
     def _writer(self, conn: sa.Connection) -> BatchWriter:
         return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns)

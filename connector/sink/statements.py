@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from connector import bookkeeping as bk
+from connector.sink.copytext import render_row
 from connector.sink.mapping import REJECT, Op
 from connector.state import PartitionRange, TopicPartition
 
@@ -23,12 +25,13 @@ _quote = DIALECT.identifier_preparer
 
 @dataclass
 class CopyBatch:
-    """Rows that share one column list, written with one COPY. `sources[i]` are the
-    indices (in the snapshot) of the records whose effect row i carries: one record, or
-    in upsert mode the records of one key that the batch reduced into one row."""
+    """Rows that share one column list, written with one COPY. `rows` are COPY text
+    rows; `sources[i]` are the indices (in the snapshot) of the records whose effect row
+    i carries: one record, or in upsert mode the records of one key that the batch
+    reduced into one row."""
 
     columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)
     sources: list[tuple[int, ...]] = field(default_factory=list)
 
     def halves(self) -> tuple[CopyBatch, CopyBatch]:
@@ -40,7 +43,7 @@ class CopyBatch:
 
 def single(op: Op, index: int) -> CopyBatch:
     """One record's op as a batch of its own."""
-    return CopyBatch(tuple(op.values), [tuple(op.values.values())], [(index,)])
+    return CopyBatch(op.columns, [op.row], [(index,)])
 
 
 @dataclass(frozen=True)
@@ -60,37 +63,42 @@ def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
     """Group ops by the set of columns they name, so absent fields keep their defaults."""
     groups: dict[tuple[str, ...], CopyBatch] = {}
     for sources, op in ops:
-        columns = tuple(op.values)
-        batch = groups.get(columns)
+        batch = groups.get(op.columns)
         if batch is None:
-            batch = groups[columns] = CopyBatch(columns)
-        batch.rows.append(tuple(op.values.values()))
+            batch = groups[op.columns] = CopyBatch(op.columns)
+        batch.rows.append(op.row)
         batch.sources.append(sources)
     return tuple(groups.values())
 
 
 def plan_append(ops: Sequence[Op]) -> WritePlan:
     """Every op a row; rejected records (kind `reject`) write nothing."""
-    return WritePlan(_group(((i,), op) for i, op in enumerate(ops) if op.kind != REJECT), None)
+    groups: dict[tuple[str, ...], CopyBatch] = {}
+    batch: CopyBatch | None = None
+    for index, op in enumerate(ops):  # the hot loop: one column set, no rejects, as a rule
+        if op.error is not None:
+            continue
+        if batch is None or op.columns is not batch.columns:
+            batch = groups.get(op.columns) or groups.setdefault(op.columns, CopyBatch(op.columns))
+        batch.rows.append(op.row)
+        batch.sources.append((index,))
+    return WritePlan(tuple(groups.values()), None)
 
 
-def _key(op: Op, key_columns: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(op.values[k] for k in key_columns)
-
-
-def _add(stored: dict[str, Any], incoming: dict[str, Any], additive: Sequence[str]) -> dict[str, Any]:
-    merged = {**stored, **incoming}
+def _add(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:
+    """`incoming` over `stored`, with `additive` columns summed (absent or NULL as 0)."""
+    before, after = stored.values, incoming.values
+    merged = {**before, **after}
     for col in additive:
-        if col in stored or col in incoming:
-            merged[col] = (stored.get(col) or 0) + (incoming.get(col) or 0)
-    return merged
+        if col in before or col in after:
+            merged[col] = str(Decimal(before.get(col) or 0) + Decimal(after.get(col) or 0))
+    return Op(incoming.kind, tuple(merged), render_row(list(merged.values())), incoming.key)
 
 
 Reduced = dict[tuple[Any, ...], tuple[tuple[int, ...], Op]]
 
 
-def reduce_by_key(ops: Sequence[Op], key_columns: Sequence[str],
-                  additive: Sequence[str] = ()) -> tuple[Reduced, Reduced]:
+def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = ()) -> tuple[Reduced, Reduced]:
     """Reduce a batch to at most one delete and one upsert per key, in partition order;
     each with the indices of the records it stands for.
 
@@ -102,20 +110,21 @@ def reduce_by_key(ops: Sequence[Op], key_columns: Sequence[str],
     for i, op in enumerate(ops):
         if op.kind == REJECT:
             continue
-        key = _key(op, key_columns)
+        key = op.key
         sources, previous = upserts.pop(key, ((), None))
         if op.kind == "delete":
             deletes[key] = (deletes.get(key, ((), op))[0] + (i,), op)
         elif additive and previous is not None:
-            upserts[key] = (sources + (i,), Op("upsert", _add(previous.values, op.values, additive)))
+            upserts[key] = (sources + (i,), _add(previous, op, additive))
         else:
             upserts[key] = (sources + (i,), op)
     return deletes, upserts
 
 
 def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = ()) -> WritePlan:
-    deletes, upserts = reduce_by_key(ops, key_columns, additive)
-    delete_batch = CopyBatch(tuple(key_columns), list(deletes), [s for s, _ in deletes.values()]) if deletes else None
+    deletes, upserts = reduce_by_key(ops, additive)
+    delete_batch = (CopyBatch(tuple(key_columns), [op.row for _, op in deletes.values()],
+                              [s for s, _ in deletes.values()]) if deletes else None)
     return WritePlan(_group(upserts.values()), delete_batch)
 
 

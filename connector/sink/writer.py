@@ -26,7 +26,7 @@ import psycopg
 import sqlalchemy as sa
 
 from connector.sink import statements as st
-from connector.sink.mapping import REJECT, Op
+from connector.sink.mapping import Op
 
 RECORD_FAULT_CLASSES = ("22", "23")
 RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
@@ -67,8 +67,7 @@ class BatchWriter:
         """Write `ops`; counts of rows written and deleted. `self.rejected` then holds
         every record that wrote nothing: rejected by the mapping or by the database."""
         self._ops = ops
-        self.rejected = {i: Rejection(op.values["error_class"], op.values["error"])
-                         for i, op in enumerate(ops) if op.kind == REJECT}
+        self.rejected = {i: Rejection(*op.error) for i, op in enumerate(ops) if op.error is not None}
         if self._mode == "upsert":
             plan = st.plan_upsert(ops, self._keys, self._additive)
             if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
@@ -127,5 +126,4 @@ class BatchWriter:
         driver: Any = self._conn.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         with driver.cursor() as cursor, cursor.copy(st.copy_sql(table, batch.columns)) as copy:
-            for row in batch.rows:
-                copy.write_row(row)
+            copy.write("".join(batch.rows))

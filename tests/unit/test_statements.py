@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 
 from connector.sink import statements as st
+from connector.sink.copytext import parse_row, render_row
 from connector.sink.mapping import Op, rejection
 from connector.state import PartitionRange
 
@@ -14,29 +15,52 @@ def sql(statement) -> str:
     return str(statement.compile(dialect=st.DIALECT))
 
 
+def op(kind, values, key=("id",)):
+    """An op as the mapper makes it: a COPY text row, and the key for upserts."""
+    return Op(kind, tuple(values), render_row([str(v) for v in values.values()]),
+              tuple(str(values[k]) for k in key) if kind != "insert" else ())
+
+
+def Ins(values):
+    return op("insert", values)
+
+
+def Ups(values, key=("id",)):
+    return op("upsert", values, key)
+
+
+def Del(values, key=("id",)):
+    return op("delete", values, key)
+
+
+def rows(batch):
+    """A batch's rows as tuples of text, for comparing."""
+    return [tuple(parse_row(row)) for row in batch.rows]
+
+
 def test_append_groups_by_column_set():
     """Records naming different columns go to different COPYs, so defaults apply."""
-    plan = st.plan_append([Op("insert", {"id": 1, "v": 2}), Op("insert", {"id": 2}), Op("insert", {"id": 3, "v": 4})])
-    assert [(b.columns, b.rows) for b in plan.batches] == [(("id", "v"), [(1, 2), (3, 4)]), (("id",), [(2,)])]
+    plan = st.plan_append([Ins({"id": 1, "v": 2}), Ins({"id": 2}), Ins({"id": 3, "v": 4})])
+    assert [(b.columns, rows(b)) for b in plan.batches] == [(("id", "v"), [("1", "2"), ("3", "4")]), (("id",), [("2",)])]
 
 
 def test_upsert_reduces_to_last_op_per_key():
-    ops = [Op("upsert", {"id": 1, "v": "a"}), Op("upsert", {"id": 2, "v": "b"}), Op("delete", {"id": 1}),
-           Op("upsert", {"id": 3, "v": "c"}), Op("upsert", {"id": 2, "v": "B"}), Op("delete", {"id": 3}),
-           Op("upsert", {"id": 3, "v": "C"})]
+    ops = [Ups({"id": 1, "v": "a"}), Ups({"id": 2, "v": "b"}), Del({"id": 1}),
+           Ups({"id": 3, "v": "c"}), Ups({"id": 2, "v": "B"}), Del({"id": 3}),
+           Ups({"id": 3, "v": "C"})]
     plan = st.plan_upsert(ops, ["id"])
-    assert [b.rows for b in plan.batches] == [[(2, "B"), (3, "C")]]
-    assert plan.deletes.rows == [(1,), (3,)]  # 3 is deleted, then inserted fresh
+    assert [rows(b) for b in plan.batches] == [[("2", "B"), ("3", "C")]]
+    assert rows(plan.deletes) == [("1",), ("3",)]  # 3 is deleted, then inserted fresh
     assert plan.counts() == {"rows": 2, "deleted": 2}
 
 
 def test_additive_columns_sum_between_tombstones():
-    ops = [Op("upsert", {"k": "a", "n": 1, "label": "x"}), Op("upsert", {"k": "a", "n": 2, "label": "y"}),
-           Op("upsert", {"k": "b", "n": 5}), Op("delete", {"k": "b"}), Op("upsert", {"k": "b", "n": 7}),
-           Op("upsert", {"k": "a", "n": 4})]
+    k = ("k",)
+    ops = [Ups({"k": "a", "n": 1, "label": "x"}, k), Ups({"k": "a", "n": "2.5", "label": "y"}, k),
+           Ups({"k": "b", "n": 5}, k), Del({"k": "b"}, k), Ups({"k": "b", "n": 7}, k), Ups({"k": "a", "n": 4}, k)]
     plan = st.plan_upsert(ops, ["k"], additive=["n"])
-    assert sorted(row for b in plan.batches for row in b.rows) == [("a", 7, "y"), ("b", 7)]
-    assert plan.deletes.rows == [("b",)]
+    assert sorted(row for b in plan.batches for row in rows(b)) == [("a", "7.5", "y"), ("b", "7")]
+    assert rows(plan.deletes) == [("b",)]
 
 
 def test_additive_upsert_statement():
@@ -89,18 +113,17 @@ def test_bookkeeping_values_are_bound_not_formatted():
 def test_rows_carry_the_records_they_came_from_and_rejects_write_nothing():
     """Every batch row names its records' indices (for isolating refused rows); a
     `reject` op (a dead letter) is in no batch."""
-    ops = [Op("insert", {"id": 1}), rejection("MappingError", "bad"), Op("insert", {"id": 3, "v": 1}),
-           Op("insert", {"id": 4})]
+    ops = [Ins({"id": 1}), rejection("MappingError", "bad"), Ins({"id": 3, "v": 1}), Ins({"id": 4})]
     plan = st.plan_append(ops)
-    assert [(b.rows, b.sources) for b in plan.batches] == [([(1,), (4,)], [(0,), (3,)]), ([(3, 1)], [(2,)])]
+    assert [(rows(b), b.sources) for b in plan.batches] == [([("1",), ("4",)], [(0,), (3,)]), ([("3", "1")], [(2,)])]
     first, second = plan.batches[0].halves()
-    assert (first.rows, first.sources, second.rows, second.sources) == ([(1,)], [(0,)], [(4,)], [(3,)])
+    assert (rows(first), first.sources, rows(second), second.sources) == ([("1",)], [(0,)], [("4",)], [(3,)])
 
 
 def test_upsert_rows_carry_every_record_of_their_key_since_its_last_tombstone():
-    ops = [Op("upsert", {"k": "a", "n": 1}), Op("upsert", {"k": "b", "n": 1}), rejection("MappingError", "x"),
-           Op("upsert", {"k": "a", "n": 2}), Op("delete", {"k": "b"}), Op("upsert", {"k": "b", "n": 5}),
-           Op("delete", {"k": "c"}), Op("delete", {"k": "c"})]
+    k = ("k",)
+    ops = [Ups({"k": "a", "n": 1}, k), Ups({"k": "b", "n": 1}, k), rejection("MappingError", "x"),
+           Ups({"k": "a", "n": 2}, k), Del({"k": "b"}, k), Ups({"k": "b", "n": 5}, k), Del({"k": "c"}, k), Del({"k": "c"}, k)]
     plan = st.plan_upsert(ops, ["k"], additive=["n"])
-    assert [(b.rows, b.sources) for b in plan.batches] == [([("a", 3), ("b", 5)], [(0, 3), (5,)])]
-    assert (plan.deletes.rows, plan.deletes.sources) == ([("b",), ("c",)], [(4,), (6, 7)])
+    assert [(rows(b), b.sources) for b in plan.batches] == [([("a", "3"), ("b", "5")], [(0, 3), (5,)])]
+    assert (rows(plan.deletes), plan.deletes.sources) == ([("b",), ("c",)], [(4,), (6, 7)])

@@ -1,0 +1,247 @@
+"""Values to PostgreSQL's COPY text format, one column type at a time. Pure.
+
+A converter takes a decoded value (JSON, or what a registry format decodes to) and
+returns the column's text as COPY reads it, or raises ValueError/TypeError naming what
+is wrong. Converters validate with Python's own C parsers and, where their text is
+already canonical, send it as it came: rendering a parsed datetime back to text costs
+ten times what parsing it does.
+
+Text-like kinds (`ESCAPED`) return raw text, which the row builder escapes unless the
+record cannot contain a character COPY treats specially: a JSON document without a
+backslash has no tab, newline, carriage return, backslash or NUL in any string (JSON
+must escape them). Every other kind returns text that never needs escaping.
+
+The commit transaction sets `TimeZone` to UTC, so a timestamp without an offset means
+UTC, as it always has here.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+Converter = Callable[[Any], str]
+INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
+ESCAPED = frozenset({"text", "json", "other"})  # kinds whose text may need escaping
+NULL = "\\N"
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_UNESCAPE = re.compile(r"\\(.)")
+_UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
+# The ISO-8601 forms PostgreSQL reads exactly as Python does; others are rendered anew.
+_PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)?")
+_from_iso = datetime.fromisoformat
+
+
+class Invalid(ValueError):
+    pass
+
+
+def escape(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+def parse_row(row: str) -> list[str | None]:
+    """A COPY text row back into its fields (unescaped; None for NULL)."""
+    return [None if f == NULL else _UNESCAPE.sub(lambda m: _UNESCAPED.get(m[1], m[1]), f)
+            for f in row.rstrip("\n").split("\t")]
+
+
+def render_row(fields: list[str | None]) -> str:
+    """Unescaped fields (None for NULL) as a COPY text row."""
+    return "\t".join(NULL if f is None else escape(f) for f in fields) + "\n"
+
+
+def _int(bits: int) -> Converter:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def convert(value: Any) -> str:
+        if type(value) is not int:
+            if isinstance(value, bool):
+                raise Invalid("a boolean is not an integer")
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise Invalid(f"{value!r} is not a whole number")
+                value = int(value)
+            elif isinstance(value, str):
+                value = int(value.strip())
+            elif not isinstance(value, int):
+                raise Invalid(f"expected an integer, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise Invalid(f"{value} is out of range for a {bits}-bit integer")
+        return str(value)
+
+    return convert
+
+
+def _special_float(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _numeric(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value) if math.isfinite(value) else _special_float(value)
+    if isinstance(value, Decimal):  # Avro decimals arrive decoded
+        return str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Invalid(f"expected a number, got {type(value).__name__}")
+    try:
+        return str(Decimal(str(value).strip()))
+    except InvalidOperation:
+        raise Invalid(f"{value!r} is not a number") from None
+
+
+def _float(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Invalid(f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    return repr(number) if math.isfinite(number) else _special_float(number)
+
+
+def _bool(value: Any) -> str:
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return "t" if value.strip().lower() == "true" else "f"
+    raise Invalid(f"expected a boolean, got {value!r}")
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a document, including the native values registry formats decode to."""
+    def native(obj: Any) -> Any:
+        if isinstance(obj, Decimal):
+            return str(obj)
+        if isinstance(obj, bytes):
+            return base64.b64encode(obj).decode()
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    return orjson.dumps(value, default=native).decode()
+
+
+def _text(value: Any) -> str:
+    text = value if type(value) is str else dumps(value)
+    if "\x00" in text:
+        raise Invalid("text contains a NUL character, which PostgreSQL cannot store")
+    return text
+
+
+def parse_timestamptz(value: Any) -> datetime:
+    """An aware datetime: ISO-8601 text or epoch milliseconds; no offset means UTC."""
+    if isinstance(value, datetime):  # Avro timestamps arrive decoded
+        parsed = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+    elif isinstance(value, str):
+        parsed = _from_iso(value.strip())
+    else:
+        raise Invalid(f"expected an ISO-8601 string or epoch milliseconds, got {type(value).__name__}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _timestamptz(value: Any) -> str:
+    if type(value) is str:
+        text = value.strip()
+        parsed = _from_iso(text)  # validates; the text goes as it came when PostgreSQL reads it alike
+        if _PLAIN_TIMESTAMP.fullmatch(text):
+            return text
+        return parsed.isoformat()  # no offset: UTC (the transaction's TimeZone)
+    return parse_timestamptz(value).isoformat()
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """A naive UTC datetime: an offset, when given, is applied first."""
+    return parse_timestamptz(value).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _timestamp(value: Any) -> str:
+    if type(value) is str:
+        text = value.strip()
+        parsed = _from_iso(text)
+        offset = parsed.utcoffset()
+        if not offset and _PLAIN_TIMESTAMP.fullmatch(text):  # naive or UTC: PostgreSQL drops a zero offset
+            return text
+    return parse_timestamp(value).isoformat()
+
+
+def parse_date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise Invalid(f"expected an ISO-8601 date string, got {type(value).__name__}")
+    return date.fromisoformat(value.strip())
+
+
+def parse_time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str):
+        raise Invalid(f"expected an ISO-8601 time string, got {type(value).__name__}")
+    return time.fromisoformat(value.strip())
+
+
+def _uuid(value: Any) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise Invalid(f"expected a UUID string, got {type(value).__name__}")
+    return str(uuid.UUID(value))
+
+
+def _bytea(value: Any) -> str:
+    if isinstance(value, bytes):  # Avro and registry formats decode bytes as bytes
+        data = value
+    elif isinstance(value, str):
+        data = base64.b64decode(value, validate=True)
+    else:
+        raise Invalid(f"expected base64 text, got {type(value).__name__}")
+    return "\\\\x" + data.hex()  # bytea's hex form, its backslash escaped for COPY
+
+
+CONVERTERS: dict[str, Converter] = {
+    **{kind: _int(bits) for kind, bits in INT_BITS.items()},
+    "numeric": _numeric,
+    "float": _float,
+    "boolean": _bool,
+    "text": _text,
+    "timestamptz": _timestamptz,
+    "timestamp": _timestamp,
+    "date": lambda value: parse_date(value).isoformat(),
+    "time": lambda value: parse_time(value).isoformat(),
+    "json": dumps,
+    "uuid": _uuid,
+    "bytea": _bytea,
+    "other": _text,  # types without a converter here: sent as text, parsed by PostgreSQL
+}
+
+# A key column's text as a value that compares equal exactly when PostgreSQL's would
+# (`1.0` and `1`, or one instant at two offsets, are one key).
+KEY_FORMS: dict[str, Callable[[str], Any]] = {
+    "numeric": Decimal,
+    "float": float,
+    "timestamptz": parse_timestamptz,
+    "timestamp": parse_timestamp,
+    "time": parse_time,
+}
+
+
+def column_converter(kind: str, length: int | None) -> Converter:
+    base = CONVERTERS[kind]
+    if length is None:
+        return base
+
+    def bounded(value: Any) -> str:
+        text = base(value)
+        if len(text) > length:
+            raise Invalid(f"{len(text)} characters exceed the column's length {length}")
+        return text
+
+    return bounded
