@@ -16,12 +16,19 @@ A checkpoint completes in these steps (DESIGN.md):
 
 `recover()` is initialize_state's first half: every pending snapshot is re-committed
 through steps 3-5, in checkpoint-ID order.
+
+Overlap (`checkpoint(reason, overlap=True)`): steps 2 and 3 of checkpoint C run on a
+commit worker thread while the loop reads on into C+1; the loop finishes C (steps 4-5,
+on its own thread) before it seals C+1, so checkpoints complete strictly in order and
+at most one is in flight. Anything else that needs the store, the state backend or a
+settled state (recovery, assignment, a synchronous checkpoint) settles first.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +124,9 @@ class CheckpointCoordinator:
         self._opened_ms = self._now_ms()
         self._inflight: Snapshot | None = None  # sealed, not yet through step 5
         self._inflight_durable = False
+        self._worker: threading.Thread | None = None  # steps 2-3 of the checkpoint in flight
+        self._worked: tuple[Commit, float] | BaseException | None = None  # what the worker ended with
+        self.refetched: set[TopicPartition] = set()  # partitions a fence sent back: records polled before are stale
 
     def _now_ms(self) -> float:
         return self._clock() * 1000.0
@@ -130,6 +140,11 @@ class CheckpointCoordinator:
         self.state.add(record, self._mapper(record))
         return True
 
+    def add_many(self, records: list[Record]) -> int:
+        """`add` for each of `records` until the buffer is full; how many it went through."""
+        policy = self._policy
+        return self.state.add_many(records, self._mapper, policy.max_records, policy.max_bytes)
+
     def due(self) -> str | None:
         state = self.state
         return self._policy.due(self._now_ms(), self._opened_ms, state.records, state.bytes)
@@ -138,15 +153,24 @@ class CheckpointCoordinator:
         return self.state.records >= self._policy.max_records or self.state.bytes >= self._policy.max_bytes
 
     # -- steps 1-5 ----------------------------------------------------------------------
-    def checkpoint(self, reason: str) -> CheckpointResult | None:
-        """Take and complete a checkpoint of everything buffered; None when empty.
+    @property
+    def busy(self) -> bool:
+        """A commit worker is running: the store and the backend are its until `settle`."""
+        return self._worker is not None and self._worker.is_alive()
 
-        Calling it again after it raised is the retry: a checkpoint that failed after
-        step 1 (its records already out of the buffer) is finished first, from step 2
-        if it never became durable, else from step 3 (a re-commit is a no-op)."""
+    def settled(self) -> bool:
+        return self._worker is None and self._inflight is None
+
+    def checkpoint(self, reason: str, overlap: bool = False) -> CheckpointResult | None:
+        """Take and complete a checkpoint of everything buffered (None when empty, or
+        when `overlap` leaves steps 2-3 to the commit worker: `settle` finishes it).
+
+        Whatever is in flight is settled first. Calling it again after it raised is the
+        retry: a checkpoint that failed after step 1 (its records already out of the
+        buffer) is finished first, from step 2 if it never became durable, else from
+        step 3 (a re-commit is a no-op)."""
         self._opened_ms = self._now_ms()
-        if self._inflight is not None:
-            self._finish_inflight()
+        self.settle()
         if self.state.empty():
             return None
         self._faults.reached("before_snapshot")
@@ -154,32 +178,72 @@ class CheckpointCoordinator:
         self._inflight = self.state.snapshot(self._store.next_checkpoint_id())
         self._inflight_durable = False
         log.debug("checkpoint %d sealed (%s): %s", self._inflight.checkpoint_id, reason, self._inflight.describe())
-        return self._finish_inflight()
+        if not overlap:
+            return self._finish_inflight()
+        self._worked = None
+        self._worker = threading.Thread(target=self._work, args=(self._inflight,), daemon=True,
+                                        name=f"commit-{self._inflight.checkpoint_id}")
+        self._worker.start()
+        return None
 
-    def _finish_inflight(self) -> CheckpointResult:
-        snapshot = self._inflight
-        assert snapshot is not None
+    def settle(self) -> CheckpointResult | None:
+        """Finish the checkpoint in flight, if any: wait for its worker and run steps
+        4-5; re-raise what stopped the worker (the checkpoint stays in flight, and the
+        next call finishes it here)."""
+        if self._worker is not None:
+            self._worker.join()
+            self._worker, worked, self._worked = None, self._worked, None
+            if isinstance(worked, BaseException):
+                raise worked
+            assert worked is not None and self._inflight is not None
+            snapshot, self._inflight = self._inflight, None
+            return self._after_commit(snapshot, *worked)
+        if self._inflight is not None:
+            return self._finish_inflight()
+        return None
+
+    def _work(self, snapshot: Snapshot) -> None:
+        try:
+            self._persist(snapshot)
+            self._worked = self._commit(snapshot)
+        except BaseException as exc:  # handed to the loop's thread by settle()
+            self._worked = exc
+
+    def _persist(self, snapshot: Snapshot) -> None:
         if not self._inflight_durable:
             # Step 2 (idempotent: the same ID and content may be saved twice).
             self._backend.save(snapshot)
             self._inflight_durable = True
             self._faults.reached("after_snapshot_durable")
+
+    def _finish_inflight(self) -> CheckpointResult:
+        snapshot = self._inflight
+        assert snapshot is not None
+        self._persist(snapshot)
         result = self.complete(snapshot)
         self._inflight = None
         return result
 
     def complete(self, snapshot: Snapshot) -> CheckpointResult:
         """notify_checkpoint_complete: steps 3-5 for a durable snapshot."""
+        return self._after_commit(snapshot, *self._commit(snapshot))
+
+    def _commit(self, snapshot: Snapshot) -> tuple[Commit, float]:
+        """Step 3; its outcome and the moment it started."""
         started = time.monotonic()
-        # Step 3.
-        outcome, deadlettered = self._store.commit(snapshot)
+        return self._store.commit(snapshot), started
+
+    def _after_commit(self, snapshot: Snapshot, commit: Commit, started: float) -> CheckpointResult:
+        """Steps 4-5, once step 3 answered."""
+        outcome, deadlettered = commit
         commit_ms = (time.monotonic() - started) * 1000.0
         # Step 4.
         if outcome is CommitOutcome.FENCED:
             self._refetch(snapshot.partitions)
         else:
             self._faults.reached("after_db_commit")
-            self._offsets.commit_offsets({r.tp: r.end for r in snapshot.ranges})
+            # Partitions lost while the commit ran are another replica's to commit to Kafka.
+            self._offsets.commit_offsets({r.tp: r.end for r in snapshot.ranges if self.state.owns(r.tp)})
             self._faults.reached("after_kafka_commit")
         # Step 5.
         self._backend.discard(snapshot.checkpoint_id)
@@ -197,6 +261,7 @@ class CheckpointCoordinator:
 
     def recover(self) -> list[CheckpointResult]:
         """Re-commit every pending snapshot idempotently, oldest first."""
+        self.settle()
         results = []
         for pending in sorted(self._backend.pending(), key=lambda s: s.checkpoint_id):
             log.info("re-committing pending checkpoint %d (%d records)", pending.checkpoint_id, pending.size)
@@ -208,6 +273,10 @@ class CheckpointCoordinator:
     # -- assignment (initialize_state's second half) -------------------------------------
     def assign(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         """Own `partitions` from the database's next_offset; returns where to read."""
+        self.settle()
+        return self._assign(partitions)
+
+    def _assign(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         offsets = self._store.next_offsets(partitions)
         for tp, next_offset in offsets.items():
             self.state.assign(tp, next_offset)
@@ -221,5 +290,6 @@ class CheckpointCoordinator:
         """After FENCED: the snapshot is dropped; owned partitions resume from the
         database's offsets (a rebalance usually takes them away soon after)."""
         owned = [tp for tp in partitions if self.state.owns(tp)]
-        offsets = self.assign(owned)
+        offsets = self._assign(owned)
         self._offsets.seek(offsets)
+        self.refetched.update(owned)

@@ -1,7 +1,10 @@
 """The runner: owns a replica's lifecycle — start, the consumer loop, rebalances and
 shutdown — and nothing else.
 
-The loop is flat: poll -> buffer -> maybe checkpoint. Rebalances arrive as the named
+The loop is flat: poll -> buffer -> maybe checkpoint. A checkpoint the loop takes
+(interval, full) overlaps: its database commit runs on the commit worker while the loop
+reads on, and is settled before the next one is sealed (connector/checkpoint.py); the
+replica then holds at most two checkpoints' worth of records. Rebalances arrive as the named
 methods `on_assigned`, `on_revoked` and `on_lost` (called from inside poll):
 
 - assigned: initialize_state — re-commit every pending snapshot, then resume each
@@ -158,13 +161,17 @@ class Runner:
         self.health.progressed()
         self.metrics.consumed.inc(len(records))
         self._buffer(records)
-        reason = self._coord.due()
+        coord = self._coord
+        reason = coord.due()
         if reason is not None:
-            self._checkpoint(reason, interruptible=True)
-        elif self._coord.state.empty():
+            self._checkpoint(reason, interruptible=True, overlap=True)
+        elif not coord.busy and not coord.settled():  # the commit worker is done: steps 4-5
+            self._checkpoint("settle", interruptible=True, settle_only=True)
+        elif coord.settled() and coord.state.empty():
             self.health.checkpointed()  # nothing waits to be committed: as fresh as a checkpoint
         self._refresh_gauges()
-        self._heartbeat()
+        if not coord.busy:  # the store's connection is the commit worker's while it runs
+            self._heartbeat()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -185,14 +192,18 @@ class Runner:
     # -- the loop's one verb ------------------------------------------------------------------
     def _buffer(self, records: list[Record]) -> None:
         coord = self._coord
-        for record in records:
+        while records:
             try:
-                coord.add(record)
+                taken = coord.add_many(records)
             except MappingError:
                 self._checkpoint("before-error")  # land everything read before the bad record
                 raise
+            records = records[taken:]
             if coord.full():  # bounded buffer (I5): commit before reading on
-                self._checkpoint("full", interruptible=True)
+                coord.refetched.clear()
+                self._checkpoint("full", interruptible=True, overlap=True)
+                if coord.refetched:  # fenced: the rest of this poll is read again from the database's offsets
+                    records = [r for r in records if r.tp not in coord.refetched]
 
     # -- rebalances (called from inside poll) ---------------------------------------------------
     def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | None]:
@@ -227,12 +238,19 @@ class Runner:
         self.health.assigned = len(self._committed)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _checkpoint(self, reason: str, interruptible: bool = False) -> None:
+    def _checkpoint(self, reason: str, interruptible: bool = False, overlap: bool = False,
+                    settle_only: bool = False) -> None:
+        """A checkpoint of the buffer, after settling the one in flight. `overlap`
+        leaves its database commit to the commit worker; `settle_only` takes none."""
         def failed(exc: TransientError) -> None:
             self.metrics.checkpoints.labels("timed-out" if isinstance(exc, CheckpointTimeout) else "failed").inc()
 
+        def attempt() -> CheckpointResult | None:
+            coord = self._coord
+            return coord.settle() if settle_only else coord.checkpoint(reason, overlap)
+
         started = time.monotonic()
-        result = self._retry(lambda: self._coord.checkpoint(reason), f"checkpoint ({reason})", interruptible, failed)
+        result = self._retry(attempt, f"checkpoint ({reason})", interruptible, failed)
         self.health.checkpointed()
         if result is not None:
             self.metrics.checkpoint_duration.observe(time.monotonic() - started)

@@ -22,6 +22,7 @@ from connector.state import TopicPartition as TP
 log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".
 _BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
+_make = tuple.__new__  # a Record without the keyword-argument handling of its constructor
 
 
 class RebalanceListener(Protocol):
@@ -32,15 +33,6 @@ class RebalanceListener(Protocol):
 
 def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
     return [(p.topic, p.partition) for p in partitions]
-
-
-def to_record(message: Message) -> Record:
-    ts_type, ts = message.timestamp()
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    assert topic is not None and partition is not None and offset is not None  # set on every fetched message
-    headers = message.headers()
-    return Record(topic, partition, offset, message.key(), message.value(), ts if ts_type else None,
-                  tuple(headers) if headers else ())
 
 
 class KafkaSource:
@@ -81,11 +73,15 @@ class KafkaSource:
         assert self._consumer is not None, "start() first"
         messages = self._consumer.consume(max_records, timeout_s)
         self._raise_failure()
-        records = []
-        for message in messages:
+        records: list[Record] = []
+        append = records.append
+        for message in messages:  # the hot loop: one Record per message, nothing more
             error = message.error()
             if error is None:
-                records.append(to_record(message))
+                ts_type, ts = message.timestamp()
+                headers = message.headers()
+                append(_make(Record, (message.topic(), message.partition(), message.offset(), message.key(),
+                                      message.value(), ts if ts_type else None, tuple(headers) if headers else ())))
             elif error.code() not in _BENIGN:
                 self._message_error(message, error)
         return records

@@ -10,15 +10,16 @@ transaction markers never break the compare-and-set.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 TopicPartition = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka message, converted at the edge right after poll."""
+class Record(NamedTuple):
+    """One Kafka message, converted at the edge right after poll (a tuple: the loop
+    makes one per record, and a tuple is the cheapest immutable object to make)."""
 
     topic: str
     partition: int
@@ -138,6 +139,44 @@ class OperatorState:
         buffer.end = record.offset + 1
         self.records += 1
         self.bytes += record.size
+
+    def add_many(self, records: Sequence[Record], mapper: Callable[[Record], Any], max_records: int,
+                 max_bytes: int) -> int:
+        """`accepts` and `add` for each of `records` in turn (mapped by `mapper`; stale
+        ones skipped), stopping once the buffer holds `max_records` or `max_bytes`.
+        Returns how many of `records` it went through. An exception from `mapper`
+        leaves that record out and everything before it buffered."""
+        positions, buffers = self._positions, self._buffers
+        count, nbytes, taken = self.records, self.bytes, 0
+        try:
+            for record in records:
+                taken += 1
+                tp = (record.topic, record.partition)
+                offset = record.offset
+                buffer = buffers.get(tp)
+                if buffer is None:
+                    if tp not in positions:
+                        continue
+                    start = positions[tp]
+                    if start is not None and offset < start:
+                        continue
+                    op = mapper(record)
+                    buffer = buffers[tp] = _Buffer(start, offset + 1)
+                elif offset < buffer.end:
+                    continue
+                else:
+                    op = mapper(record)
+                buffer.records.append(record)
+                buffer.ops.append(op)
+                buffer.end = offset + 1
+                count += 1
+                key, value = record.key, record.value
+                nbytes += record.size if record.headers else (len(value) if value else 0) + (len(key) if key else 0)
+                if count >= max_records or nbytes >= max_bytes:
+                    break
+        finally:
+            self.records, self.bytes = count, nbytes
+        return taken
 
     def empty(self) -> bool:
         return self.records == 0

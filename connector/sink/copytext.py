@@ -35,13 +35,18 @@ NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _UNESCAPE = re.compile(r"\\(.)")
 _UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
-# The ISO-8601 forms PostgreSQL reads exactly as Python does; others are rendered anew.
-_PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)?")
 _from_iso = datetime.fromisoformat
 
 
 class Invalid(ValueError):
     pass
+
+
+def is_plain_timestamp(text: str) -> bool:
+    """`YYYY-MM-DD[T ]HH:MM…` (a text `datetime.fromisoformat` accepted): the extended
+    ISO-8601 form PostgreSQL reads exactly as Python does. Other forms Python accepts
+    (week dates, the basic form) are rendered anew."""
+    return len(text) >= 16 and text[4] == "-" and text[7] == "-" and text[10] in "T " and text[13] == ":"
 
 
 def escape(text: str) -> str:
@@ -151,7 +156,7 @@ def _timestamptz(value: Any) -> str:
     if type(value) is str:
         text = value.strip()
         parsed = _from_iso(text)  # validates; the text goes as it came when PostgreSQL reads it alike
-        if _PLAIN_TIMESTAMP.fullmatch(text):
+        if is_plain_timestamp(text):
             return text
         return parsed.isoformat()  # no offset: UTC (the transaction's TimeZone)
     return parse_timestamptz(value).isoformat()
@@ -167,7 +172,7 @@ def _timestamp(value: Any) -> str:
         text = value.strip()
         parsed = _from_iso(text)
         offset = parsed.utcoffset()
-        if not offset and _PLAIN_TIMESTAMP.fullmatch(text):  # naive or UTC: PostgreSQL drops a zero offset
+        if not offset and is_plain_timestamp(text):  # naive or UTC: PostgreSQL drops a zero offset
             return text
     return parse_timestamp(value).isoformat()
 

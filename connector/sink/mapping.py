@@ -21,10 +21,12 @@ from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json
 from connector.sink.copytext import (CONVERTERS, ESCAPED, KEY_FORMS, NULL, Converter, column_converter, escape,
                                      parse_row)
+from connector.sink.fastpath import FastPath, compile_fast_path
 from connector.state import Record
 
 REJECT = "reject"
 _ABSENT: Any = object()  # a column the record does not name
+_make = tuple.__new__  # an Op without its constructor's argument handling
 
 
 class Op(NamedTuple):
@@ -130,11 +132,25 @@ class RowMapper:
         self._kind = "upsert" if mode == "upsert" else "insert"
         self._key_slots = tuple(self._slots.index(k) for k in self.key_columns) if mode == "upsert" else ()
         self._key_forms = tuple(KEY_FORMS.get(by_name[k].kind) for k in self.key_columns)
+        self._fast: FastPath | None = None
+        if self._json and not self._metadata:
+            self._fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
+                                           self.key_columns)
 
     def __call__(self, record: Record) -> Op:
         value = record.value
         if value is None:
             return self._tombstone(record)
+        if self._fast is not None:
+            hit = self._fast(value)
+            if hit is not None:
+                return _make(Op, (self._kind, self._slots, hit[0], hit[1], None))
+        return self.general(record)
+
+    def general(self, record: Record) -> Op:
+        """Any record with a value; the fast path answers the common ones alike."""
+        value = record.value
+        assert value is not None
         try:
             document = self._decode_value(record.topic, value)
         except ValueError as exc:

@@ -49,7 +49,8 @@ def test_types_are_adapted():
 
 @pytest.mark.parametrize("field, given, text", [
     ("name", "tab\there\nnewline \\ back", "tab\\there\\nnewline \\\\ back"),
-    ("at", "2024-05-01 12:00", "2024-05-01T12:00:00"),  # not a plain form: rendered anew (UTC)
+    ("at", "2024-05-01 12:00", "2024-05-01 12:00"),  # read alike by PostgreSQL: sent as it came
+    ("at", "2024-W18-3T12:00", "2024-05-01T12:00:00"),  # an ISO week date: rendered anew (UTC)
     ("at", "2024-05-01T14:00:00+02:00", "2024-05-01T14:00:00+02:00"),
     ("at", 1714564800000, "2024-05-01T12:00:00+00:00"),
     ("local", "2024-05-01T12:00:00Z", "2024-05-01T12:00:00Z"),  # a zero offset: PostgreSQL drops it alike

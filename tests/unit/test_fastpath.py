@@ -1,0 +1,59 @@
+"""The compiled fast path agrees with the general mapping wherever it answers, and
+answers for the common record (every column named with its usual type)."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connector.errors import MappingError
+from connector.sink.mapping import CONVERTERS, ColumnSpec, RowMapper
+from connector.state import Record
+
+NAMES = ["id", "name", "at", "n", "x", "flag", "Ü ñ", 'q"uote\'s']
+scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+           | st.text(max_size=12) | st.sampled_from(["2026-11-22T10:00:00Z", "2026-11-22 10:00:00.5+02:00",
+                                                      "2026-11-22T10:00", "2026-W47-1T10:00:00", "20261122T100000",
+                                                      "2026-11-22T10:00:00 ", "tab\there", "back\\slash", "12.5",
+                                                      "00000000-0000-0000-0000-000000000000", "aGVsbG8="]))
+
+
+@st.composite
+def mappers(draw):
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
+    columns = [ColumnSpec(n, draw(st.sampled_from(sorted(CONVERTERS))), draw(st.booleans()), draw(st.booleans()),
+                          draw(st.none() | st.integers(1, 12))) for n in names]
+    columns = [c if c.kind in ("text", "other") else ColumnSpec(c.name, c.kind, c.nullable, c.has_default)
+               for c in columns]
+    mode = draw(st.sampled_from(["append", "upsert"]))
+    keys = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)) if mode == "upsert" else []
+    return RowMapper(columns, mode, keys)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_path_agrees_with_the_general_path(data):
+    mapper = data.draw(mappers())
+    names = [c.name for c in mapper.columns]
+    document = data.draw(st.fixed_dictionaries({n: scalars for n in names}, optional={"other": scalars}))
+    value = orjson.dumps(document)
+    record = Record("t", 1, 7, b'{"id": 1}', value)
+    try:
+        expected = mapper.general(record)
+    except MappingError:
+        expected = None
+    assert mapper._fast is not None
+    hit = mapper._fast(value)
+    if hit is not None:
+        assert expected is not None and (hit[0], hit[1]) == (expected.row, expected.key)
+        assert mapper(record) == expected
+
+
+def test_the_common_record_takes_the_fast_path():
+    columns = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("name", "text"), ColumnSpec("at", "timestamptz"),
+               ColumnSpec("amount", "numeric"), ColumnSpec("ratio", "float"), ColumnSpec("ok", "boolean")]
+    mapper = RowMapper(columns, "upsert", ["id"])
+    value = b'{"id": 7, "name": "a b", "at": "2026-11-22T10:00:00.5Z", "amount": 1.25, "ratio": 0.5, "ok": true}'
+    assert mapper._fast is not None
+    assert mapper._fast(value) == ("7\ta b\t2026-11-22T10:00:00.5Z\t1.25\t0.5\tt\n", ("7",))
