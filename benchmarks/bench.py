@@ -1,6 +1,8 @@
 """eos-connector against the bare limits, measured in one run on the same data.
 
     python -m benchmarks.bench [--records 1000000] [--partitions 64] [--json bench.json]
+                               [--skip-floor] [--latency-seconds 30] [--backlog-records 5000000]
+                               [--replicas 1,2,3]
 
 Services: the embedded ones (pgserver's PostgreSQL, the librdkafka mock cluster), or
 external ones with TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS (tests/services.py).
@@ -15,10 +17,13 @@ its own consumer group and table:
   measured between the first and the last commit (first row visible -> last row visible,
   the first checkpoint's records left out; a checkpoint's `committed_at` is its commit
   transaction's start, so both ends shift by about one commit), plus peak RSS and commit
-  latency p50/p99 (steps 3-5 of each checkpoint) from the replica's own log lines;
+  latency p50/p99 (steps 3-5 of each checkpoint) from the replica's own log lines; every
+  run must leave each record in the table exactly once, or the benchmark fails;
 - the floor: what a user would write without the connector — a consume loop, one
   `executemany` INSERT (append) or INSERT … ON CONFLICT (upsert) per batch, the database
-  commit, then the Kafka commit (at-least-once).
+  commit, then the Kafka commit (at-least-once);
+- benchmarks/scenarios.py: scale-out over 1, 2 and 3 replicas, produce -> visible latency
+  at a steady rate, and peak RSS under a 5M-record backlog.
 
 Prints a table of records/s and ratios to min(bare consume+decode, bare COPY) and
 writes the same as JSON. Timings are wall-clock on whatever else the machine is doing:
@@ -128,30 +133,36 @@ def bare_copy(services: Services, table: str, data: list[tuple[Any, ...]]) -> di
     return {"records": len(data), "seconds": elapsed, "rate": len(data) / elapsed}
 
 
-def connector(services: Services, workdir: Path, topic: str, records: int, mode: str, backend: str) -> dict[str, Any]:
-    """`eos-connector run` end to end; the rate between the first and the last commit."""
-    name = f"bench-{mode}-{backend}-{uuid.uuid4().hex[:6]}"
+def connector(services: Services, workdir: Path, topic: str, records: int, mode: str, backend: str,
+              replicas: int = 1) -> dict[str, Any]:
+    """`eos-connector run` end to end (`replicas` of one pipeline); the rate between the
+    first and the last commit. Fails unless the table holds every record exactly once."""
+    name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
     table = name.replace("-", "_")
     services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
     env = {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "KAFKA_TOPICS": topic,
            "DATABASE_URL": services.database_url, "SINK_TABLE": table, "CONNECTOR_NAME": name,
            "SINK_MODE": mode, "STATE_BACKEND": backend, "STATE_DIR": str(workdir / name), "HTTP_PORT": "0"}
-    replica = ConnectorProcess(env, workdir / f"{name}.log").start()
+    started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
     try:
-        wait_until(lambda: replica.check_alive() or _scalar(services, committed) >= records, 900,
+        wait_until(lambda: any(r.check_alive() for r in started) or _scalar(services, committed) >= records, 900,
                    f"{name} to commit {records} records", 0.5)
-        peak_rss_mb = _peak_rss_mb(replica.pid)
+        peak_rss_mb = max(_peak_rss_mb(r.pid) for r in started)
     finally:
-        replica.stop(60)
+        for replica in started:
+            replica.stop(60)
+    rows, distinct = services.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {table}")[0]
+    assert rows == distinct == records, f"{name}: {rows} rows, {distinct} distinct, {records} records produced"
     checkpoints = services.sql("SELECT committed_at, (counts->>'records')::int FROM eos_connector.checkpoints "
                                "WHERE pipeline = %s ORDER BY committed_at", (name,))
     span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
-    latencies = [float(ms) for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", replica.output())]
-    return {"mode": mode, "backend": backend, "records": records, "checkpoints": len(checkpoints),
-            "seconds": span, "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
-            "peak_rss_mb": peak_rss_mb, "commit_ms_p50": _percentile(latencies, 50),
-            "commit_ms_p99": _percentile(latencies, 99)}
+    latencies = [float(ms) for r in started for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", r.output())]
+    return {"mode": mode, "backend": backend, "replicas": replicas, "records": records,
+            "checkpoints": len(checkpoints), "seconds": span, "exact": True,
+            "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
+            "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
+            "commit_ms_p99": percentile(latencies, 99)}
 
 
 def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, Any]:
@@ -195,7 +206,7 @@ def _peak_rss_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def _percentile(values: list[float], q: int) -> float | None:
+def percentile(values: list[float], q: int) -> float | None:
     if len(values) < 2:
         return values[0] if values else None
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
@@ -207,12 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--skip-floor", action="store_true", help="leave out the user-written floor (slow)")
+    parser.add_argument("--latency-seconds", type=int, default=30, help="steady-rate run length (0: none)")
+    parser.add_argument("--latency-rate", type=int, default=1000)
+    parser.add_argument("--backlog-records", type=int, default=5_000_000, help="memory run's backlog (0: none)")
+    parser.add_argument("--backlog-partitions", type=int, default=256)
+    parser.add_argument("--replicas", default="1,2,3", help="scale-out runs, comma-separated ('': none)")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}", "records": args.records,
                                "partitions": args.partitions}
     with services_from_env() as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:
+        workdir = Path(tmp)
         topic = f"bench_{uuid.uuid4().hex[:8]}"
         services.create_topic(topic, args.partitions)
         t0 = time.perf_counter()
@@ -225,16 +242,40 @@ def main(argv: list[str] | None = None) -> int:
         results["bare_copy"] = _show("bare COPY", bare_copy(services, f"bare_{uuid.uuid4().hex[:6]}",
                                                             rows(args.records)))
         limit = min(results["bare_consume_decode"]["rate"], results["bare_copy"]["rate"])
+        results["bare_limit_rate"] = limit
         runs = [("append", "memory"), ("append", "filesystem"), ("append", "postgres"), ("upsert", "memory")]
-        results["connector"] = [_show(f"eos-connector {m}/{b}", connector(services, Path(tmp), topic, args.records, m, b),
+        results["connector"] = [_show(f"eos-connector {m}/{b}", connector(services, workdir, topic, args.records, m, b),
                                       limit) for m, b in runs]
         if not args.skip_floor:
             results["floor"] = [_show(f"user-written floor {m}", floor(services, topic, args.records, m), limit)
                                 for m in ("append", "upsert")]
-    results["bare_limit_rate"] = limit
+        _scenarios(args, services, workdir, topic, results)
     args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     print(f"bare limit min(consume+decode, COPY) = {limit:,.0f} records/s; written to {args.json}")
     return 0
+
+
+def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topic: str, results: dict[str, Any]) -> None:
+    from benchmarks import scenarios
+
+    limit = results["bare_limit_rate"]
+    for count in [int(n) for n in args.replicas.split(",") if n.strip()]:
+        run = scenarios.scale_out(services, workdir, topic, args.records, count)
+        results.setdefault("scale_out", []).append(_show(f"eos-connector x{count} replicas", run, limit))
+    if args.latency_seconds:
+        run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, 1000)
+        print(f"produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS=1000: p50 "
+              f"{run['visible_ms_p50']:.0f} ms, p99 {run['visible_ms_p99']:.0f} ms ({run['visible']}/{run['records']} "
+              f"seen); commit p50 {run['commit_ms_p50']:.0f} ms, p99 {run['commit_ms_p99']:.0f} ms", flush=True)
+        results["latency"] = run
+    if args.backlog_records:
+        run = _show(f"backlog {args.backlog_records:,} append/memory",
+                    scenarios.backlog(services, workdir, args.backlog_records, args.backlog_partitions), limit)
+        base = results["connector"][0]["peak_rss_mb"]
+        run["peak_rss_vs_default_run"] = run["peak_rss_mb"] / base
+        print(f"peak RSS {run['peak_rss_mb']:.0f} MB with a {args.backlog_records:,} backlog vs {base:.0f} MB with "
+              f"{args.records:,}: {run['peak_rss_vs_default_run']:.2f}x", flush=True)
+        results["backlog"] = run
 
 
 def _show(what: str, result: dict[str, Any], limit: float | None = None) -> dict[str, Any]:
