@@ -23,7 +23,7 @@ import orjson
 
 from connector.sink.copytext import ESCAPED, INT_BITS, KEY_FORMS, Converter
 
-FastPath = Callable[[bytes], "tuple[str, tuple[Any, ...]] | None"]
+FastPath = Callable[[bytes], Any]  # value -> the op, or None
 
 
 def _check(kind: str, length: int | None, i: int) -> str:
@@ -48,10 +48,11 @@ def _check(kind: str, length: int | None, i: int) -> str:
     return f"if v{i} is None{guard}: return None\nt{i} = convert[{i}](v{i})"
 
 
-def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
+def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]], op: type, op_kind: str,
                       key_columns: Sequence[str] = ()) -> FastPath:
-    """The fast path for (name, kind, length, converter) columns, in table order; with
-    `key_columns` it also returns the key, formed as `RowMapper` forms it."""
+    """The fast path for (name, kind, length, converter) columns, in table order: it
+    returns `op(op_kind, column names, row, key, None)`, the key formed as `RowMapper`
+    forms it (empty without `key_columns`)."""
     names = [name for name, _, _, _ in columns]
     kinds = {name: kind for name, kind, _, _ in columns}
     lines = ["def fast(value):", " clean = b'\\\\' not in value", " try:", "  document = loads(value)",
@@ -63,8 +64,9 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
     row = "\\t".join(f"{{t{i}}}" for i in range(len(columns)))
     key = ", ".join(f"t{names.index(k)}" if kinds[k] not in KEY_FORMS else f"key_form[{kinds[k]!r}](t{names.index(k)})"
                     for k in key_columns)
-    lines.append(f" return f'{row}\\n', ({key}{',' if key_columns else ''})")
-    scope: dict[str, Any] = {"loads": orjson.loads, "from_iso": datetime.fromisoformat,
+    lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key}{',' if key_columns else ''}), None))")
+    scope: dict[str, Any] = {"loads": orjson.loads, "from_iso": datetime.fromisoformat, "new": tuple.__new__,
+                             "op": op, "kind": op_kind, "names": tuple(names),
                              "convert": [c for _, _, _, c in columns], "key_form": KEY_FORMS}
     exec("\n".join(lines), scope)  # noqa: S102 - source built above from column kinds; names only as repr() literals
     fast: FastPath = scope["fast"]

@@ -26,7 +26,6 @@ from connector.state import Record
 
 REJECT = "reject"
 _ABSENT: Any = object()  # a column the record does not name
-_make = tuple.__new__  # an Op without its constructor's argument handling
 
 
 class Op(NamedTuple):
@@ -135,16 +134,16 @@ class RowMapper:
         self._fast: FastPath | None = None
         if self._json and not self._metadata:
             self._fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
-                                           self.key_columns)
+                                           Op, self._kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:
         value = record.value
         if value is None:
             return self._tombstone(record)
         if self._fast is not None:
-            hit = self._fast(value)
-            if hit is not None:
-                return _make(Op, (self._kind, self._slots, hit[0], hit[1], None))
+            op: Op | None = self._fast(value)
+            if op is not None:
+                return op
         return self.general(record)
 
     def general(self, record: Record) -> Op:
