@@ -1,0 +1,92 @@
+"""The overlapped checkpoint: the commit worker runs steps 2-3 while the loop reads on;
+checkpoints still complete strictly in ID order, one at a time, and a failure or a
+fence in the worker is handled exactly as in the synchronous protocol."""
+
+import threading
+
+import pytest
+
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CommitOutcome
+from connector.errors import TransientError
+
+from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec
+
+POLICY = CheckpointPolicy(interval_ms=1000, max_records=5, max_bytes=10_000)
+
+
+class GatedStore(FakeStore):
+    """A store whose commits wait for the test to open the gate; it records the order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.order: list[int] = []
+        self.fail_next = False
+
+    def commit(self, snapshot):
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.order.append(snapshot.checkpoint_id)
+        if self.fail_next:
+            self.fail_next = False
+            raise TransientError("connection lost")
+        return super().commit(snapshot)
+
+
+def make(store):
+    backend, offsets = FakeBackend(), FakeOffsets()
+    return CheckpointCoordinator(store, backend, offsets, identity, POLICY, clock=Clock()), backend, offsets
+
+
+def test_reading_goes_on_while_the_commit_runs_and_commits_stay_in_order():
+    store = GatedStore()
+    coord, backend, offsets = make(store)
+    coord.assign([("t", 0)])
+    coord.add_many([rec(0), rec(1)])
+    assert coord.checkpoint("interval", overlap=True) is None
+    assert coord.busy and store.rows == []
+    coord.add_many([rec(2), rec(3)])  # read on into checkpoint 2 while 1 is committing
+    store.gate.set()
+    assert coord.checkpoint("interval", overlap=True) is None  # settles 1 first, then seals 2
+    assert offsets.commits == [{("t", 0): 2}]  # step 4 of 1 ran in the loop, before 2 was sealed
+    result = coord.settle()
+    assert result.checkpoint_id == 2 and result.outcome is CommitOutcome.COMMITTED
+    assert store.order == [1, 2] and store.rows == [0, 1, 2, 3] and store.offsets == {("t", 0): 4}
+    assert backend.discarded == [1, 2] and coord.settled()
+
+
+def test_a_failed_commit_surfaces_in_the_loop_and_is_finished_before_the_next():
+    """A transient error in the worker is raised by settle(); the next call re-commits the
+    same checkpoint (steps 3-5: it is already durable) before anything else."""
+    store = GatedStore()
+    coord, backend, _ = make(store)
+    coord.assign([("t", 0)])
+    coord.add_many([rec(0), rec(1)])
+    store.fail_next = True
+    store.gate.set()
+    coord.checkpoint("interval", overlap=True)
+    coord.add_many([rec(2)])
+    with pytest.raises(TransientError):
+        coord.checkpoint("interval", overlap=True)
+    assert backend.pending()[0].checkpoint_id == 1  # still durable, still in flight
+    coord.checkpoint("interval", overlap=True)  # the retry: 1 again, then 2 sealed
+    coord.settle()
+    assert store.order == [1, 1, 2] and store.rows == [0, 1, 2]
+
+
+def test_a_fence_found_in_flight_drops_what_was_read_past_it():
+    """I3 with overlap: records buffered on top of a fenced checkpoint are dropped, the
+    partition resumes from the database's offset, and the loop learns which partitions
+    to stop taking from the poll batch in hand."""
+    store = GatedStore()
+    coord, _, offsets = make(store)
+    coord.assign([("t", 0), ("t", 1)])
+    coord.add_many([rec(0), rec(1), rec(0, partition=1)])
+    coord.checkpoint("interval", overlap=True)
+    coord.add_many([rec(2), rec(1, partition=1)])  # on top of checkpoint 1
+    store.offsets[("t", 0)] = 5  # another owner committed [0, 5) meanwhile
+    store.gate.set()
+    result = coord.settle()
+    assert result.outcome is CommitOutcome.FENCED and store.rows == []
+    assert coord.refetched == {("t", 0), ("t", 1)} and offsets.seeks == [{("t", 0): 5, ("t", 1): None}]
+    assert coord.state.empty()  # both partitions' later records dropped with it
+    assert not coord.add(rec(4)) and coord.add(rec(5))
