@@ -215,7 +215,7 @@ class PostgresStore:
         if conn.execute(st.checkpoint_exists(self.pipeline, cid)).first() is not None:
             return CommitOutcome.ALREADY_COMMITTED, 0
         # Step 2.
-        conn.execute(st.ensure_offsets(self.pipeline, snapshot.partitions))
+        conn.execute(st.ensure_offsets(), st.ensure_params(self.pipeline, snapshot.partitions))
         stored = {(r.topic, r.partition): r.next_offset
                   for r in conn.execute(st.lock_offsets(self.pipeline, snapshot.partitions))}
         stale = [r for r in ranges if stored.get(r.tp) != r.start]

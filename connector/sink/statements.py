@@ -171,9 +171,14 @@ def checkpoint_exists(pipeline: str, checkpoint_id: int) -> sa.Select:
     return sa.select(t.c.checkpoint_id).where(t.c.pipeline == pipeline, t.c.checkpoint_id == checkpoint_id)
 
 
-def ensure_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Insert:
-    rows = [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in partitions]
-    return pg.insert(bk.offsets).values(rows).on_conflict_do_nothing()
+def ensure_offsets() -> sa.Insert:
+    """Executed with `ensure_params` (one statement, compiled once: a multi-row VALUES
+    list would be compiled anew for every checkpoint)."""
+    return pg.insert(bk.offsets).on_conflict_do_nothing()
+
+
+def ensure_params(pipeline: str, partitions: Sequence[TopicPartition]) -> list[dict[str, Any]]:
+    return [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in partitions]
 
 
 def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Select:
