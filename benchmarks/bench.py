@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
+    parser.add_argument("--runs", default="append/memory,append/filesystem,append/postgres,upsert/memory",
+                        help="the connector's runs, comma-separated mode/backend")
     parser.add_argument("--skip-floor", action="store_true", help="leave out the user-written floor (slow)")
     parser.add_argument("--latency-seconds", type=int, default=30, help="steady-rate run length (0: none)")
     parser.add_argument("--latency-rate", type=int, default=1000)
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             rows(args.records)))
         limit = min(results["bare_consume_decode"]["rate"], results["bare_copy"]["rate"])
         results["bare_limit_rate"] = limit
-        runs = [("append", "memory"), ("append", "filesystem"), ("append", "postgres"), ("upsert", "memory")]
+        runs = [tuple(run.split("/")) for run in args.runs.split(",")]
         results["connector"] = [_show(f"eos-connector {m}/{b}", connector(services, workdir, topic, args.records, m, b),
                                       limit) for m, b in runs]
         if not args.skip_floor:

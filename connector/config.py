@@ -30,6 +30,10 @@ KAFKA_DEFAULTS = {
     "isolation.level": "read_committed",
     "session.timeout.ms": "10000",  # a crashed replica's partitions move in 10 s, not 45
     "fetch.queue.backoff.ms": "10",  # see DESIGN.md: the default leaves a backlog idle
+    # A broker that does not answer a waiting fetch early (the embedded cluster) adds up to
+    # this to every record's latency; a real one answers at the first byte, so lower only
+    # costs idle fetch requests. Measured: p99 produce->visible 1.59 s at 500, 1.09 s at 50.
+    "fetch.wait.max.ms": "50",
     "queued.min.messages": "1000000",
 }
 SECRET_WORDS = ("password", "secret", "token", "credential", "private", "user.info", "user_info")
