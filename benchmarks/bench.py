@@ -273,11 +273,13 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
     if args.backlog_records:
         run = _show(f"backlog {args.backlog_records:,} append/memory",
                     scenarios.backlog(services, workdir, args.backlog_records, args.backlog_partitions), limit)
-        base = results["connector"][0]["peak_rss_mb"]
-        run["peak_rss_vs_default_run"] = run["peak_rss_mb"] / base
-        print(f"peak RSS {run['peak_rss_mb']:.0f} MB with a {args.backlog_records:,} backlog vs {base:.0f} MB with "
-              f"{args.records:,}: {run['peak_rss_vs_default_run']:.2f}x", flush=True)
         results["backlog"] = run
+        same = [r for r in results["connector"] if (r["mode"], r["backend"]) == ("append", "memory")]
+        if same:
+            base = same[0]["peak_rss_mb"]
+            run["peak_rss_vs_default_run"] = run["peak_rss_mb"] / base
+            print(f"peak RSS {run['peak_rss_mb']:.0f} MB with a {args.backlog_records:,} backlog vs {base:.0f} MB "
+                  f"with {args.records:,}: {run['peak_rss_vs_default_run']:.2f}x", flush=True)
 
 
 def _show(what: str, result: dict[str, Any], limit: float | None = None) -> dict[str, Any]:
