@@ -183,7 +183,11 @@ class Runner:
         elif coord.settled() and coord.state.empty():
             self.health.checkpointed()  # nothing waits to be committed: as fresh as a checkpoint
         self._refresh_gauges()
-        if not coord.busy:  # the store's connection is the commit worker's while it runs
+        if coord.busy and time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
+            # The store's connection is the commit worker's while it runs; under a steady
+            # backlog one is nearly always running, so an overdue heartbeat waits for it.
+            self._checkpoint("settle", interruptible=True, settle_only=True)
+        if not coord.busy:
             self._heartbeat()
 
     def request_stop(self) -> None:

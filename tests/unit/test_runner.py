@@ -123,3 +123,25 @@ def test_operator_requests_checkpoint_then_stop():
     assert r._stop.is_set() and store.acked == 5
     r.shutdown()
     assert store.left
+
+
+def test_heartbeat_keeps_coming_under_a_steady_backlog():
+    """Every batch fills a checkpoint, so a commit worker is nearly always running; an
+    overdue heartbeat still goes out (a stale one would let `offsets reset` run beside
+    a live replica)."""
+    import threading
+
+    class SlowSink(Sink):
+        def commit(self, snapshot):
+            threading.Event().wait(0.05)  # the worker is still busy when the step ends
+            return super().commit(snapshot)
+
+    source = ScriptedSource([assign(("t", 0))] + [[rec(i * 3 + j) for j in range(3)] for i in range(4)])
+    r = Runner(source, SlowSink(), FakeBackend(), CheckpointPolicy(interval_ms=10**9, max_records=3, max_bytes=10**9))
+    r.start()
+    r.step()
+    r.step()
+    assert r.coordinator.busy
+    r._heartbeat_at = 0  # overdue
+    r.step()
+    assert r._heartbeat_at > 0 and r._store.acked == 0
