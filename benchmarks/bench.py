@@ -140,9 +140,7 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
     name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
     table = name.replace("-", "_")
     services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
-    env = {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "KAFKA_TOPICS": topic,
-           "DATABASE_URL": services.database_url, "SINK_TABLE": table, "CONNECTOR_NAME": name,
-           "SINK_MODE": mode, "STATE_BACKEND": backend, "STATE_DIR": str(workdir / name), "HTTP_PORT": "0"}
+    env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name))
     started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
     try:
@@ -157,12 +155,24 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
     checkpoints = services.sql("SELECT committed_at, (counts->>'records')::int FROM eos_connector.checkpoints "
                                "WHERE pipeline = %s ORDER BY committed_at", (name,))
     span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
-    latencies = [float(ms) for r in started for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", r.output())]
+    latencies = [ms for r in started for ms in commit_latencies(r.output())]
     return {"mode": mode, "backend": backend, "replicas": replicas, "records": records,
             "checkpoints": len(checkpoints), "seconds": span, "exact": True,
             "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
             "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
             "commit_ms_p99": percentile(latencies, 99)}
+
+
+def replica_env(services: Services, topic: str, name: str, **extra: str) -> dict[str, str]:
+    """A replica's environment: pipeline `name` reading `topic` into the table of the same name."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "KAFKA_TOPICS": topic,
+            "DATABASE_URL": services.database_url, "SINK_TABLE": name.replace("-", "_"), "CONNECTOR_NAME": name,
+            "HTTP_PORT": "0", **extra}
+
+
+def commit_latencies(log_output: str) -> list[float]:
+    """Each commit's milliseconds, from the replica's `checkpoint N committed: …, X ms` lines."""
+    return [float(ms) for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", log_output)]
 
 
 def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, Any]:

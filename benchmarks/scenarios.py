@@ -13,7 +13,6 @@ large backlog, and scale-out over replicas. Each returns a dict for the JSON rep
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from benchmarks.bench import connector, percentile, produce
+from benchmarks.bench import commit_latencies, connector, percentile, produce, replica_env
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
 from tests.services import Services
 
@@ -35,9 +34,7 @@ def latency(services: Services, workdir: Path, rate: int, seconds: int, interval
     table = name.replace("-", "_")
     services.create_topic(topic, 8)
     services.sql(LATENCY_DDL.format(table=table))
-    env = {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "KAFKA_TOPICS": topic,
-           "DATABASE_URL": services.database_url, "SINK_TABLE": table, "CONNECTOR_NAME": name,
-           "CHECKPOINT_INTERVAL_MS": str(interval_ms), "HTTP_PORT": "0"}
+    env = replica_env(services, topic, name, CHECKPOINT_INTERVAL_MS=str(interval_ms))
     replica = ConnectorProcess(env, workdir / f"{name}.log").start()
     producer = make_producer(services.bootstrap_servers)
     try:
@@ -57,7 +54,7 @@ def latency(services: Services, workdir: Path, rate: int, seconds: int, interval
     finally:
         replica.stop(60)
     visible = sorted(seen.values())
-    commits = [float(ms) for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", replica.output())]
+    commits = commit_latencies(replica.output())
     return {"rate": rate, "seconds": seconds, "checkpoint_interval_ms": interval_ms, "records": total,
             "visible": len(visible), "visible_ms_p50": percentile(visible, 50), "visible_ms_p99": percentile(visible, 99),
             "commit_ms_p50": percentile(commits, 50), "commit_ms_p99": percentile(commits, 99)}

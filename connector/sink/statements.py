@@ -60,12 +60,13 @@ class WritePlan:
 
 
 def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
-    """Group ops by the set of columns they name, so absent fields keep their defaults."""
+    """Group ops by the set of columns they name, so absent fields keep their defaults.
+    Consecutive ops share one column tuple as a rule: checked by identity first."""
     groups: dict[tuple[str, ...], CopyBatch] = {}
+    batch: CopyBatch | None = None
     for sources, op in ops:
-        batch = groups.get(op.columns)
-        if batch is None:
-            batch = groups[op.columns] = CopyBatch(op.columns)
+        if batch is None or op.columns is not batch.columns:
+            batch = groups.get(op.columns) or groups.setdefault(op.columns, CopyBatch(op.columns))
         batch.rows.append(op.row)
         batch.sources.append(sources)
     return tuple(groups.values())
@@ -73,16 +74,7 @@ def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
 
 def plan_append(ops: Sequence[Op]) -> WritePlan:
     """Every op a row; rejected records (kind `reject`) write nothing."""
-    groups: dict[tuple[str, ...], CopyBatch] = {}
-    batch: CopyBatch | None = None
-    for index, op in enumerate(ops):  # the hot loop: one column set, no rejects, as a rule
-        if op.error is not None:
-            continue
-        if batch is None or op.columns is not batch.columns:
-            batch = groups.get(op.columns) or groups.setdefault(op.columns, CopyBatch(op.columns))
-        batch.rows.append(op.row)
-        batch.sources.append((index,))
-    return WritePlan(tuple(groups.values()), None)
+    return WritePlan(_group(((i,), op) for i, op in enumerate(ops) if op.error is None), None)
 
 
 def _add(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:
