@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from connector.faults import NO_FAULTS, FaultHook
-from connector.state import OperatorState, Record, Snapshot, TopicPartition
+from connector.state import MappingFailed, OperatorState, Record, Run, Snapshot, TopicPartition, runs_of
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,12 @@ class CheckpointCoordinator:
         faults: FaultHook = NO_FAULTS,
         clock: Callable[[], float] = time.monotonic,
         on_complete: Callable[[CheckpointResult], None] | None = None,
+        fast: Callable[[bytes], Any] | None = None,
     ) -> None:
         self.state = OperatorState()
         self._store, self._backend, self._offsets = store, backend, offsets
         self._mapper, self._policy, self._faults, self._clock = mapper, policy, faults, clock
+        self._fast = fast  # value -> op for the common record, or None: then `mapper` maps the record
         self._on_complete = on_complete  # sees every completed checkpoint: new, resumed, recovered
         self._opened_ms = self._now_ms()
         self._inflight: Snapshot | None = None  # sealed, not yet through step 5
@@ -135,15 +137,33 @@ class CheckpointCoordinator:
     def add(self, record: Record) -> bool:
         """Map and buffer `record`; False when it is not for an owned position (stale).
         A MappingError leaves the buffer as it was."""
-        if not self.state.accepts(record):
-            return False
-        self.state.add(record, self._mapper(record))
-        return True
+        before = self.state.records
+        self.add_runs(runs_of([record]))
+        return self.state.records > before
 
-    def add_many(self, records: list[Record]) -> int:
-        """`add` for each of `records` until the buffer is full; how many it went through."""
+    def add_many(self, records: list[Record]) -> list[Run]:
+        """`add` for each of `records` until the buffer is full; what is left unread."""
+        return self.add_runs(runs_of(records))
+
+    def add_runs(self, runs: list[Run]) -> list[Run]:
+        """Map and buffer `runs` until the buffer is full; what is left unread."""
         policy = self._policy
-        return self.state.add_many(records, self._mapper, policy.max_records, policy.max_bytes)
+        return self.state.add_runs(runs, self._map_run, policy.max_records, policy.max_bytes)
+
+    def _map_run(self, run: Run, start: int, stop: int) -> list[Any]:
+        """The ops of `run`'s records [start, stop): the fast path where it answers, the
+        mapper for the rest (MappingFailed at the first record it refuses)."""
+        values = run.values if start == 0 and stop == len(run.values) else run.values[start:stop]
+        fast = self._fast
+        ops: list[Any] = [fast(value) for value in values] if fast is not None else [None] * len(values)
+        if None in ops:
+            for j, op in enumerate(ops):
+                if op is None:
+                    try:
+                        ops[j] = self._mapper(run.record(start + j))
+                    except Exception as exc:
+                        raise MappingFailed(exc, ops[:j]) from exc
+        return ops
 
     def due(self) -> str | None:
         state = self.state

@@ -42,7 +42,7 @@ from connector.faults import NO_FAULTS, FaultHook
 from connector.observability import Health, Metrics, Progress
 from connector.retry import Interrupted, RestartStrategy, retrying
 from connector.sink.mapping import RowMapper, tolerant
-from connector.state import Record, TopicPartition
+from connector.state import Run, TopicPartition
 
 if TYPE_CHECKING:
     from connector.deadletters import Forwarder
@@ -61,7 +61,7 @@ T = TypeVar("T")
 
 class Source(Protocol):
     def start(self, listener: "RebalanceListener") -> None: ...
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
+    def poll(self, max_records: int, timeout_s: float) -> list[Run]: ...
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
     def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
     def high_watermark(self, tp: TopicPartition) -> int | None: ...
@@ -163,17 +163,18 @@ class Runner:
         mapper = self._store.prepare()
         self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,
                                                  tolerant(mapper) if self._tolerate_errors else mapper,
-                                                 self._policy, self._faults, on_complete=self._observe)
+                                                 self._policy, self._faults, on_complete=self._observe,
+                                                 fast=getattr(mapper, "fast", None))
         self.coordinator.recover()
         if self._forwarder is not None:
             self._forwarder.forward()
         self._source.start(self)
 
     def step(self) -> None:
-        records = self._source.poll(min(self._policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
+        runs = self._source.poll(min(self._policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
         self.health.progressed()
-        self.metrics.consumed.inc(len(records))
-        self._buffer(records)
+        self.metrics.consumed.inc(sum(map(len, runs)))
+        self._buffer(runs)
         coord = self._coord
         reason = coord.due()
         if reason is not None:
@@ -207,20 +208,19 @@ class Runner:
         log.info("stopped cleanly in %.0f ms", (time.monotonic() - started) * 1000)
 
     # -- the loop's one verb ------------------------------------------------------------------
-    def _buffer(self, records: list[Record]) -> None:
+    def _buffer(self, runs: list[Run]) -> None:
         coord = self._coord
-        while records:
+        while runs:
             try:
-                taken = coord.add_many(records)
+                runs = coord.add_runs(runs)
             except MappingError:
                 self._checkpoint("before-error")  # land everything read before the bad record
                 raise
-            records = records[taken:]
             if coord.full():  # bounded buffer (I5): commit before reading on
                 coord.refetched.clear()
                 self._checkpoint("full", interruptible=True, overlap=True)
                 if coord.refetched:  # fenced: the rest of this poll is read again from the database's offsets
-                    records = [r for r in records if r.tp not in coord.refetched]
+                    runs = [run for run in runs if run.tp not in coord.refetched]
 
     # -- rebalances (called from inside poll) ---------------------------------------------------
     def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | None]:

@@ -10,7 +10,9 @@ transaction markers never break the compare-and-set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import bisect
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -65,8 +67,8 @@ class Snapshot:
 
     checkpoint_id: int
     ranges: tuple[PartitionRange, ...]
-    records: tuple[Record, ...]
-    ops: tuple[Any, ...]
+    records: Sequence[Record]
+    ops: Sequence[Any]
 
     @property
     def partitions(self) -> tuple[TopicPartition, ...]:
@@ -83,17 +85,121 @@ class Snapshot:
                          for r in self.ranges)
 
 
+class Run:
+    """Records of one partition that poll returned one after another, in offset order,
+    kept columnar so the loop makes no object per record: `values` are the records'
+    values, `items` the source's own messages, and `record(i)` converts one into a
+    Record only where a record is needed whole (the general mapping, errors, dead
+    letters, durable snapshots)."""
+
+    __slots__ = ("topic", "partition", "items", "values", "nbytes", "_record", "_offset")
+
+    def __init__(self, topic: str, partition: int, items: Sequence[Any], values: Sequence[bytes | None], nbytes: int,
+                 record: Callable[[Any], Record], offset: Callable[[Any], int]) -> None:
+        self.topic, self.partition, self.items, self.values, self.nbytes = topic, partition, items, values, nbytes
+        self._record, self._offset = record, offset  # item -> Record, item -> its offset
+
+    @property
+    def tp(self) -> TopicPartition:
+        return (self.topic, self.partition)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def offset(self, i: int) -> int:
+        return self._offset(self.items[i])
+
+    def record(self, i: int) -> Record:
+        return self._record(self.items[i])
+
+    def first_at_or_after(self, position: int) -> int:
+        """The index of the first record whose offset is >= `position` (offsets rise)."""
+        low, high = 0, len(self.items)
+        while low < high:
+            mid = (low + high) // 2
+            if self.offset(mid) < position:
+                low = mid + 1
+            else:
+                high = mid
+        return low
+
+    def tail(self, start: int) -> Run:
+        """The records from index `start` on."""
+        items, values = self.items[start:], self.values[start:]
+        nbytes = _bytes(values, [self._record(item).key for item in items]) if start else self.nbytes
+        return Run(self.topic, self.partition, items, values, nbytes, self._record, self._offset)
+
+
+def _bytes(values: Iterable[bytes | None], keys: Iterable[bytes | None]) -> int:
+    """Key and value bytes (CHECKPOINT_MAX_BYTES counts these)."""
+    return sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
+
+
+def _same(item: Any) -> Any:
+    return item
+
+
+def _offset_of(record: Record) -> int:
+    return record.offset
+
+
+def runs_of(records: Sequence[Record]) -> list[Run]:
+    """Records (in poll order) as runs: one for each stretch of one partition."""
+    runs: list[Run] = []
+    start = 0
+    for i in range(1, len(records) + 1):
+        if i == len(records) or records[i].tp != records[start].tp:
+            chunk = records[start:i]
+            runs.append(Run(chunk[0].topic, chunk[0].partition, chunk, [r.value for r in chunk],
+                            _bytes([r.value for r in chunk], [r.key for r in chunk]), _same, _offset_of))
+            start = i
+    return runs
+
+
+class RecordsView(Sequence[Record]):
+    """A snapshot's records, converted from their runs only when read."""
+
+    def __init__(self, segments: Sequence[tuple[Run, int, int]]) -> None:
+        self._segments = tuple(segments)  # (run, start, stop): run's records [start, stop)
+        self._ends: list[int] = list(itertools.accumulate(stop - start for _, start, stop in self._segments))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k = bisect.bisect_right(self._ends, index)
+        run, start, _ = self._segments[k]
+        return run.record(start + index - (self._ends[k - 1] if k else 0))
+
+    def __iter__(self) -> Iterator[Record]:
+        for run, start, stop in self._segments:
+            for i in range(start, stop):
+                yield run.record(i)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class _Buffer:
     start: int | None
     end: int
-    records: list[Record] = field(default_factory=list)
+    segments: list[tuple[Run, int, int]] = field(default_factory=list)
     ops: list[Any] = field(default_factory=list)
+    nbytes: int = 0
 
 
 class OperatorState:
     """Positions of the assigned partitions and the records buffered since the last
-    snapshot. `add` refuses records that are not after the partition's position, so a
+    snapshot. Records that are not after their partition's position are skipped, so a
     stale redelivery can never be buffered twice."""
 
     def __init__(self) -> None:
@@ -121,62 +227,58 @@ class OperatorState:
         return tuple(sorted(self._positions))
 
     # -- buffering --------------------------------------------------------------------
-    def accepts(self, record: Record) -> bool:
-        """True when `record` is the next one to buffer for its partition."""
-        if record.tp not in self._positions:
-            return False
-        buffer = self._buffers.get(record.tp)
-        position = buffer.end if buffer else self._positions[record.tp]
-        return position is None or record.offset >= position
+    def add_runs(self, runs: Sequence[Run], map_run: Callable[[Run, int, int], list[Any]], max_records: int,
+                 max_bytes: int) -> list[Run]:
+        """Buffer `runs` in order, each record mapped by `map_run(run, start, stop)`
+        (stale records skipped), until the buffer holds `max_records` or `max_bytes`.
+        Returns what is left unread: the rest of a run cut short, then the runs after it.
+        A MappingError from `map_run` (raised after mapping every record before the bad
+        one) leaves those earlier records buffered and the bad one out."""
+        for k, run in enumerate(runs):
+            stop = self._add_run(run, map_run, max_records - self.records, max_bytes - self.bytes)
+            if stop < len(run):
+                return [run.tail(stop), *runs[k + 1:]]
+            if self.records >= max_records or self.bytes >= max_bytes:
+                return list(runs[k + 1:])
+        return []
 
-    def add(self, record: Record, op: Any) -> None:
-        """Buffer `record` (mapped to `op`); the caller checked `accepts` first."""
-        buffer = self._buffers.get(record.tp)
-        if buffer is None:
-            buffer = self._buffers[record.tp] = _Buffer(self._positions[record.tp], record.offset + 1)
-        buffer.records.append(record)
-        buffer.ops.append(op)
-        buffer.end = record.offset + 1
-        self.records += 1
-        self.bytes += record.size
-
-    def add_many(self, records: Sequence[Record], mapper: Callable[[Record], Any], max_records: int,
-                 max_bytes: int) -> int:
-        """`accepts` and `add` for each of `records` in turn (mapped by `mapper`; stale
-        ones skipped), stopping once the buffer holds `max_records` or `max_bytes`.
-        Returns how many of `records` it went through. An exception from `mapper`
-        leaves that record out and everything before it buffered."""
-        positions, buffers = self._positions, self._buffers
-        count, nbytes, taken = self.records, self.bytes, 0
+    def _add_run(self, run: Run, map_run: Callable[[Run, int, int], list[Any]], room: int, room_bytes: int) -> int:
+        """Buffer up to `room` records of `run`, stopping after the record whose value
+        reaches `room_bytes`; the index where it stopped."""
+        tp = run.tp
+        if tp not in self._positions:
+            return len(run)  # not ours (revoked or lost since it was fetched)
+        buffer = self._buffers.get(tp)
+        position = buffer.end if buffer is not None else self._positions[tp]
+        start = 0 if position is None or run.offset(0) >= position else run.first_at_or_after(position)
+        stop = min(len(run), start + room)
+        if run.nbytes > room_bytes and start < stop:  # the record that fills the buffer is the last
+            sizes = itertools.accumulate(len(value) if value else 0 for value in run.values[start:stop])
+            stop = start + next((i + 1 for i, total in enumerate(sizes) if total >= room_bytes), stop - start)
+        if start >= stop:
+            return stop
         try:
-            for record in records:
-                taken += 1
-                tp = (record.topic, record.partition)
-                offset = record.offset
-                buffer = buffers.get(tp)
-                if buffer is None:
-                    if tp not in positions:
-                        continue
-                    start = positions[tp]
-                    if start is not None and offset < start:
-                        continue
-                    op = mapper(record)
-                    buffer = buffers[tp] = _Buffer(start, offset + 1)
-                elif offset < buffer.end:
-                    continue
-                else:
-                    op = mapper(record)
-                buffer.records.append(record)
-                buffer.ops.append(op)
-                buffer.end = offset + 1
-                count += 1
-                key, value = record.key, record.value
-                nbytes += record.size if record.headers else (len(value) if value else 0) + (len(key) if key else 0)
-                if count >= max_records or nbytes >= max_bytes:
-                    break
-        finally:
-            self.records, self.bytes = count, nbytes
-        return taken
+            ops = map_run(run, start, stop)
+        except MappingFailed as failed:
+            self._keep(tp, buffer, run, start, start + len(failed.ops), failed.ops)
+            raise failed.error from None
+        self._keep(tp, buffer, run, start, stop, ops)
+        return stop
+
+    def _keep(self, tp: TopicPartition, buffer: _Buffer | None, run: Run, start: int, stop: int,
+              ops: list[Any]) -> None:
+        if start >= stop:
+            return
+        if buffer is None:
+            buffer = self._buffers[tp] = _Buffer(self._positions[tp], 0)
+        buffer.segments.append((run, start, stop))
+        buffer.ops.extend(ops)
+        buffer.end = run.offset(stop - 1) + 1
+        whole = start == 0 and stop == len(run)
+        nbytes = run.nbytes if whole else _bytes(run.values[start:stop], (run.record(i).key for i in range(start, stop)))
+        buffer.nbytes += nbytes
+        self.records += stop - start
+        self.bytes += nbytes
 
     def empty(self) -> bool:
         return self.records == 0
@@ -184,19 +286,29 @@ class OperatorState:
     def snapshot(self, checkpoint_id: int) -> Snapshot:
         """Freeze every buffer into checkpoint `checkpoint_id` and start fresh ones.
         Positions advance to each range's `end`."""
-        ranges, records, ops = [], [], []
+        ranges, segments, ops = [], [], []
         for tp in sorted(self._buffers):
             buffer = self._buffers[tp]
-            ranges.append(PartitionRange(tp[0], tp[1], buffer.start, buffer.end, len(buffer.records)))
-            records.extend(buffer.records)
+            count = sum(stop - start for _, start, stop in buffer.segments)
+            ranges.append(PartitionRange(tp[0], tp[1], buffer.start, buffer.end, count))
+            segments.extend(buffer.segments)
             ops.extend(buffer.ops)
             self._positions[tp] = buffer.end
         self._buffers.clear()
         self.records = self.bytes = 0
-        return Snapshot(checkpoint_id, tuple(ranges), tuple(records), tuple(ops))
+        return Snapshot(checkpoint_id, tuple(ranges), RecordsView(segments), tuple(ops))
 
     def _drop_buffer(self, tp: TopicPartition) -> None:
         buffer = self._buffers.pop(tp, None)
         if buffer is not None:
-            self.records -= len(buffer.records)
-            self.bytes -= sum(r.size for r in buffer.records)
+            self.records -= len(buffer.ops)
+            self.bytes -= buffer.nbytes
+
+
+class MappingFailed(Exception):
+    """Raised by a `map_run` function: `error` stopped it after mapping `ops` (the
+    records before the one at fault)."""
+
+    def __init__(self, error: Exception, ops: list[Any]) -> None:
+        super().__init__(str(error))
+        self.error, self.ops = error, ops

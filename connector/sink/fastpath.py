@@ -1,73 +1,115 @@
 """The common record's row, without a Python call per column. Pure.
 
 Most records of a stream have one shape: a JSON object naming every value column with
-the type its column expects. For such a table this module compiles one function that
-maps a value straight to its COPY text row (and, in upsert mode, its key) with the
-column loop unrolled and each common type's check written inline — a Python call per
-column is most of the cost of mapping a record at several hundred thousand a second.
+the type its column expects. For such a table this module builds a msgspec Struct type
+whose fields are the columns, each typed as its column expects (a bigint's range, a
+varchar's length), and compiles one function around it: msgspec decodes and checks the
+value in C, and the function formats the row's COPY text with the column loop unrolled
+(a Python call per column is most of the cost of mapping a record at several hundred
+thousand a second).
 
 The function returns None for anything else (a field absent or null, another type, a
 value that needs escaping or fails to parse): the general path in `RowMapper` then maps
 the record, and raises its MappingError when there is one. So the fast path decides
 nothing on its own: it agrees with the general path wherever it answers, which
 `tests/unit/test_fastpath.py` checks on arbitrary records.
+
+Where the two decoders differ, the fast path defers: an integer beyond 64 bits (which
+the general decoder turns into a float) is no `numeric` fast value. One difference remains, on
+fields no column takes: msgspec skips them without converting their numbers, so a
+number beyond a double's range there (`1e400`), which the general decoder refuses, is
+ignored like the rest of such a field.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-import orjson
+import msgspec
 
 from connector.sink.copytext import ESCAPED, INT_BITS, KEY_FORMS, Converter
 
-FastPath = Callable[[bytes], Any]  # value -> the op, or None
+FastPath = Callable[[bytes], Any]  # value -> the op (or its row text), or None (a null value too)
+# orjson (the general path) keeps 64-bit integers exact and makes larger ones floats.
+_EXACT_INT = Annotated[int, msgspec.Meta(ge=-(2 ** 63), le=2 ** 63 - 1)]
+# Kinds whose converter takes the JSON string itself: the field is typed `str`.
+_UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
+_STRING_KINDS = frozenset({"timestamp", "date", "time", "uuid", "bytea"})
 
 
-def _check(kind: str, length: int | None, i: int) -> str:
-    """Python source computing `t{i}` from `v{i}`, or returning None."""
+def _field_type(kind: str, length: int | None) -> Any:
+    """The msgspec type of a column's field: what the fast path's code below expects."""
     if kind in INT_BITS:
         bits = INT_BITS[kind]
-        return (f"if type(v{i}) is not int or not {-(2 ** (bits - 1))} <= v{i} <= {2 ** (bits - 1) - 1}: return None\n"
-                f"t{i} = str(v{i})")
-    if kind == "text" and length is None:
-        return f"if type(v{i}) is not str or not clean: return None\nt{i} = v{i}"
+        return Annotated[int, msgspec.Meta(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+    if kind == "text" and length is not None:
+        return Annotated[str, msgspec.Meta(max_length=length)]
+    if kind in ("text", "timestamptz") or kind in _STRING_KINDS:
+        return str
     if kind == "numeric":
-        return (f"if type(v{i}) is float: t{i} = repr(v{i})\n"  # JSON has no NaN or infinity
-                f"elif type(v{i}) is int: t{i} = str(v{i})\nelse: return None")
+        return _EXACT_INT | float  # JSON has no NaN or infinity; msgspec refuses 1e400
     if kind == "float":
-        return f"if type(v{i}) is not float: return None\nt{i} = repr(v{i})"
+        return float
     if kind == "boolean":
-        return f"if v{i} is True: t{i} = 't'\nelif v{i} is False: t{i} = 'f'\nelse: return None"
+        return bool
+    return Any  # json, other: any JSON value (null checked below)
+
+
+def _check(kind: str, i: int) -> str:
+    """Python source computing `t{i}` (the field's COPY text) from `v{i}`, or returning None."""
+    if kind in INT_BITS or kind in ("numeric", "float"):
+        return f"t{i} = v{i}"  # formatted by the f-string: str() of an int, repr() of a float
+    if kind == "text":
+        return f"if not clean: return None\nt{i} = v{i}"
+    if kind == "boolean":
+        return f"t{i} = 't' if v{i} else 'f'"
     if kind == "timestamptz":  # copytext.is_plain_timestamp, inlined; parsed to validate
-        return (f"if type(v{i}) is not str or len(v{i}) < 16 or v{i}[4] != '-' or v{i}[7] != '-' "
-                f"or v{i}[10] not in 'T ' or v{i}[13] != ':': return None\nfrom_iso(v{i})\nt{i} = v{i}")
+        return (f"if len(v{i}) < 16 or v{i}[4] != '-' or v{i}[7] != '-' or v{i}[10] not in 'T ' "
+                f"or v{i}[13] != ':': return None\nfrom_iso(v{i})\nt{i} = v{i}")
     guard = " or not clean" if kind in ESCAPED else ""
     return f"if v{i} is None{guard}: return None\nt{i} = convert[{i}](v{i})"
 
 
 def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]], op: type, op_kind: str,
-                      key_columns: Sequence[str] = ()) -> FastPath:
+                      key_columns: Sequence[str] = ()) -> FastPath | None:
     """The fast path for (name, kind, length, converter) columns, in table order: it
     returns `op(op_kind, column names, row, key, None)`, the key formed as `RowMapper`
-    forms it (empty without `key_columns`)."""
+    forms it; without `key_columns`, the row text alone (`as_op` makes it that Op).
+    None when a column's name is one msgspec
+    cannot match (a quote, a backslash or a control character in it)."""
     names = [name for name, _, _, _ in columns]
+    if any(_UNMATCHABLE.search(name) for name in names):
+        return None
     kinds = {name: kind for name, kind, _, _ in columns}
-    lines = ["def fast(value):", " clean = b'\\\\' not in value", " try:", "  document = loads(value)",
-             "  if type(document) is not dict: return None", "  get = document.get"]
-    for i, (name, kind, length, _) in enumerate(columns):
-        lines.append(f"  v{i} = get({name!r})")
-        lines += ["  " + line for line in _check(kind, length, i).splitlines()]
+    # Fields are named f0, f1, …: column names reach the generated code only through `rename`.
+    # gc=False: a decoded row holds no reference cycle, and untracked it costs the
+    # collector nothing (a poll batch makes thousands).
+    row_type = msgspec.defstruct("Row", [(f"f{i}", _field_type(kind, length))
+                                         for i, (_, kind, length, _) in enumerate(columns)],
+                                 rename={f"f{i}": name for i, name in enumerate(names)}, gc=False)
+    lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None"]
+    if any(kind in ESCAPED for kind in kinds.values()):
+        lines.append(" clean = b'\\\\' not in value")
+    lines.append(" try:")
+    for i, (_, kind, _, _) in enumerate(columns):
+        lines.append(f"  v{i} = row.f{i}")
+        lines += ["  " + line for line in _check(kind, i).splitlines()]
     lines.append(" except (ValueError, TypeError, OverflowError): return None")
     row = "\\t".join(f"{{t{i}}}" for i in range(len(columns)))
     key = ", ".join(f"t{names.index(k)}" if kinds[k] not in KEY_FORMS else f"key_form[{kinds[k]!r}](t{names.index(k)})"
                     for k in key_columns)
-    lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key}{',' if key_columns else ''}), None))")
-    scope: dict[str, Any] = {"loads": orjson.loads, "from_iso": datetime.fromisoformat, "new": tuple.__new__,
+    lines += [f" t{names.index(k)} = str(t{names.index(k)})" for k in key_columns]  # keys compare as text
+    if key_columns:
+        lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key},), None))")
+    else:
+        lines.append(f" return f'{row}\\n'")
+    scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
+                             "ERRORS": (msgspec.DecodeError, UnicodeDecodeError, TypeError), "new": tuple.__new__,
                              "op": op, "kind": op_kind, "names": tuple(names),
                              "convert": [c for _, _, _, c in columns], "key_form": KEY_FORMS}
-    exec("\n".join(lines), scope)  # noqa: S102 - source built above from column kinds; names only as repr() literals
+    exec("\n".join(lines), scope)  # noqa: S102 - built above from column kinds only
     fast: FastPath = scope["fast"]
     return fast

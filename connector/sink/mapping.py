@@ -30,6 +30,8 @@ _ABSENT: Any = object()  # a column the record does not name
 
 class Op(NamedTuple):
     """What one record does to the table: `insert` (append mode), `upsert` or `delete`.
+    In a checkpoint's ops, a plain str stands for the commonest op: an insert of that
+    COPY text row into every value column (`as_op`).
     `row` is the record's row in COPY text format (tab-separated, escaped, ending in a
     newline), filling `columns` (those the record names, in table order); `key` holds
     the key columns' values (upsert, delete) in a form that compares like PostgreSQL's.
@@ -48,6 +50,12 @@ class Op(NamedTuple):
         if self.error is not None:
             return {"error_class": self.error[0], "error": self.error[1]}
         return dict(zip(self.columns, parse_row(self.row)))
+
+
+def as_op(op: Op | str, columns: tuple[str, ...]) -> Op:
+    """An op as an Op: a str op (what the fast path gives in append mode, kept in the
+    buffer as it is) is the row of an insert into every value column, in table order."""
+    return Op("insert", columns, op) if type(op) is str else op  # type: ignore[arg-type]
 
 
 def rejection(error_class: str, message: str) -> Op:
@@ -131,19 +139,19 @@ class RowMapper:
         self._kind = "upsert" if mode == "upsert" else "insert"
         self._key_slots = tuple(self._slots.index(k) for k in self.key_columns) if mode == "upsert" else ()
         self._key_forms = tuple(KEY_FORMS.get(by_name[k].kind) for k in self.key_columns)
-        self._fast: FastPath | None = None
+        self.fast: FastPath | None = None
         if self._json and not self._metadata:
-            self._fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
+            self.fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
                                            Op, self._kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:
         value = record.value
         if value is None:
             return self._tombstone(record)
-        if self._fast is not None:
-            op: Op | None = self._fast(value)
+        if self.fast is not None:
+            op: Op | str | None = self.fast(value)
             if op is not None:
-                return op
+                return as_op(op, self._slots)
         return self.general(record)
 
     def general(self, record: Record) -> Op:

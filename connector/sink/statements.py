@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from connector import bookkeeping as bk
 from connector.sink.copytext import render_row
-from connector.sink.mapping import REJECT, Op
+from connector.sink.mapping import REJECT, Op, as_op
 from connector.state import PartitionRange, TopicPartition
 
 DIALECT = pg.dialect()
@@ -32,7 +32,7 @@ class CopyBatch:
 
     columns: tuple[str, ...]
     rows: list[str] = field(default_factory=list)
-    sources: list[tuple[int, ...]] = field(default_factory=list)
+    sources: Sequence[tuple[int, ...]] = field(default_factory=list)
 
     def halves(self) -> tuple[CopyBatch, CopyBatch]:
         """The batch split in two, for isolating the rows the database refuses."""
@@ -72,9 +72,34 @@ def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
     return tuple(groups.values())
 
 
-def plan_append(ops: Sequence[Op]) -> WritePlan:
-    """Every op a row; rejected records (kind `reject`) write nothing."""
-    return WritePlan(_group(((i,), op) for i, op in enumerate(ops) if op.error is None), None)
+class Singles(Sequence[tuple[int, ...]]):
+    """`sources` of a batch whose row i is record `indices[i]` alone, without a tuple
+    per row until one is read."""
+
+    def __init__(self, indices: range) -> None:
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return Singles(self._indices[i])
+        return (self._indices[i],)
+
+
+def only_rows(ops: Sequence[Op | str]) -> bool:
+    """True when every op is a plain row (an insert into every column); checked in C."""
+    return not ops or set(map(type, ops)) == {str}
+
+
+def plan_append(ops: Sequence[Op | str], columns: tuple[str, ...]) -> WritePlan:
+    """Every op a row; rejected records (kind `reject`) write nothing. A plain str op
+    is a row of every column (`columns`, in table order)."""
+    if only_rows(ops):  # the common checkpoint: one batch, no Python step per record
+        return WritePlan((CopyBatch(columns, list(ops), Singles(range(len(ops)))),) if ops else (), None)
+    return WritePlan(_group(((i,), as_op(op, columns)) for i, op in enumerate(ops)
+                            if type(op) is str or op.error is None), None)
 
 
 def _add(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:

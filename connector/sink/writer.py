@@ -60,14 +60,15 @@ class BatchWriter:
         self._conn, self._target, self._mode = conn, target, mode
         self._keys, self._additive = tuple(key_columns), tuple(additive)
         self._stages = itertools.count()  # stage tables are unique within the transaction
-        self._ops: Sequence[Op] = ()
+        self._ops: Sequence[Op | str] = ()
         self.rejected: dict[int, Rejection] = {}
 
-    def write(self, ops: Sequence[Op]) -> dict[str, int]:
+    def write(self, ops: Sequence[Op | str]) -> dict[str, int]:
         """Write `ops`; counts of rows written and deleted. `self.rejected` then holds
         every record that wrote nothing: rejected by the mapping or by the database."""
         self._ops = ops
-        self.rejected = {i: Rejection(*op.error) for i, op in enumerate(ops) if op.error is not None}
+        self.rejected = {} if st.only_rows(ops) else {
+            i: Rejection(*op.error) for i, op in enumerate(ops) if type(op) is not str and op.error is not None}
         if self._mode == "upsert":
             plan = st.plan_upsert(ops, self._keys, self._additive)
             if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
@@ -75,13 +76,15 @@ class BatchWriter:
             for batch in plan.batches:
                 self._isolated("upsert", batch)
         else:
-            plan = st.plan_append(ops)
+            plan = st.plan_append(ops, tuple(c.name for c in self._target.columns))
             for batch in plan.batches:
                 self._isolated("insert", batch)
         return {"rows": self._written(plan.batches), "deleted": self._written((plan.deletes,) if plan.deletes else ())}
 
     def _written(self, batches: Sequence[st.CopyBatch]) -> int:
         """Rows of `batches` that at least one of their records wrote."""
+        if not self.rejected:
+            return sum(len(b.rows) for b in batches)
         return sum(1 for b in batches for sources in b.sources if not self.rejected.keys() >= set(sources))
 
     def _isolated(self, kind: str, batch: st.CopyBatch) -> None:

@@ -5,6 +5,7 @@ import pytest
 from connector.checkpoint import CheckpointPolicy
 from connector.errors import MappingError
 from connector.pipeline import Runner
+from connector.state import runs_of
 
 from .fakes import FakeBackend, FakeOffsets, FakeStore, rec
 
@@ -23,7 +24,7 @@ class ScriptedSource(FakeOffsets):
 
     def poll(self, max_records, timeout_s):
         item = self.script.pop(0) if self.script else []
-        return item(self.listener) or [] if callable(item) else item
+        return runs_of(item(self.listener) or [] if callable(item) else item)
 
     def close(self):
         self.closed = True
