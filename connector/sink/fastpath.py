@@ -58,19 +58,18 @@ def _field_type(kind: str, length: int | None) -> Any:
     return Any  # json, other: any JSON value (null checked below)
 
 
-def _check(kind: str, i: int) -> str:
-    """Python source computing `t{i}` (the field's COPY text) from `v{i}`, or returning None."""
-    if kind in INT_BITS or kind in ("numeric", "float"):
-        return f"t{i} = v{i}"  # formatted by the f-string: str() of an int, repr() of a float
-    if kind == "text":
-        return f"if not clean: return None\nt{i} = v{i}"
+def _field(kind: str, i: int) -> tuple[str, str]:
+    """Python source that checks field `row.f{i}` (returning None where the fast path
+    defers), and the expression of its COPY text."""
+    if kind in INT_BITS or kind in ("numeric", "float", "text"):
+        return "", f"row.f{i}"  # the f-string formats it: str() of an int, repr() of a float
     if kind == "boolean":
-        return f"t{i} = 't' if v{i} else 'f'"
-    if kind == "timestamptz":  # copytext.is_plain_timestamp, inlined; parsed to validate
-        return (f"if len(v{i}) < 16 or v{i}[4] != '-' or v{i}[7] != '-' or v{i}[10] not in 'T ' "
-                f"or v{i}[13] != ':': return None\nfrom_iso(v{i})\nt{i} = v{i}")
+        return "", f'("t" if row.f{i} else "f")'
+    if kind == "timestamptz":  # copytext.is_plain_timestamp, inlined (positions 4, 7, 10, 13); parsed to validate
+        return (f"v{i} = row.f{i}\nif len(v{i}) < 16 or v{i}[4:14:3] not in PLAIN: return None\nfrom_iso(v{i})",
+                f"v{i}")
     guard = " or not clean" if kind in ESCAPED else ""
-    return f"if v{i} is None{guard}: return None\nt{i} = convert[{i}](v{i})"
+    return f"v{i} = row.f{i}\nif v{i} is None{guard}: return None\nv{i} = convert[{i}](v{i})", f"v{i}"
 
 
 def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]], op: type, op_kind: str,
@@ -91,22 +90,22 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
                                          for i, (_, kind, length, _) in enumerate(columns)],
                                  rename={f"f{i}": name for i, name in enumerate(names)}, gc=False)
     lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None"]
-    if any(kind in ESCAPED for kind in kinds.values()):
+    if "text" in kinds.values():  # text fields are sent as decoded: none may need escaping
+        lines.append(" if b'\\\\' in value: return None")
+    elif any(kind in ESCAPED for kind in kinds.values()):
         lines.append(" clean = b'\\\\' not in value")
-    lines.append(" try:")
-    for i, (_, kind, _, _) in enumerate(columns):
-        lines.append(f"  v{i} = row.f{i}")
-        lines += ["  " + line for line in _check(kind, i).splitlines()]
-    lines.append(" except (ValueError, TypeError, OverflowError): return None")
-    row = "\\t".join(f"{{t{i}}}" for i in range(len(columns)))
-    key = ", ".join(f"t{names.index(k)}" if kinds[k] not in KEY_FORMS else f"key_form[{kinds[k]!r}](t{names.index(k)})"
-                    for k in key_columns)
-    lines += [f" t{names.index(k)} = str(t{names.index(k)})" for k in key_columns]  # keys compare as text
-    if key_columns:
-        lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key},), None))")
-    else:
+    checks, texts = zip(*(_field(kind, i) for i, (_, kind, _, _) in enumerate(columns)))
+    lines += [" try:", *("  " + line for check in checks for line in check.splitlines()), "  pass",
+              " except (ValueError, TypeError, OverflowError): return None"]
+    row = "\\t".join(f"{{{text}}}" for text in texts)
+    if not key_columns:
         lines.append(f" return f'{row}\\n'")
+    else:  # keys compare as text, in the form RowMapper gives them
+        keys = [(f"str({texts[names.index(k)]})", kinds[k]) for k in key_columns]
+        key = ", ".join(text if kind not in KEY_FORMS else f"key_form[{kind!r}]({text})" for text, kind in keys)
+        lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key},), None))")
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
+                             "PLAIN": ("--T:", "-- :"),
                              "ERRORS": (msgspec.DecodeError, UnicodeDecodeError, TypeError), "new": tuple.__new__,
                              "op": op, "kind": op_kind, "names": tuple(names),
                              "convert": [c for _, _, _, c in columns], "key_form": KEY_FORMS}
