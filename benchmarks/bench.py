@@ -13,7 +13,8 @@ its own consumer group and table:
   `consume(10000)` batches, every value decoded with orjson;
 - bare COPY: the same rows, already decoded, COPYed by psycopg into the same table shape
   (100 000 rows per COPY and transaction);
-- eos-connector run, end to end: append with each state backend, and upsert; the rate is
+- eos-connector run, end to end: append with each state backend, and upsert (into an
+  empty table, and `upsert-stored`: into one that holds every key already); the rate is
   measured between the first and the last commit (first row visible -> last row visible,
   the first checkpoint's records left out; a checkpoint's `committed_at` is its commit
   transaction's start, so both ends shift by about one commit), plus peak RSS and commit
@@ -54,6 +55,7 @@ from tests.services import Services, services_from_env
 DDL = "CREATE TABLE {table} (event_id bigint PRIMARY KEY, user_id text, at timestamptz, page text, amount numeric)"
 APPEND_DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, page text, amount numeric)"
 COLUMNS = ("event_id", "user_id", "at", "page", "amount")
+UPDATES = "upsert-stored"  # a run mode: upsert into a table that holds every key already
 CONSUMER = {"enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.queue.backoff.ms": 10,
             "queued.min.messages": 1_000_000}
 
@@ -137,9 +139,13 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
               replicas: int = 1) -> dict[str, Any]:
     """`eos-connector run` end to end (`replicas` of one pipeline); the rate between the
     first and the last commit. Fails unless the table holds every record exactly once."""
+    stored = mode == UPDATES  # upsert into a table that already holds every key: each record an update
+    mode = "upsert" if stored else mode
     name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
     table = name.replace("-", "_")
     services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
+    if stored:
+        services.sql(f"INSERT INTO {table} SELECT g, 'stale', now(), 'stale', 0 FROM generate_series(0, {records - 1}) g")
     env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name))
     started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
@@ -150,13 +156,15 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
     finally:
         for replica in started:
             replica.stop(60)
-    rows, distinct = services.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {table}")[0]
-    assert rows == distinct == records, f"{name}: {rows} rows, {distinct} distinct, {records} records produced"
+    rows, distinct, stale = services.sql(f"SELECT count(*), count(DISTINCT event_id), count(*) FILTER "
+                                         f"(WHERE user_id = 'stale') FROM {table}")[0]
+    assert rows == distinct == records and not stale, f"{name}: {rows} rows, {distinct} distinct, {stale} not " \
+                                                      f"updated, {records} records produced"
     checkpoints = services.sql("SELECT committed_at, (counts->>'records')::int FROM eos_connector.checkpoints "
                                "WHERE pipeline = %s ORDER BY committed_at", (name,))
     span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
     latencies = [ms for r in started for ms in commit_latencies(r.output())]
-    return {"mode": mode, "backend": backend, "replicas": replicas, "records": records,
+    return {"mode": UPDATES if stored else mode, "backend": backend, "replicas": replicas, "records": records,
             "checkpoints": len(checkpoints), "seconds": span, "exact": True,
             "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
             "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
@@ -227,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
-    parser.add_argument("--runs", default="append/memory,append/filesystem,append/postgres,upsert/memory",
-                        help="the connector's runs, comma-separated mode/backend")
+    parser.add_argument("--runs", default=f"append/memory,append/filesystem,append/postgres,upsert/memory,"
+                                          f"{UPDATES}/memory",
+                        help=f"the connector's runs, comma-separated mode/backend (mode {UPDATES}: upsert into a "
+                             f"table that holds every key already)")
     parser.add_argument("--skip-floor", action="store_true", help="leave out the user-written floor (slow)")
     parser.add_argument("--latency-seconds", type=int, default=30, help="steady-rate run length (0: none)")
     parser.add_argument("--latency-rate", type=int, default=1000)

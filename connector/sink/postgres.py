@@ -39,7 +39,7 @@ from connector.formats import ValueDecoder, decode_json, value_decoder
 from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.mapping import RowMapper, tolerant
-from connector.sink.writer import BatchWriter
+from connector.sink.writer import BatchWriter, NewKeys
 from connector.sink.schema import TableSpec, check_additive_columns, reflect_table, resolve_key_columns
 from connector.state import Snapshot, TopicPartition
 
@@ -105,6 +105,7 @@ class PostgresStore:
         self.target: TableSpec | None = None
         self._target_table: sa.Table | None = None  # built once by prepare()
         self.key_columns: tuple[str, ...] = ()
+        self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
 
     @classmethod
     def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS) -> PostgresStore:
@@ -242,7 +243,7 @@ class PostgresStore:
                                sa.func.set_config("TimeZone", "UTC", True)))
 
     def _writer(self, conn: sa.Connection) -> BatchWriter:
-        return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns)
+        return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns, self._new_keys)
 
     def _deadletter(self, conn: sa.Connection, snapshot: Snapshot, writer: BatchWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""

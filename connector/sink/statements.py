@@ -6,6 +6,7 @@ PostgreSQL dialect; record content only ever travels as COPY data or bound param
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -70,6 +71,17 @@ def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
         batch.rows.append(op.row)
         batch.sources.append(sources)
     return tuple(groups.values())
+
+
+_KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))  # Op's fields, read in C
+
+
+def errors(ops: Sequence[Op | str]) -> dict[int, tuple[str, str]]:
+    """Each rejected op's (error class, message), by index."""
+    kinds = set(map(type, ops))
+    if kinds == {str} or str not in kinds and not any(map(_ERROR, ops)):
+        return {}
+    return {i: op.error for i, op in enumerate(ops) if type(op) is not str and op.error is not None}
 
 
 class Singles(Sequence[tuple[int, ...]]):
@@ -138,7 +150,16 @@ def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = ()) -> tuple[Redu
     return deletes, upserts
 
 
+def _distinct_upserts(ops: Sequence[Op]) -> bool:
+    """True when every op is an upsert naming the same columns (one tuple, as the fast
+    path gives them) and no two share a key: then nothing reduces. Checked in C."""
+    return (set(map(_KIND, ops)) == {"upsert"} and len(set(map(id, map(_COLUMNS, ops)))) == 1
+            and len(set(map(_KEY, ops))) == len(ops))
+
+
 def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = ()) -> WritePlan:
+    if ops and _distinct_upserts(ops):  # the common checkpoint: one batch, no Python step per record
+        return WritePlan((CopyBatch(ops[0].columns, list(map(_ROW, ops)), Singles(range(len(ops)))),), None)
     deletes, upserts = reduce_by_key(ops, additive)
     delete_batch = (CopyBatch(tuple(key_columns), [op.row for _, op in deletes.values()],
                               [s for s, _ in deletes.values()]) if deletes else None)

@@ -30,6 +30,9 @@ from connector.sink.mapping import Op
 
 RECORD_FAULT_CLASSES = ("22", "23")
 RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
+# SQLSTATE classes of a failing session, not of what it sent: connection, resources,
+# operator intervention (a cancelled statement, a shutdown), transaction rollback.
+_NOT_THE_BATCH = ("08", "53", "57", "40")
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,39 @@ def record_fault(exc: BaseException) -> Rejection | None:
     return Rejection(type(orig).__name__, f"SQLSTATE {sqlstate}: {message}" + (f" ({detail})" if detail else ""))
 
 
+class NewKeys:
+    """Whether an upsert batch is first tried as a plain COPY into the table. While a
+    stream's keys are new (events keyed by a fresh ID, say), an upsert is an insert, and
+    COPY skips the stage table and the merge. A batch that meets a stored key is rolled
+    back to its savepoint and merged as usual; the next tries wait 1, 2, 4 … 64 batches,
+    so a stream of updates pays for a failed try once in 64 batches at most."""
+
+    MAX_WAIT = 64
+
+    def __init__(self) -> None:
+        self._skip = 0
+        self._wait = 1
+
+    def worth_trying(self) -> bool:
+        if self._skip:
+            self._skip -= 1
+            return False
+        return True
+
+    def result(self, inserted: bool, lasting: bool = False) -> None:
+        if inserted:
+            self._wait = 1
+        else:
+            self._skip, self._wait = (self.MAX_WAIT if lasting else self._wait), min(self._wait * 2, self.MAX_WAIT)
+
+
 class BatchWriter:
     """Writes one checkpoint's ops on `conn` inside the open commit transaction."""
 
     def __init__(self, conn: sa.Connection, target: sa.Table, mode: str, key_columns: Sequence[str] = (),
-                 additive: Sequence[str] = ()) -> None:
+                 additive: Sequence[str] = (), new_keys: NewKeys | None = None) -> None:
         self._conn, self._target, self._mode = conn, target, mode
+        self._new_keys = new_keys or NewKeys()
         self._keys, self._additive = tuple(key_columns), tuple(additive)
         self._stages = itertools.count()  # stage tables are unique within the transaction
         self._ops: Sequence[Op | str] = ()
@@ -67,14 +97,14 @@ class BatchWriter:
         """Write `ops`; counts of rows written and deleted. `self.rejected` then holds
         every record that wrote nothing: rejected by the mapping or by the database."""
         self._ops = ops
-        self.rejected = {} if st.only_rows(ops) else {
-            i: Rejection(*op.error) for i, op in enumerate(ops) if type(op) is not str and op.error is not None}
+        self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._mode == "upsert":
             plan = st.plan_upsert(ops, self._keys, self._additive)
             if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
                 self._isolated("delete", plan.deletes)
             for batch in plan.batches:
-                self._isolated("upsert", batch)
+                if not (self._new_keys.worth_trying() and self._inserted_as_new(batch)):
+                    self._isolated("upsert", batch)
         else:
             plan = st.plan_append(ops, tuple(c.name for c in self._target.columns))
             for batch in plan.batches:
@@ -108,6 +138,25 @@ class BatchWriter:
             for index in batch.sources[0]:
                 self._isolated(kind, st.single(self._ops[index], index) if kind != "delete"
                                else st.CopyBatch(batch.columns, batch.rows, [(index,)]))
+
+    def _inserted_as_new(self, batch: st.CopyBatch) -> bool:
+        """Upsert `batch` by COPY into the table, as inserts (True), when none of its
+        keys is stored; else roll it back to its savepoint and return False. The same
+        rows: a batch holds one row per key (upsert_from_stage inserts what COPY does
+        where no row conflicts, additive columns included)."""
+        try:
+            with self._conn.begin_nested():
+                self._copy(self._target, batch)
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+            sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
+            if not sqlstate or sqlstate.startswith(_NOT_THE_BATCH):  # the session's trouble: retried as it is
+                raise
+            # A stored key or a refused row: merged as usual. Anything else (COPY refused
+            # on this table, e.g. under row-level security) will not change soon.
+            self._new_keys.result(False, lasting=record_fault(exc) is None)
+            return False
+        self._new_keys.result(True)
+        return True
 
     def _apply(self, kind: str, batch: st.CopyBatch) -> None:
         if kind == "insert":
