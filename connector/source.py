@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, T
 from confluent_kafka import KafkaError as RdKafkaError
 
 from connector.errors import KafkaError
-from connector.state import Record, Run
+from connector.state import Fields, Record, Run
 from connector.state import TopicPartition as TP
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,13 @@ def to_record(message: Message) -> Record:
     headers = message.headers()
     return _make(Record, (message.topic(), message.partition(), message.offset(), message.key(), message.value(),
                           ts if ts_type else None, tuple(headers) if headers else ()))
+
+
+def _timestamps(messages: Sequence[Message]) -> list[int]:
+    return [ts if ts_type else -1 for ts_type, ts in map(Message.timestamp, messages)]
+
+
+MESSAGE_FIELDS = Fields(to_record, Message.offset, Message.key, _timestamps, Message.headers)
 
 
 class RebalanceListener(Protocol):
@@ -97,7 +104,7 @@ class KafkaSource:
             chunk = messages[start:stop]
             values = list(map(Message.value, chunk))
             nbytes = sum(map(len, filter(None, values))) + sum(map(len, filter(None, map(Message.key, chunk))))
-            runs.append(Run(topic, partition, chunk, values, nbytes, to_record, Message.offset))
+            runs.append(Run(topic, partition, chunk, values, nbytes, MESSAGE_FIELDS))
             start = stop
         return runs
 

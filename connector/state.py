@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -85,19 +86,31 @@ class Snapshot:
                          for r in self.ranges)
 
 
+class Fields(NamedTuple):
+    """How to read a source's own message: item -> Record, and item -> each field the
+    snapshot codec stores (each callable runs under `map`, in C where it can), except
+    `timestamps`: items -> their timestamps in ms (-1 for none)."""
+
+    record: Callable[[Any], Record]
+    offset: Callable[[Any], int]
+    key: Callable[[Any], bytes | None]
+    timestamps: Callable[[Sequence[Any]], list[int]]
+    headers: Callable[[Any], Sequence[tuple[str, bytes | None]] | None]
+
+
 class Run:
     """Records of one partition that poll returned one after another, in offset order,
     kept columnar so the loop makes no object per record: `values` are the records'
-    values, `items` the source's own messages, and `record(i)` converts one into a
-    Record only where a record is needed whole (the general mapping, errors, dead
-    letters, durable snapshots)."""
+    values, `items` the source's own messages (read through `fields`), and `record(i)`
+    converts one into a Record only where a record is needed whole (the general mapping,
+    errors, dead letters)."""
 
-    __slots__ = ("topic", "partition", "items", "values", "nbytes", "_record", "_offset")
+    __slots__ = ("topic", "partition", "items", "values", "nbytes", "fields")
 
     def __init__(self, topic: str, partition: int, items: Sequence[Any], values: Sequence[bytes | None], nbytes: int,
-                 record: Callable[[Any], Record], offset: Callable[[Any], int]) -> None:
+                 fields: Fields) -> None:
         self.topic, self.partition, self.items, self.values, self.nbytes = topic, partition, items, values, nbytes
-        self._record, self._offset = record, offset  # item -> Record, item -> its offset
+        self.fields = fields
 
     @property
     def tp(self) -> TopicPartition:
@@ -107,10 +120,10 @@ class Run:
         return len(self.items)
 
     def offset(self, i: int) -> int:
-        return self._offset(self.items[i])
+        return self.fields.offset(self.items[i])
 
     def record(self, i: int) -> Record:
-        return self._record(self.items[i])
+        return self.fields.record(self.items[i])
 
     def first_at_or_after(self, position: int) -> int:
         """The index of the first record whose offset is >= `position` (offsets rise)."""
@@ -126,8 +139,8 @@ class Run:
     def tail(self, start: int) -> Run:
         """The records from index `start` on."""
         items, values = self.items[start:], self.values[start:]
-        nbytes = _bytes(values, [self._record(item).key for item in items]) if start else self.nbytes
-        return Run(self.topic, self.partition, items, values, nbytes, self._record, self._offset)
+        nbytes = _bytes(values, map(self.fields.key, items)) if start else self.nbytes
+        return Run(self.topic, self.partition, items, values, nbytes, self.fields)
 
 
 def _bytes(values: Iterable[bytes | None], keys: Iterable[bytes | None]) -> int:
@@ -135,12 +148,16 @@ def _bytes(values: Iterable[bytes | None], keys: Iterable[bytes | None]) -> int:
     return sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
 
 
-def _same(item: Any) -> Any:
-    return item
+def _same(record: Record) -> Record:
+    return record
 
 
-def _offset_of(record: Record) -> int:
-    return record.offset
+def _timestamps(records: Sequence[Record]) -> list[int]:
+    return [-1 if r.timestamp_ms is None else r.timestamp_ms for r in records]
+
+
+RECORD_FIELDS = Fields(_same, operator.attrgetter("offset"), operator.attrgetter("key"), _timestamps,
+                       operator.attrgetter("headers"))
 
 
 def runs_of(records: Sequence[Record]) -> list[Run]:
@@ -150,8 +167,9 @@ def runs_of(records: Sequence[Record]) -> list[Run]:
     for i in range(1, len(records) + 1):
         if i == len(records) or records[i].tp != records[start].tp:
             chunk = records[start:i]
-            runs.append(Run(chunk[0].topic, chunk[0].partition, chunk, [r.value for r in chunk],
-                            _bytes([r.value for r in chunk], [r.key for r in chunk]), _same, _offset_of))
+            values = [r.value for r in chunk]
+            runs.append(Run(chunk[0].topic, chunk[0].partition, chunk, values,
+                            _bytes(values, [r.key for r in chunk]), RECORD_FIELDS))
             start = i
     return runs
 
@@ -160,8 +178,8 @@ class RecordsView(Sequence[Record]):
     """A snapshot's records, converted from their runs only when read."""
 
     def __init__(self, segments: Sequence[tuple[Run, int, int]]) -> None:
-        self._segments = tuple(segments)  # (run, start, stop): run's records [start, stop)
-        self._ends: list[int] = list(itertools.accumulate(stop - start for _, start, stop in self._segments))
+        self.segments = tuple(segments)  # (run, start, stop): run's records [start, stop)
+        self._ends: list[int] = list(itertools.accumulate(stop - start for _, start, stop in self.segments))
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
@@ -174,11 +192,11 @@ class RecordsView(Sequence[Record]):
         if not 0 <= index < len(self):
             raise IndexError(index)
         k = bisect.bisect_right(self._ends, index)
-        run, start, _ = self._segments[k]
+        run, start, _ = self.segments[k]
         return run.record(start + index - (self._ends[k - 1] if k else 0))
 
     def __iter__(self) -> Iterator[Record]:
-        for run, start, stop in self._segments:
+        for run, start, stop in self.segments:
             for i in range(start, stop):
                 yield run.record(i)
 
@@ -275,7 +293,7 @@ class OperatorState:
         buffer.ops.extend(ops)
         buffer.end = run.offset(stop - 1) + 1
         whole = start == 0 and stop == len(run)
-        nbytes = run.nbytes if whole else _bytes(run.values[start:stop], (run.record(i).key for i in range(start, stop)))
+        nbytes = run.nbytes if whole else _bytes(run.values[start:stop], map(run.fields.key, run.items[start:stop]))
         buffer.nbytes += nbytes
         self.records += stop - start
         self.bytes += nbytes

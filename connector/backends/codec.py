@@ -2,22 +2,32 @@
 
 A snapshot is stored as its raw records (keys and values as read from Kafka), not as
 mapped rows: recovery maps them again, so no Python object is ever unpickled from
-storage. Layout: magic, a JSON header (checkpoint ID, pipeline, ranges, topics), the
-records as fixed-size heads followed by key and value bytes and the record's headers,
-and a CRC-32 of all that.
+storage. Layout (version 3, columnar: written without a Python step per record): the
+magic, then zlib-compressed (level 1: JSON shrinks about tenfold for ~40 ms per 100 000
+records, with the GIL released, and the state backend writes a tenth of the bytes) a
+JSON header (checkpoint ID, pipeline, ranges, topics, and the segments: topic
+index, partition, record count), then per segment its offsets and timestamps (int64,
+-1: none), key and value lengths (int32, -1: null), the keys and the values back to
+back, and its records' headers (a flag byte; when set, each record's headers as in
+version 2); last a CRC-32 of all that. Integers are little-endian. Versions 1 and 2
+(one fixed-size head per record) still decode.
 """
 
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
+from collections.abc import Sequence
 
 import orjson
 
 from connector.errors import SnapshotCorrupt
-from connector.state import PartitionRange, Record, Snapshot
+from connector.state import PartitionRange, Record, RecordsView, Run, Snapshot, runs_of
 
-MAGIC = b"EOSSNAP2"  # 2: each record carries its headers; version 1 snapshots still decode
+MAGIC = b"EOSSNAP3"  # 3: columnar segments
+MAGIC_V2 = b"EOSSNAP2"  # 2: each record carries its headers
 MAGIC_V1 = b"EOSSNAP1"
 # topic index, partition, offset, timestamp (-1: none), key length, value length (-1: null)
 _HEAD = struct.Struct(">HiqqiI")
@@ -28,36 +38,79 @@ _VALUE = struct.Struct(">i")  # header value length (-1: null), then its bytes
 
 
 def encode(snapshot: Snapshot, pipeline: str) -> bytes:
-    topics = sorted({r.topic for r in snapshot.ranges})
+    records = snapshot.records
+    segments = records.segments if isinstance(records, RecordsView) else \
+        [(run, 0, len(run)) for run in runs_of(list(records))]
+    topics = sorted({r.topic for r in snapshot.ranges} | {run.topic for run, _, _ in segments})
     index = {t: i for i, t in enumerate(topics)}
     header = orjson.dumps({
         "checkpoint_id": snapshot.checkpoint_id, "pipeline": pipeline, "topics": topics,
         "ranges": [[r.topic, r.partition, r.start, r.end, r.records] for r in snapshot.ranges],
+        "segments": [[index[run.topic], run.partition, stop - start] for run, start, stop in segments],
     })
-    parts = [MAGIC, struct.pack(">I", len(header)), header]
-    for rec in snapshot.records:
-        key_len = -1 if rec.key is None else len(rec.key)
-        value_len = _NULL if rec.value is None else len(rec.value)
-        ts = -1 if rec.timestamp_ms is None else rec.timestamp_ms
-        parts.append(_HEAD.pack(index[rec.topic], rec.partition, rec.offset, ts, key_len, value_len))
-        parts.append(rec.key or b"")
-        parts.append(rec.value or b"")
-        parts.append(_COUNT.pack(len(rec.headers)))
-        for name, value in rec.headers:
-            encoded = name.encode()
-            parts += [_NAME.pack(len(encoded)), encoded, _VALUE.pack(-1 if value is None else len(value)), value or b""]
-    body = b"".join(parts)
+    parts = [struct.pack("<I", len(header)), header]
+    for run, start, stop in segments:
+        parts += _segment(run, start, stop)
+    body = MAGIC + zlib.compress(b"".join(parts), 1)
     return body + struct.pack(">I", zlib.crc32(body))
+
+
+def _segment(run: Run, start: int, stop: int) -> list[bytes]:
+    fields, items = run.fields, run.items[start:stop]
+    values = run.values[start:stop]
+    keys = list(map(fields.key, items))
+    headers = list(map(fields.headers, items))
+    columns = [array("q", map(fields.offset, items)),
+               array("q", fields.timestamps(items)),
+               array("i", [-1 if k is None else len(k) for k in keys]),
+               array("i", [-1 if v is None else len(v) for v in values])]
+    if sys.byteorder == "big":
+        for column in columns:
+            column.byteswap()
+    parts = [column.tobytes() for column in columns]
+    parts += [b"".join(filter(None, keys)), b"".join(filter(None, values))]
+    if any(headers):
+        parts.append(b"\x01")
+        for record_headers in headers:
+            parts += _headers(record_headers or ())
+    else:
+        parts.append(b"\x00")
+    return parts
+
+
+def _headers(headers: Sequence[tuple[str, bytes | None]]) -> list[bytes]:
+    parts = [_COUNT.pack(len(headers))]
+    for name, value in headers:
+        encoded = name.encode()
+        parts += [_NAME.pack(len(encoded)), encoded, _VALUE.pack(-1 if value is None else len(value)), value or b""]
+    return parts
+
+
+def _read_headers(body: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+    (count,) = _COUNT.unpack_from(body, pos)
+    pos += _COUNT.size
+    headers: list[tuple[str, bytes | None]] = []
+    for _ in range(count):
+        (name_len,) = _NAME.unpack_from(body, pos)
+        name = body[pos + _NAME.size:pos + _NAME.size + name_len].decode()
+        pos += _NAME.size + name_len
+        (value_len,) = _VALUE.unpack_from(body, pos)
+        pos += _VALUE.size
+        headers.append((name, None if value_len < 0 else body[pos:pos + value_len]))
+        pos += max(value_len, 0)
+    return tuple(headers), pos
 
 
 def decode(data: bytes) -> tuple[str, Snapshot]:
     """(pipeline, snapshot with records and no ops); SnapshotCorrupt if damaged."""
-    if len(data) < len(MAGIC) + 8 or not data.startswith((MAGIC, MAGIC_V1)):
+    if len(data) < len(MAGIC) + 8 or not data.startswith((MAGIC, MAGIC_V2, MAGIC_V1)):
         raise SnapshotCorrupt("not a snapshot (bad magic or too short)")
-    with_headers = data.startswith(MAGIC)
     body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
     if zlib.crc32(body) != crc:
         raise SnapshotCorrupt("checksum mismatch")
+    if data.startswith(MAGIC):
+        return _decode_columnar(body)
+    with_headers = data.startswith(MAGIC_V2)
     pos = len(MAGIC)
     (header_len,) = struct.unpack_from(">I", body, pos)
     pos += 4
@@ -72,18 +125,57 @@ def decode(data: bytes) -> tuple[str, Snapshot]:
         pos += max(key_len, 0)
         value = None if value_len == _NULL else body[pos:pos + value_len]
         pos += 0 if value_len == _NULL else value_len
-        headers: list[tuple[str, bytes | None]] = []
+        headers: tuple[tuple[str, bytes | None], ...] = ()
         if with_headers:
-            (count,) = _COUNT.unpack_from(body, pos)
-            pos += _COUNT.size
-            for _ in range(count):
-                (name_len,) = _NAME.unpack_from(body, pos)
-                name = body[pos + _NAME.size:pos + _NAME.size + name_len].decode()
-                pos += _NAME.size + name_len
-                (header_len,) = _VALUE.unpack_from(body, pos)
-                pos += _VALUE.size
-                headers.append((name, None if header_len < 0 else body[pos:pos + header_len]))
-                pos += max(header_len, 0)
-        records.append(Record(topics[t], partition, offset, key, value, None if ts < 0 else ts, tuple(headers)))
+            headers, pos = _read_headers(body, pos)
+        records.append(Record(topics[t], partition, offset, key, value, None if ts < 0 else ts, headers))
     ranges = tuple(PartitionRange(*r) for r in header["ranges"])
     return header["pipeline"], Snapshot(header["checkpoint_id"], ranges, tuple(records), ())
+
+
+def _decode_columnar(data: bytes) -> tuple[str, Snapshot]:
+    try:
+        body = zlib.decompress(data[len(MAGIC):])
+    except zlib.error as exc:
+        raise SnapshotCorrupt(f"cannot decompress: {exc}") from None
+    pos = 0
+    (header_len,) = struct.unpack_from("<I", body, pos)
+    header = orjson.loads(body[pos + 4:pos + 4 + header_len])
+    pos += 4 + header_len
+    topics, records = header["topics"], []
+    for t, partition, count in header["segments"]:
+        columns = []
+        for code in "qqii":
+            column = array(code)
+            column.frombytes(body[pos:pos + count * column.itemsize])
+            pos += count * column.itemsize
+            if sys.byteorder == "big":
+                column.byteswap()
+            columns.append(column)
+        offsets, stamps, key_lens, value_lens = columns
+        keys, pos = _split(body, pos, key_lens)
+        values, pos = _split(body, pos, value_lens)
+        with_headers = body[pos:pos + 1] == b"\x01"
+        pos += 1
+        for i in range(count):
+            headers: tuple[tuple[str, bytes | None], ...] = ()
+            if with_headers:
+                headers, pos = _read_headers(body, pos)
+            records.append(Record(topics[t], partition, offsets[i], keys[i], values[i],
+                                  None if stamps[i] < 0 else stamps[i], headers))
+    if pos != len(body):
+        raise SnapshotCorrupt(f"{len(body) - pos} bytes after the last segment")
+    ranges = tuple(PartitionRange(*r) for r in header["ranges"])
+    return header["pipeline"], Snapshot(header["checkpoint_id"], ranges, tuple(records), ())
+
+
+def _split(body: bytes, pos: int, lengths: array[int]) -> tuple[list[bytes | None], int]:
+    """Fields stored back to back with these lengths (-1: null); the position after."""
+    out: list[bytes | None] = []
+    for length in lengths:
+        if length < 0:
+            out.append(None)
+        else:
+            out.append(body[pos:pos + length])
+            pos += length
+    return out, pos
