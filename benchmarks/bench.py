@@ -12,7 +12,7 @@ its own consumer group and table:
 - bare consume+decode: a confluent-kafka consumer with the connector's fetch settings,
   `consume(10000)` batches, every value decoded with orjson;
 - bare COPY: the same rows, already decoded, COPYed by psycopg into the same table shape
-  (100 000 rows per COPY and transaction);
+  (100 000 rows per COPY and transaction; after an untimed warm-up pass);
 - eos-connector run, end to end: append with each state backend, and upsert (into an
   empty table, and `upsert-stored`: into one that holds every key already); the rate is
   measured between the first and the last commit (first row visible -> last row visible,
@@ -123,15 +123,23 @@ def rows(records: int) -> list[tuple[Any, ...]]:
 
 
 def bare_copy(services: Services, table: str, data: list[tuple[Any, ...]]) -> dict[str, Any]:
-    services.sql(APPEND_DDL.format(table=table))
-    started = time.perf_counter()
-    with psycopg.connect(services.database_url) as conn:
-        for start in range(0, len(data), 100_000):
-            with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in data[start:start + 100_000]:
-                    copy.write_row(row)
-            conn.commit()
-    elapsed = time.perf_counter() - started
+    """COPY `data` into a new table, 100 000 rows per COPY and transaction. A first,
+    untimed pass into a scratch table warms the server (a fresh cluster's first large
+    write is slower while it creates WAL segments), so the limit is not understated."""
+    def copy_into(name: str) -> float:
+        services.sql(APPEND_DDL.format(table=name))
+        started = time.perf_counter()
+        with psycopg.connect(services.database_url) as conn:
+            for start in range(0, len(data), 100_000):
+                with conn.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in data[start:start + 100_000]:
+                        copy.write_row(row)
+                conn.commit()
+        return time.perf_counter() - started
+
+    copy_into(f"{table}_warm_up")
+    services.sql(f"DROP TABLE {table}_warm_up")
+    elapsed = copy_into(table)
     return {"records": len(data), "seconds": elapsed, "rate": len(data) / elapsed}
 
 

@@ -90,10 +90,10 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
                                          for i, (_, kind, length, _) in enumerate(columns)],
                                  rename={f"f{i}": name for i, name in enumerate(names)}, gc=False)
     lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None"]
-    if "text" in kinds.values():  # text fields are sent as decoded: none may need escaping
-        lines.append(" if b'\\\\' in value: return None")
-    elif any(kind in ESCAPED for kind in kinds.values()):
+    if any(kind in ESCAPED for kind in kinds.values()):  # a backslash-free value needs no escaping
         lines.append(" clean = b'\\\\' not in value")
+        if "text" in kinds.values():  # text fields are sent as decoded
+            lines.append(" if not clean: return None")
     checks, texts = zip(*(_field(kind, i) for i, (_, kind, _, _) in enumerate(columns)))
     lines += [" try:", *("  " + line for check in checks for line in check.splitlines()), "  pass",
               " except (ValueError, TypeError, OverflowError): return None"]
