@@ -116,7 +116,7 @@ class CheckpointCoordinator:
         faults: FaultHook = NO_FAULTS,
         clock: Callable[[], float] = time.monotonic,
         on_complete: Callable[[CheckpointResult], None] | None = None,
-        fast: Callable[[bytes], Any] | None = None,
+        fast: Callable[[bytes | None], Any] | None = None,
     ) -> None:
         self.state = OperatorState()
         self._store, self._backend, self._offsets = store, backend, offsets

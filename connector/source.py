@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
@@ -104,7 +104,7 @@ class KafkaSource:
             chunk = messages[start:stop]
             values = list(map(Message.value, chunk))
             nbytes = sum(map(len, filter(None, values))) + sum(map(len, filter(None, map(Message.key, chunk))))
-            runs.append(Run(topic, partition, chunk, values, nbytes, MESSAGE_FIELDS))
+            runs.append(Run(cast(str, topic), cast(int, partition), chunk, values, nbytes, MESSAGE_FIELDS))
             start = stop
         return runs
 

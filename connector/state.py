@@ -92,10 +92,10 @@ class Fields(NamedTuple):
     `timestamps`: items -> their timestamps in ms (-1 for none)."""
 
     record: Callable[[Any], Record]
-    offset: Callable[[Any], int]
-    key: Callable[[Any], bytes | None]
+    offset: Callable[[Any], Any]  # an int
+    key: Callable[[Any], Any]  # bytes or None
     timestamps: Callable[[Sequence[Any]], list[int]]
-    headers: Callable[[Any], Sequence[tuple[str, bytes | None]] | None]
+    headers: Callable[[Any], Any]  # a sequence of (name, value), or None
 
 
 class Run:
@@ -120,7 +120,7 @@ class Run:
         return len(self.items)
 
     def offset(self, i: int) -> int:
-        return self.fields.offset(self.items[i])
+        return int(self.fields.offset(self.items[i]))
 
     def record(self, i: int) -> Record:
         return self.fields.record(self.items[i])

@@ -55,7 +55,7 @@ class Op(NamedTuple):
 def as_op(op: Op | str, columns: tuple[str, ...]) -> Op:
     """An op as an Op: a str op (what the fast path gives in append mode, kept in the
     buffer as it is) is the row of an insert into every value column, in table order."""
-    return Op("insert", columns, op) if type(op) is str else op  # type: ignore[arg-type]
+    return Op("insert", columns, op) if isinstance(op, str) else op
 
 
 def rejection(error_class: str, message: str) -> Op:

@@ -10,7 +10,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -63,14 +63,17 @@ class WritePlan:
 def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
     """Group ops by the set of columns they name, so absent fields keep their defaults.
     Consecutive ops share one column tuple as a rule: checked by identity first."""
-    groups: dict[tuple[str, ...], CopyBatch] = {}
-    batch: CopyBatch | None = None
+    groups: dict[tuple[str, ...], tuple[list[str], list[tuple[int, ...]]]] = {}
+    columns: tuple[str, ...] | None = None
+    rows: list[str] = []
+    indices: list[tuple[int, ...]] = []
     for sources, op in ops:
-        if batch is None or op.columns is not batch.columns:
-            batch = groups.get(op.columns) or groups.setdefault(op.columns, CopyBatch(op.columns))
-        batch.rows.append(op.row)
-        batch.sources.append(sources)
-    return tuple(groups.values())
+        if op.columns is not columns:
+            columns = op.columns
+            rows, indices = groups.setdefault(columns, ([], []))
+        rows.append(op.row)
+        indices.append(sources)
+    return tuple(CopyBatch(columns, rows, indices) for columns, (rows, indices) in groups.items())
 
 
 _KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))  # Op's fields, read in C
@@ -81,7 +84,7 @@ def errors(ops: Sequence[Op | str]) -> dict[int, tuple[str, str]]:
     kinds = set(map(type, ops))
     if kinds == {str} or str not in kinds and not any(map(_ERROR, ops)):
         return {}
-    return {i: op.error for i, op in enumerate(ops) if type(op) is not str and op.error is not None}
+    return {i: op.error for i, op in enumerate(ops) if not isinstance(op, str) and op.error is not None}
 
 
 class Singles(Sequence[tuple[int, ...]]):
@@ -109,9 +112,10 @@ def plan_append(ops: Sequence[Op | str], columns: tuple[str, ...]) -> WritePlan:
     """Every op a row; rejected records (kind `reject`) write nothing. A plain str op
     is a row of every column (`columns`, in table order)."""
     if only_rows(ops):  # the common checkpoint: one batch, no Python step per record
-        return WritePlan((CopyBatch(columns, list(ops), Singles(range(len(ops)))),) if ops else (), None)
+        rows = cast(list[str], list(ops))
+        return WritePlan((CopyBatch(columns, rows, Singles(range(len(rows)))),) if rows else (), None)
     return WritePlan(_group(((i,), as_op(op, columns)) for i, op in enumerate(ops)
-                            if type(op) is str or op.error is None), None)
+                            if isinstance(op, str) or op.error is None), None)
 
 
 def _add(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import sqlalchemy as sa
 
 from connector.sink import statements as st
-from connector.sink.mapping import Op
+from connector.sink.mapping import Op, as_op
 
 RECORD_FAULT_CLASSES = ("22", "23")
 RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
@@ -99,7 +99,7 @@ class BatchWriter:
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._mode == "upsert":
-            plan = st.plan_upsert(ops, self._keys, self._additive)
+            plan = st.plan_upsert(cast(Sequence[Op], ops), self._keys, self._additive)  # no plain rows in upsert mode
             if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
                 self._isolated("delete", plan.deletes)
             for batch in plan.batches:
@@ -136,7 +136,7 @@ class BatchWriter:
             self.rejected[batch.sources[0][0]] = fault
         else:  # one key's records merged into a row: each on its own, in partition order
             for index in batch.sources[0]:
-                self._isolated(kind, st.single(self._ops[index], index) if kind != "delete"
+                self._isolated(kind, st.single(as_op(self._ops[index], batch.columns), index) if kind != "delete"
                                else st.CopyBatch(batch.columns, batch.rows, [(index,)]))
 
     def _inserted_as_new(self, batch: st.CopyBatch) -> bool:
