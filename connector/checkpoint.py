@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from connector.faults import NO_FAULTS, FaultHook
-from connector.state import MappingFailed, OperatorState, Record, Run, Snapshot, TopicPartition, runs_of
+from connector.runs import Run, runs_of
+from connector.state import MappingFailed, OperatorState, Record, Snapshot, TopicPartition
 
 log = logging.getLogger(__name__)
 

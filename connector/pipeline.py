@@ -42,7 +42,8 @@ from connector.faults import NO_FAULTS, FaultHook
 from connector.observability import Health, Metrics, Progress
 from connector.retry import Interrupted, RestartStrategy, retrying
 from connector.sink.mapping import RowMapper, tolerant
-from connector.state import Run, TopicPartition
+from connector.runs import Run
+from connector.state import TopicPartition
 
 if TYPE_CHECKING:
     from connector.deadletters import Forwarder

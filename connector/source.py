@@ -17,7 +17,8 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, T
 from confluent_kafka import KafkaError as RdKafkaError
 
 from connector.errors import KafkaError
-from connector.state import Fields, Record, Run
+from connector.runs import Fields, Run
+from connector.state import Record
 from connector.state import TopicPartition as TP
 
 log = logging.getLogger(__name__)

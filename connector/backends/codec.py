@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import orjson
 
 from connector.errors import SnapshotCorrupt
-from connector.state import PartitionRange, Record, RecordsView, Run, Snapshot, runs_of
+from connector.runs import RecordsView, Run, runs_of
+from connector.state import PartitionRange, Record, Snapshot
 
 MAGIC = b"EOSSNAP3"  # 3: columnar segments
 MAGIC_V2 = b"EOSSNAP2"  # 2: each record carries its headers

@@ -4,7 +4,8 @@ import pytest
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
-from connector.state import OperatorState, PartitionRange, Record, Snapshot, runs_of
+from connector.runs import runs_of
+from connector.state import OperatorState, PartitionRange, Record, Snapshot
 
 SNAPSHOT = Snapshot(
     9,

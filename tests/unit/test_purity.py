@@ -3,8 +3,8 @@
 import subprocess
 import sys
 
-PURE = ["connector.state", "connector.checkpoint", "connector.faults", "connector.sink.mapping",
-        "connector.sink.statements", "connector.backends.codec"]
+PURE = ["connector.state", "connector.runs", "connector.checkpoint", "connector.faults", "connector.sink.mapping",
+        "connector.sink.statements", "connector.sink.fastpath", "connector.backends.codec"]
 
 
 def test_pure_modules_import_no_io_library():

@@ -5,7 +5,7 @@ import pytest
 from connector.checkpoint import CheckpointPolicy
 from connector.errors import MappingError
 from connector.pipeline import Runner
-from connector.state import runs_of
+from connector.runs import runs_of
 
 from .fakes import FakeBackend, FakeOffsets, FakeStore, rec
 

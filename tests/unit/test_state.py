@@ -5,7 +5,8 @@ buffered, and a snapshot's records read back exactly as they were polled."""
 import pytest
 
 from connector.errors import MappingError
-from connector.state import MappingFailed, OperatorState, Record, runs_of
+from connector.runs import runs_of
+from connector.state import MappingFailed, OperatorState, Record
 
 from .fakes import rec
 
