@@ -172,11 +172,29 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
                                "WHERE pipeline = %s ORDER BY committed_at", (name,))
     span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
     latencies = [ms for r in started for ms in commit_latencies(r.output())]
-    return {"mode": UPDATES if stored else mode, "backend": backend, "replicas": replicas, "records": records,
-            "checkpoints": len(checkpoints), "seconds": span, "exact": True,
-            "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
-            "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
-            "commit_ms_p99": percentile(latencies, 99)}
+    result = {"mode": UPDATES if stored else mode, "backend": backend, "replicas": replicas, "records": records,
+              "checkpoints": len(checkpoints), "seconds": span, "exact": True,
+              "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
+              "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
+              "commit_ms_p99": percentile(latencies, 99)}
+    if replicas > 1:
+        result.update(steady_rate(checkpoints, [r.output() for r in started]))
+    return result
+
+
+def steady_rate(checkpoints: list[tuple[Any, ...]], logs: list[str]) -> dict[str, Any]:
+    """The aggregate rate once every replica holds its partitions: from the group's last
+    assignment to the last commit (replicas join one by one, and each join stops the
+    group for a rebalance first)."""
+    assigned = [max(re.findall(r"^(\S+ \S+) INFO connector.source \[\d+\] assigned", log, re.M), default="")
+                for log in logs]
+    if not all(assigned):
+        return {}
+    formed = datetime.strptime(max(assigned), "%Y-%m-%d %H:%M:%S,%f").astimezone()
+    after = [(at, n) for at, n in checkpoints if at > formed]
+    span = (checkpoints[-1][0] - formed).total_seconds()
+    return {"steady_rate": sum(n for _, n in after) / span if after and span > 0 else None,
+            "rebalanced_s": (formed - checkpoints[0][0]).total_seconds()}
 
 
 def replica_env(services: Services, topic: str, name: str, **extra: str) -> dict[str, str]:
@@ -314,7 +332,8 @@ def _show(what: str, result: dict[str, Any], limit: float | None = None) -> dict
     if limit:
         result["ratio_to_bare_limit"] = result["rate"] / limit
     extra = "".join(f"  {k} {v:.1f}" if isinstance(v, float) else "" for k, v in result.items()
-                    if k in ("peak_rss_mb", "commit_ms_p50", "commit_ms_p99") and v is not None)
+                    if k in ("peak_rss_mb", "commit_ms_p50", "commit_ms_p99", "steady_rate", "rebalanced_s")
+                    and v is not None)
     ratio = f"  {result['ratio_to_bare_limit']:.2f} x bare limit" if limit else ""
     print(f"{what:<36} {result['rate']:>10,.0f} records/s{ratio}{extra}", flush=True)
     return result
