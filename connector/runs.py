@@ -78,10 +78,10 @@ class Run:
         """Key and value bytes of records [start, stop)."""
         if start == 0 and stop == len(self.items):
             return self.nbytes
-        return _bytes(self.values[start:stop], map(self.fields.key, self.items[start:stop]))
+        return key_value_bytes(self.values[start:stop], map(self.fields.key, self.items[start:stop]))
 
 
-def _bytes(values: Iterable[bytes | None], keys: Iterable[bytes | None]) -> int:
+def key_value_bytes(values: Iterable[bytes | None], keys: Iterable[bytes | None]) -> int:
     """Key and value bytes (CHECKPOINT_MAX_BYTES counts these)."""
     return sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
 
@@ -107,7 +107,7 @@ def runs_of(records: Sequence[Record]) -> list[Run]:
             chunk = records[start:i]
             values = [r.value for r in chunk]
             runs.append(Run(chunk[0].topic, chunk[0].partition, chunk, values,
-                            _bytes(values, [r.key for r in chunk]), RECORD_FIELDS))
+                            key_value_bytes(values, [r.key for r in chunk]), RECORD_FIELDS))
             start = i
     return runs
 

@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, T
 from confluent_kafka import KafkaError as RdKafkaError
 
 from connector.errors import KafkaError
-from connector.runs import Fields, Run
+from connector.runs import Fields, Run, key_value_bytes
 from connector.state import Record
 from connector.state import TopicPartition as TP
 
@@ -104,7 +104,7 @@ class KafkaSource:
             stop = start + len(list(group))
             chunk = messages[start:stop]
             values = list(map(Message.value, chunk))
-            nbytes = sum(map(len, filter(None, values))) + sum(map(len, filter(None, map(Message.key, chunk))))
+            nbytes = key_value_bytes(values, map(Message.key, chunk))
             runs.append(Run(cast(str, topic), cast(int, partition), chunk, values, nbytes, MESSAGE_FIELDS))
             start = stop
         return runs

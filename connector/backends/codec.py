@@ -42,7 +42,7 @@ def encode(snapshot: Snapshot, pipeline: str) -> bytes:
     records = snapshot.records
     segments = records.segments if isinstance(records, RecordsView) else \
         [(run, 0, len(run)) for run in runs_of(list(records))]
-    topics = sorted({r.topic for r in snapshot.ranges} | {run.topic for run, _, _ in segments})
+    topics = sorted({r.topic for r in snapshot.ranges})  # every segment's partition has its range
     index = {t: i for i, t in enumerate(topics)}
     header = orjson.dumps({
         "checkpoint_id": snapshot.checkpoint_id, "pipeline": pipeline, "topics": topics,
