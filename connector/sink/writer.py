@@ -43,10 +43,15 @@ class Rejection:
     error: str
 
 
+def sqlstate_of(exc: BaseException) -> str:
+    """The SQLSTATE of a driver error (SQLAlchemy's wrapper or psycopg's own); "" if none."""
+    return getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
+
+
 def record_fault(exc: BaseException) -> Rejection | None:
     """The Rejection for a database error a record's content caused; None for any other."""
     orig = getattr(exc, "orig", exc)
-    sqlstate = getattr(orig, "sqlstate", None) or ""
+    sqlstate = sqlstate_of(exc)
     if not (sqlstate.startswith(RECORD_FAULT_CLASSES) or sqlstate in RECORD_FAULT_CODES):
         return None
     diag = getattr(orig, "diag", None)
@@ -148,7 +153,7 @@ class BatchWriter:
             with self._conn.begin_nested():
                 self._copy(self._target, batch)
         except (sa.exc.DBAPIError, psycopg.Error) as exc:
-            sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
+            sqlstate = sqlstate_of(exc)
             if not sqlstate or sqlstate.startswith(_NOT_THE_BATCH):  # the session's trouble: retried as it is
                 raise
             # A stored key or a refused row: merged as usual. Anything else (COPY refused
