@@ -69,7 +69,7 @@ class StateBackend(Protocol):
 
 class OffsetSink(Protocol):
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
-    def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> list[TopicPartition]: ...  # those it could not move
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ class CheckpointCoordinator:
         commit_ms = (time.monotonic() - started) * 1000.0
         # Step 4.
         if outcome is CommitOutcome.FENCED:
-            self._refetch(snapshot.partitions)
+            self._refetch(snapshot)
         else:
             self._faults.reached("after_db_commit")
             # Partitions lost while the commit ran are another replica's to commit to Kafka.
@@ -307,10 +307,46 @@ class CheckpointCoordinator:
         for tp in partitions:
             self.state.release(tp)
 
-    def _refetch(self, partitions: Iterable[TopicPartition]) -> None:
-        """After FENCED: the snapshot is dropped; owned partitions resume from the
-        database's offsets (a rebalance usually takes them away soon after)."""
-        owned = [tp for tp in partitions if self.state.owns(tp)]
-        offsets = self._assign(owned)
-        self._offsets.seek(offsets)
+    def _refetch(self, snapshot: Snapshot) -> None:
+        """After FENCED: the snapshot is dropped; owned partitions are read again from
+        the database's offsets (a rebalance usually takes them away soon after), and one
+        with no offsets row yet from the first offset of its fenced range (I11): reading
+        on from where the consumer stands would skip the fenced records for good."""
+        owned = [tp for tp in snapshot.partitions if self.state.owns(tp)]
+        stored = self._store.next_offsets(owned)
+        firsts = _first_offsets(snapshot, {tp for tp, offset in stored.items() if offset is None})
+        targets: dict[TopicPartition, int] = {}
+        for tp, next_offset in stored.items():
+            read_from = firsts.get(tp) if next_offset is None else None
+            self.state.assign(tp, next_offset, read_from)
+            target = next_offset if next_offset is not None else read_from
+            if target is not None:
+                targets[tp] = target
+        for tp in self._offsets.seek(targets):
+            self.state.unpositioned(tp)
         self.refetched.update(owned)
+
+    def reposition(self) -> None:
+        """Seek again the partitions whose seek did not take; until one takes, nothing
+        read of them is buffered."""
+        waiting = self.state.waiting_for_position
+        if not waiting:
+            return
+        targets = {tp: position for tp in waiting if (position := self.state.position(tp)) is not None}
+        failed = set(self._offsets.seek(targets))
+        for tp in waiting:
+            if tp not in failed:
+                self.state.positioned(tp)
+
+
+def _first_offsets(snapshot: Snapshot, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+    """The first record offset of each of `partitions` in `snapshot`."""
+    firsts: dict[TopicPartition, int] = {}
+    if not partitions:
+        return firsts
+    for record in snapshot.records:
+        if record.tp in partitions and record.tp not in firsts:
+            firsts[record.tp] = record.offset
+            if len(firsts) == len(partitions):
+                break
+    return firsts

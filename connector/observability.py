@@ -46,6 +46,9 @@ class Metrics:
         self.assigned = Gauge("eos_assigned_partitions", "Partitions this replica owns", registry=r)
         self.rebalances = Counter("eos_rebalances", "Rebalance callbacks by kind: assigned, revoked, lost",
                                   ["kind"], registry=r)
+        self.gaps = Counter("eos_offset_gaps", "Offsets the broker skipped in an assigned partition's sequence "
+                            "(transaction markers, compaction, retention): past the position the consumer read "
+                            "from, so no record of them was ever readable", registry=r)
         self.retries = Counter("eos_retries", "Transient failures retried (RESTART_STRATEGY)", registry=r)
         for outcome in ("committed", "already-committed", "fenced", "failed", "timed-out"):
             self.checkpoints.labels(outcome)

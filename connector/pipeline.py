@@ -65,7 +65,7 @@ class Source(Protocol):
     def start(self, listener: "RebalanceListener") -> None: ...
     def poll(self, max_records: int, timeout_s: float) -> list[Run]: ...
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
-    def seek(self, offsets: Mapping[TopicPartition, int | None]) -> None: ...
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> list[TopicPartition]: ...
     def high_watermark(self, tp: TopicPartition) -> int | None: ...
     def close(self) -> None: ...
 
@@ -179,8 +179,9 @@ class Runner:
         runs = self._source.poll(min(self._policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
         self.health.progressed()
         self.metrics.consumed.inc(sum(map(len, runs)))
-        self._buffer(runs)
         coord = self._coord
+        coord.reposition()  # partitions a fence sent back whose seek did not take yet
+        self._buffer(runs)
         reason = coord.due()
         if reason is not None:
             self._checkpoint(reason, interruptible=True, overlap=True)
@@ -326,6 +327,7 @@ class Runner:
             return
         self._gauges_at = now
         state = self._coord.state
+        self.metrics.gaps.inc(state.take_gaps())
         self.metrics.buffered_records.set(state.records)
         self.metrics.buffered_bytes.set(state.bytes)
         total = 0

@@ -138,18 +138,20 @@ class KafkaSource:
             self._retry.update(pending)
             log.warning("Kafka offset commit not sent (retried at the next checkpoint): %s", exc.args[0])
 
-    def seek(self, offsets: Mapping[TP, int | None]) -> None:
-        """Move owned partitions back to these next_offsets (after being fenced)."""
+    def seek(self, offsets: Mapping[TP, int]) -> list[TP]:
+        """Move owned partitions to these next_offsets (after being fenced); the
+        partitions the consumer could not move (their reads are not from there)."""
         if self._consumer is None:
-            return
+            return []
+        failed = []
         for (topic, partition), offset in offsets.items():
-            if offset is None:
-                continue
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
-                log.warning("seek %s[%d] to %d failed (%s); the next assignment repositions it",
+                failed.append((topic, partition))
+                log.warning("seek %s[%d] to %d failed (%s); nothing read of it is buffered until a seek takes",
                             topic, partition, offset, exc.args[0])
+        return failed
 
     def high_watermark(self, tp: TP) -> int | None:
         """The partition's high watermark as of the last fetch (no broker round trip)."""

@@ -6,6 +6,14 @@ position the replica read from (the database's `next_offset`, or None before the
 partition's first ever commit), `end` is the last buffered record's offset + 1. `start`
 is a *position*, not the first record's offset, so gaps left by compaction or
 transaction markers never break the compare-and-set.
+
+A partition's *read position* is where its next record must be at or after: the range's
+start, except after a fence of a partition with no offsets row yet, when it is the first
+offset of the range that was fenced (its start stays None: the compare-and-set still
+expects no row). A record before the read position is stale and skipped. A record past it
+is a gap the broker made (compaction, transaction markers, retention) — counted in
+`gaps` — as long as the consumer really reads from there: a partition whose seek did not
+take (`unpositioned`) buffers nothing until it is positioned again (I11).
 """
 
 from __future__ import annotations
@@ -101,21 +109,52 @@ class OperatorState:
     stale redelivery can never be buffered twice."""
 
     def __init__(self) -> None:
-        self._positions: dict[TopicPartition, int | None] = {}
+        self._starts: dict[TopicPartition, int | None] = {}  # the database's next_offset
+        self._positions: dict[TopicPartition, int | None] = {}  # the read position
         self._buffers: dict[TopicPartition, _Buffer] = {}
+        self._unpositioned: set[TopicPartition] = set()
         self.records = 0
         self.bytes = 0
+        self.gaps = 0  # offsets the broker skipped past a partition's read position
 
     # -- assignment -------------------------------------------------------------------
-    def assign(self, tp: TopicPartition, next_offset: int | None) -> None:
-        """Own `tp` from `next_offset` (None: no commit yet, read from Kafka's default)."""
+    def assign(self, tp: TopicPartition, next_offset: int | None, read_from: int | None = None) -> None:
+        """Own `tp` from the database's `next_offset` (None: no commit yet, read from
+        Kafka's default), read from `read_from` when given (a fenced first range)."""
         self._drop_buffer(tp)
-        self._positions[tp] = next_offset
+        self._unpositioned.discard(tp)
+        self._starts[tp] = next_offset
+        self._positions[tp] = next_offset if read_from is None else read_from
 
     def release(self, tp: TopicPartition) -> None:
         """Forget `tp` and anything buffered for it."""
         self._drop_buffer(tp)
+        self._starts.pop(tp, None)
         self._positions.pop(tp, None)
+        self._unpositioned.discard(tp)
+
+    def position(self, tp: TopicPartition) -> int | None:
+        """Where `tp`'s next record must be at or after (None: wherever Kafka starts)."""
+        buffer = self._buffers.get(tp)
+        return buffer.end if buffer is not None else self._positions.get(tp)
+
+    def unpositioned(self, tp: TopicPartition) -> None:
+        """The consumer could not be moved to `tp`'s read position: buffer nothing of
+        `tp` until `positioned` (what it reads now may start anywhere)."""
+        self._drop_buffer(tp)
+        self._unpositioned.add(tp)
+
+    def positioned(self, tp: TopicPartition) -> None:
+        self._unpositioned.discard(tp)
+
+    def take_gaps(self) -> int:
+        """Offsets skipped past read positions since the last call (for a metric)."""
+        gaps, self.gaps = self.gaps, 0
+        return gaps
+
+    @property
+    def waiting_for_position(self) -> tuple[TopicPartition, ...]:
+        return tuple(sorted(self._unpositioned))
 
     def owns(self, tp: TopicPartition) -> bool:
         return tp in self._positions
@@ -144,8 +183,8 @@ class OperatorState:
         """Buffer up to `room` records of `run`, stopping after the record whose value
         reaches `room_bytes`; the index where it stopped."""
         tp = run.tp
-        if tp not in self._positions:
-            return len(run)  # not ours (revoked or lost since it was fetched)
+        if tp not in self._positions or tp in self._unpositioned:
+            return len(run)  # not ours (revoked or lost since it was fetched), or read from the wrong place
         buffer = self._buffers.get(tp)
         position = buffer.end if buffer is not None else self._positions[tp]
         start = 0 if position is None or run.offset(0) >= position else run.first_at_or_after(position)
@@ -167,8 +206,11 @@ class OperatorState:
               ops: list[Any]) -> None:
         if start >= stop:
             return
+        position = self.position(tp)
+        if position is not None:  # offsets the broker skipped: before the run, or inside it
+            self.gaps += run.offset(stop - 1) + 1 - position - (stop - start)
         if buffer is None:
-            buffer = self._buffers[tp] = _Buffer(self._positions[tp], 0)
+            buffer = self._buffers[tp] = _Buffer(self._starts[tp], 0)
         buffer.segments.append((run, start, stop))
         buffer.ops.extend(ops)
         buffer.end = run.offset(stop - 1) + 1
@@ -190,7 +232,7 @@ class OperatorState:
             ranges.append(PartitionRange(tp[0], tp[1], buffer.start, buffer.end, count))
             segments.extend(buffer.segments)
             ops.extend(buffer.ops)
-            self._positions[tp] = buffer.end
+            self._starts[tp] = self._positions[tp] = buffer.end
         self._buffers.clear()
         self.records = self.bytes = 0
         return Snapshot(checkpoint_id, tuple(ranges), RecordsView(segments), tuple(ops))

@@ -56,12 +56,14 @@ class FakeOffsets:
     def __init__(self) -> None:
         self.commits: list[dict] = []
         self.seeks: list[dict] = []
+        self.failing: set = set()  # partitions whose seek fails
 
     def commit_offsets(self, offsets) -> None:
         self.commits.append(dict(offsets))
 
-    def seek(self, offsets) -> None:
+    def seek(self, offsets) -> list:
         self.seeks.append(dict(offsets))
+        return [tp for tp in offsets if tp in self.failing]
 
 
 class Clock:

@@ -160,3 +160,42 @@ def test_fault_hook_fires_on_nth_occurrence(monkeypatch):
         coord.add(rec(o))
         coord.checkpoint("t")
     assert len(fired) == 1
+
+
+def test_a_fenced_partition_without_an_offsets_row_is_read_again_from_its_fenced_range():
+    """I11: checkpoint 1 holds t[0..2] with no offsets rows yet; another commit creates rows
+    for t[0] and t[1] only, so checkpoint 1 is fenced. t[2] still has no row: it must be read
+    again from the first offset of its fenced range, not from wherever the consumer stands."""
+    coord, store, _, offsets, _ = make(policy=CheckpointPolicy(1000, 100, 10_000))
+    coord.assign([("t", 0), ("t", 1), ("t", 2)])
+    coord.add_many([rec(o, partition=p) for p in range(3) for o in range(3, 6)])
+    store.offsets.update({("t", 0): 3, ("t", 1): 3})  # a re-committed snapshot of [?, 3) of t[0] and t[1]
+    assert coord.checkpoint("t").outcome is CommitOutcome.FENCED
+    assert offsets.seeks == [{("t", 0): 3, ("t", 1): 3, ("t", 2): 3}]
+    assert coord.state.position(("t", 2)) == 3
+    assert not coord.add(rec(2, partition=2))  # before the fenced range: stale
+    coord.add_many([rec(o, partition=p) for p in range(3) for o in range(3, 6)])  # read again
+    result = coord.checkpoint("t")
+    assert result.outcome is CommitOutcome.COMMITTED
+    assert store.offsets == {("t", 0): 6, ("t", 1): 6, ("t", 2): 6}
+    assert sorted(store.rows) == [3, 3, 3, 4, 4, 4, 5, 5, 5]
+
+
+def test_a_partition_whose_seek_fails_buffers_nothing_until_a_seek_takes():
+    """I11: a seek that did not take leaves the consumer reading from elsewhere: nothing
+    of that partition is buffered until `reposition` moves it."""
+    coord, store, _, offsets, _ = make()
+    coord.assign([("t", 0)])
+    coord.add_many([rec(0), rec(1)])
+    store.offsets[("t", 0)] = 1
+    offsets.failing.add(("t", 0))
+    assert coord.checkpoint("t").outcome is CommitOutcome.FENCED
+    assert not coord.add(rec(2))  # the consumer read on past the fence: refused
+    coord.reposition()
+    assert not coord.add(rec(3))  # still failing
+    offsets.failing.clear()
+    coord.reposition()
+    assert offsets.seeks[-1] == {("t", 0): 1}
+    assert coord.add(rec(1)) and coord.add(rec(2))
+    coord.checkpoint("t")
+    assert store.rows == [1, 2] and store.offsets[("t", 0)] == 3

@@ -99,3 +99,11 @@ def test_snapshot_records_read_back_in_order_with_their_ops():
     assert list(snapshot.ops) == [r.offset for r in expected] and snapshot.size == 5
     with pytest.raises(IndexError):
         snapshot.records[5]
+
+
+def test_offsets_skipped_past_the_read_position_are_counted_as_gaps():
+    """Transaction markers and compaction leave offsets no record holds: counted, not refused."""
+    state = OperatorState()
+    state.assign(("t", 0), 10)
+    state.add_runs(runs_of([rec(12), rec(13), rec(15)]), lambda run, a, b: [None] * (b - a), 100, 10**6)
+    assert state.records == 3 and state.take_gaps() == 3 and state.gaps == 0
