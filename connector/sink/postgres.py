@@ -105,6 +105,7 @@ class PostgresStore:
         self.target: TableSpec | None = None
         self._target_table: sa.Table | None = None  # built once by prepare()
         self.key_columns: tuple[str, ...] = ()
+        self._summed_by_database: frozenset[str] = frozenset()  # floating-point additive columns
         self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
 
     @classmethod
@@ -159,6 +160,8 @@ class PostgresStore:
         if self.mode == "upsert":
             self.key_columns = resolve_key_columns(self.target, self._configured_keys)
             check_additive_columns(self.target, self.key_columns, self.additive_columns)
+            self._summed_by_database = frozenset(c.name for c in self.target.columns
+                                                 if c.name in self.additive_columns and c.kind == "float")
         names = {c.name for c in self.target.columns}
         missing = [f"{column!r} (for the record's {field})" for field, column in self.metadata_columns
                    if column not in names]
@@ -243,7 +246,8 @@ class PostgresStore:
                                sa.func.set_config("TimeZone", "UTC", True)))
 
     def _writer(self, conn: sa.Connection) -> BatchWriter:
-        return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns, self._new_keys)
+        return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns, self._new_keys,
+                           self._summed_by_database)
 
     def _deadletter(self, conn: sa.Connection, snapshot: Snapshot, writer: BatchWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""

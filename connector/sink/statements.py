@@ -6,6 +6,7 @@ PostgreSQL dialect; record content only ever travels as COPY data or bound param
 
 from __future__ import annotations
 
+import decimal
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -118,40 +119,80 @@ def plan_append(ops: Sequence[Op | str], columns: tuple[str, ...]) -> WritePlan:
                             if isinstance(op, str) or op.error is None), None)
 
 
-def _add(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:
-    """`incoming` over `stored`, with `additive` columns summed (absent or NULL as 0)."""
+# Exact sums: numeric and integer increments add as PostgreSQL adds them (no rounding at
+# 28 digits; Infinity + -Infinity is NaN, as numeric's is).
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[])
+
+
+def _sum(stored: str | None, increment: str | None) -> str:
+    """An additive column's value after `increment`, as `upsert_from_stage` computes it
+    (NULL counts as 0 on both sides)."""
+    return str(_EXACT.add(Decimal(stored or 0), Decimal(increment or 0)))
+
+
+def _mergeable(stored: Op, incoming: Op, additive: Sequence[str], summed_by_database: frozenset[str]) -> bool:
+    """Whether `incoming` can be folded into `stored` (the same key's earlier upsert in
+    this checkpoint) with the effect of applying both in turn. Not when it increments an
+    additive column that `stored` does not name (the row's default would be the base) or
+    one whose sum only the database computes exactly (floating point: addition is not
+    associative, so the order of additions must stay the database's)."""
+    if not additive:
+        return True
+    named, before = set(incoming.columns), set(stored.columns)
+    return all(c not in named or (c in before and c not in summed_by_database) for c in additive)
+
+
+def _merge(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:
+    """`incoming` applied over `stored`: the fields it names replace the stored ones, the
+    others keep theirs (a partial upsert), and `additive` columns are summed."""
     before, after = stored.values, incoming.values
     merged = {**before, **after}
     for col in additive:
-        if col in before or col in after:
-            merged[col] = str(Decimal(before.get(col) or 0) + Decimal(after.get(col) or 0))
+        if col in after:
+            merged[col] = _sum(before[col], after[col])
     return Op(incoming.kind, tuple(merged), render_row(list(merged.values())), incoming.key)
 
 
 Reduced = dict[tuple[Any, ...], tuple[tuple[int, ...], Op]]
 
 
-def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = ()) -> tuple[Reduced, Reduced]:
-    """Reduce a batch to at most one delete and one upsert per key, in partition order;
-    each with the indices of the records it stands for.
+def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = (),
+                  summed_by_database: frozenset[str] = frozenset()) -> tuple[Reduced, list[Reduced]]:
+    """Reduce a batch to at most one delete per key and a few rounds of upserts, at most
+    one per key in each round; each with the indices of the records it stands for, in
+    partition order. Applying the deletes, then the rounds in order, has the effect of
+    applying the records one at a time (I10: checkpoint boundaries are invisible).
 
-    A tombstone cancels the upserts before it and marks the key for deletion; upserts
-    after it insert a fresh row (deletes run first). Between tombstones the last upsert
-    wins, except that `additive` columns are summed. Rejected records are skipped."""
+    Between tombstones a key's upserts fold into one (`_merge`: partial upserts keep the
+    fields they do not name, additive columns are summed) unless `_mergeable` says the
+    database must apply them in turn: then the next one opens the key's next round. A
+    tombstone cancels the key's upserts before it and marks the key for deletion; its
+    sources include the upserts it cancelled, so a delete the database refuses is
+    replayed record by record. Upserts after it insert a fresh row (deletes run first).
+    Rejected records are skipped."""
     deletes: Reduced = {}
-    upserts: Reduced = {}
+    chains: dict[tuple[Any, ...], list[tuple[tuple[int, ...], Op]]] = {}  # each key's rounds since its tombstone
     for i, op in enumerate(ops):
         if op.kind == REJECT:
             continue
         key = op.key
-        sources, previous = upserts.pop(key, ((), None))
         if op.kind == "delete":
-            deletes[key] = (deletes.get(key, ((), op))[0] + (i,), op)
-        elif additive and previous is not None:
-            upserts[key] = (sources + (i,), _add(previous, op, additive))
+            cancelled = tuple(index for sources, _ in chains.pop(key, ()) for index in sources)
+            deletes[key] = (deletes.get(key, ((), op))[0] + cancelled + (i,), op)
+            continue
+        chain = chains.setdefault(key, [])
+        if chain and _mergeable(chain[-1][1], op, additive, summed_by_database):
+            sources, stored = chain[-1]
+            chain[-1] = (sources + (i,), _merge(stored, op, additive))
         else:
-            upserts[key] = (sources + (i,), op)
-    return deletes, upserts
+            chain.append(((i,), op))
+    rounds: list[Reduced] = []
+    for key, chain in chains.items():
+        for r, entry in enumerate(chain):
+            if r == len(rounds):
+                rounds.append({})
+            rounds[r][key] = entry
+    return deletes, rounds
 
 
 def _distinct_upserts(ops: Sequence[Op]) -> bool:
@@ -161,13 +202,15 @@ def _distinct_upserts(ops: Sequence[Op]) -> bool:
             and len(set(map(_KEY, ops))) == len(ops))
 
 
-def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = ()) -> WritePlan:
+def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = (),
+                summed_by_database: frozenset[str] = frozenset()) -> WritePlan:
+    """Deletes, then each round's batches in order (`reduce_by_key`)."""
     if ops and _distinct_upserts(ops):  # the common checkpoint: one batch, no Python step per record
         return WritePlan((CopyBatch(ops[0].columns, list(map(_ROW, ops)), Singles(range(len(ops)))),), None)
-    deletes, upserts = reduce_by_key(ops, additive)
+    deletes, rounds = reduce_by_key(ops, additive, summed_by_database)
     delete_batch = (CopyBatch(tuple(key_columns), [op.row for _, op in deletes.values()],
                               [s for s, _ in deletes.values()]) if deletes else None)
-    return WritePlan(_group(upserts.values()), delete_batch)
+    return WritePlan(tuple(batch for upserts in rounds for batch in _group(upserts.values())), delete_batch)
 
 
 # -- row statements ---------------------------------------------------------------------
@@ -188,14 +231,20 @@ def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
 
 
+def empty_stage_sql(stage: sa.Table) -> str:
+    return f"DELETE FROM {_quote.format_table(stage)}"
+
+
 def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[str],
                       additive: Sequence[str] = ()) -> sa.Insert:
     """INSERT … SELECT from the stage; on conflict the stage's values replace the row's,
-    and `additive` columns are added to the stored value instead."""
+    and `additive` columns are added to the stored value instead (NULL on either side
+    counts as 0: a null increment adds nothing)."""
     columns = [c.name for c in stage.columns]
     insert = pg.insert(target).from_select(columns, sa.select(*stage.columns))
     updates: dict[str, Any] = {
-        c: (sa.func.coalesce(target.c[c], sa.literal_column("0")) + insert.excluded[c]) if c in additive else insert.excluded[c]
+        c: (sa.func.coalesce(target.c[c], sa.literal_column("0")) + sa.func.coalesce(insert.excluded[c], sa.literal_column("0")))
+        if c in additive else insert.excluded[c]
         for c in columns if c not in key_columns
     }
     if not updates:

@@ -12,12 +12,13 @@ record's effect lands or is refused on its own. Refused records are returned as
 naming the first). Any other failure ends the transaction as before.
 
 The cost of isolation is paid only by a batch that fails: a good batch costs one
-SAVEPOINT and its RELEASE.
+SAVEPOINT and its RELEASE. A stage table is made once per column set and transaction and
+emptied before each use, so bisecting a large batch holds a handful of relation locks,
+not one per attempt (thousands of stage tables exhausted the lock table).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -90,11 +91,13 @@ class BatchWriter:
     """Writes one checkpoint's ops on `conn` inside the open commit transaction."""
 
     def __init__(self, conn: sa.Connection, target: sa.Table, mode: str, key_columns: Sequence[str] = (),
-                 additive: Sequence[str] = (), new_keys: NewKeys | None = None) -> None:
+                 additive: Sequence[str] = (), new_keys: NewKeys | None = None,
+                 summed_by_database: frozenset[str] = frozenset()) -> None:
         self._conn, self._target, self._mode = conn, target, mode
         self._new_keys = new_keys or NewKeys()
         self._keys, self._additive = tuple(key_columns), tuple(additive)
-        self._stages = itertools.count()  # stage tables are unique within the transaction
+        self._summed_by_database = summed_by_database  # additive columns Python cannot sum exactly
+        self._stages: dict[tuple[str, ...], sa.Table] = {}  # one per column set, for the transaction
         self._ops: Sequence[Op | str] = ()
         self.rejected: dict[int, Rejection] = {}
 
@@ -104,7 +107,8 @@ class BatchWriter:
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._mode == "upsert":
-            plan = st.plan_upsert(cast(Sequence[Op], ops), self._keys, self._additive)  # no plain rows in upsert mode
+            plan = st.plan_upsert(cast(Sequence[Op], ops), self._keys, self._additive,  # no plain rows in upsert mode
+                                  self._summed_by_database)
             if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
                 self._isolated("delete", plan.deletes)
             for batch in plan.batches:
@@ -126,9 +130,10 @@ class BatchWriter:
         """Write `batch` under a savepoint; on a record fault, bisect down to the rows at fault."""
         if not batch.rows:
             return
+        stage = None if kind == "insert" else self._stage(batch.columns)  # made outside: a rollback keeps it
         try:
             with self._conn.begin_nested():
-                self._apply(kind, batch)
+                self._apply(kind, batch, stage)
             return
         except (sa.exc.DBAPIError, psycopg.Error) as exc:  # COPY runs on the driver's own cursor
             fault = record_fault(exc)
@@ -139,10 +144,10 @@ class BatchWriter:
                 self._isolated(kind, half)
         elif len(batch.sources[0]) == 1:
             self.rejected[batch.sources[0][0]] = fault
-        else:  # one key's records merged into a row: each on its own, in partition order
+        else:  # several records in one row: each on its own, in partition order, as what it is
             for index in batch.sources[0]:
-                self._isolated(kind, st.single(as_op(self._ops[index], batch.columns), index) if kind != "delete"
-                               else st.CopyBatch(batch.columns, batch.rows, [(index,)]))
+                op = as_op(self._ops[index], batch.columns)
+                self._isolated(op.kind, st.single(op, index))
 
     def _inserted_as_new(self, batch: st.CopyBatch) -> bool:
         """Upsert `batch` by COPY into the table, as inserts (True), when none of its
@@ -163,20 +168,22 @@ class BatchWriter:
         self._new_keys.result(True)
         return True
 
-    def _apply(self, kind: str, batch: st.CopyBatch) -> None:
-        if kind == "insert":
+    def _apply(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None) -> None:
+        if stage is None:
             self._copy(self._target, batch)
             return
-        stage = self._stage(batch)
+        self._conn.exec_driver_sql(st.empty_stage_sql(stage))
+        self._copy(stage, batch)
         if kind == "delete":
             self._conn.execute(st.delete_from_stage(self._target, stage))
         else:
             self._conn.execute(st.upsert_from_stage(self._target, stage, self._keys, self._additive))
 
-    def _stage(self, batch: st.CopyBatch) -> sa.Table:
-        stage = st.stage_table(f"eos_stage_{next(self._stages)}", batch.columns)
-        self._conn.exec_driver_sql(st.create_stage_sql(self._target, stage))
-        self._copy(stage, batch)
+    def _stage(self, columns: tuple[str, ...]) -> sa.Table:
+        stage = self._stages.get(columns)
+        if stage is None:
+            stage = self._stages[columns] = st.stage_table(f"eos_stage_{len(self._stages)}", columns)
+            self._conn.exec_driver_sql(st.create_stage_sql(self._target, stage))
         return stage
 
     def _copy(self, table: sa.Table, batch: st.CopyBatch) -> None:
