@@ -77,6 +77,10 @@ def _int(bits: int) -> Converter:
                 value = int(value)
             elif isinstance(value, str):
                 value = int(value.strip())
+            elif isinstance(value, Decimal):
+                if value != value.to_integral_value():
+                    raise Invalid(f"{value} is not a whole number")
+                value = int(value)
             elif not isinstance(value, int):
                 raise Invalid(f"expected an integer, got {type(value).__name__}")
         if not low <= value <= high:
@@ -96,18 +100,23 @@ def _numeric(value: Any) -> str:
         return str(value)
     if kind is float:
         return repr(value) if math.isfinite(value) else _special_float(value)
-    if isinstance(value, Decimal):  # Avro decimals arrive decoded
+    if isinstance(value, Decimal):  # Avro decimals, and exact JSON numbers, arrive decoded
+        if value.is_snan():
+            raise Invalid("sNaN is not a number PostgreSQL stores")
         return str(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise Invalid(f"expected a number, got {type(value).__name__}")
     try:
-        return str(Decimal(str(value).strip()))
+        number = Decimal(str(value).strip())
     except InvalidOperation:
         raise Invalid(f"{value!r} is not a number") from None
+    if number.is_snan():
+        raise Invalid("sNaN is not a number PostgreSQL stores")
+    return str(number)
 
 
 def _float(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise Invalid(f"expected a number, got {type(value).__name__}")
     number = float(value)
     return repr(number) if math.isfinite(number) else _special_float(number)
@@ -133,7 +142,8 @@ def dumps(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    text = value if type(value) is str else dumps(value)
+    kind = type(value)
+    text = value if kind is str else str(value) if kind is int or kind is Decimal else dumps(value)
     if "\x00" in text:
         raise Invalid("text contains a NUL character, which PostgreSQL cannot store")
     return text
@@ -226,17 +236,6 @@ CONVERTERS: dict[str, Converter] = {
     "bytea": _bytea,
     "other": _text,  # types without a converter here: sent as text, parsed by PostgreSQL
 }
-
-# A key column's text as a value that compares equal exactly when PostgreSQL's would
-# (`1.0` and `1`, or one instant at two offsets, are one key).
-KEY_FORMS: dict[str, Callable[[str], Any]] = {
-    "numeric": Decimal,
-    "float": float,
-    "timestamptz": parse_timestamptz,
-    "timestamp": parse_timestamp,
-    "time": parse_time,
-}
-
 
 def column_converter(kind: str, length: int | None) -> Converter:
     base = CONVERTERS[kind]

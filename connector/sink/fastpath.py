@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from connector.sink.copytext import ESCAPED, INT_BITS, KEY_FORMS, Converter
+from connector.sink.copytext import ESCAPED, INT_BITS, Converter
 
 FastPath = Callable[[bytes], Any]  # value -> the op (or its row text), or None (a null value too)
 # orjson (the general path) keeps 64-bit integers exact and makes larger ones floats.
@@ -100,15 +100,14 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
     row = "\\t".join(f"{{{text}}}" for text in texts)
     if not key_columns:
         lines.append(f" return f'{row}\\n'")
-    else:  # keys compare as text, in the form RowMapper gives them
-        keys = [(f"str({texts[names.index(k)]})", kinds[k]) for k in key_columns]
-        key = ", ".join(text if kind not in KEY_FORMS else f"key_form[{kind!r}]({text})" for text, kind in keys)
+    else:  # a key is its columns' COPY text, as RowMapper gives it
+        key = ", ".join(f"str({texts[names.index(k)]})" for k in key_columns)
         lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key},), None))")
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
                              "PLAIN": ("--T:", "-- :"),
                              "ERRORS": (msgspec.DecodeError, UnicodeDecodeError, TypeError), "new": tuple.__new__,
                              "op": op, "kind": op_kind, "names": tuple(names),
-                             "convert": [c for _, _, _, c in columns], "key_form": KEY_FORMS}
+                             "convert": [c for _, _, _, c in columns]}
     exec("\n".join(lines), scope)  # noqa: S102 - built above from column kinds only
     fast: FastPath = scope["fast"]
     return fast

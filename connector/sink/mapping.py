@@ -11,16 +11,16 @@ the record's topic, partition and offset.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, NamedTuple, NoReturn
 
-import orjson
 
 from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json
-from connector.sink.copytext import (CONVERTERS, ESCAPED, KEY_FORMS, NULL, Converter, column_converter, escape,
-                                     parse_row)
+from connector.sink.copytext import CONVERTERS, ESCAPED, NULL, Converter, column_converter, escape, parse_row
 from connector.sink.fastpath import FastPath, compile_fast_path
 from connector.state import Record
 
@@ -34,7 +34,9 @@ class Op(NamedTuple):
     COPY text row into every value column (`as_op`).
     `row` is the record's row in COPY text format (tab-separated, escaped, ending in a
     newline), filling `columns` (those the record names, in table order); `key` holds
-    the key columns' values (upsert, delete) in a form that compares like PostgreSQL's.
+    the key columns' COPY text (upsert, delete): two records with the same key text are
+    one key; where the key's types let PostgreSQL find texts that differ equal (numeric,
+    timestamps, char(n), …), the writer groups keys as the database compares them.
     A record that cannot be mapped, when errors are tolerated, is a `reject` op with
     `error` = (error class, message): it writes nothing and becomes a dead letter."""
 
@@ -108,6 +110,16 @@ def metadata_value(record: Record, field: str) -> Any:
     return headers
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _exact_json(raw: bytes) -> Any:
+    """JSON with its numbers exact (a record key `2.10` filling a text key stays `2.10`,
+    and 23-digit integers stay apart); NaN and Infinity, which JSON lacks, refused."""
+    return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+
+
 def _converter(spec: ColumnSpec) -> Converter:
     return column_converter(spec.kind, spec.length)
 
@@ -138,7 +150,6 @@ class RowMapper:
         self._json = decode_value is decode_json
         self._kind = "upsert" if mode == "upsert" else "insert"
         self._key_slots = tuple(self._slots.index(k) for k in self.key_columns) if mode == "upsert" else ()
-        self._key_forms = tuple(KEY_FORMS.get(by_name[k].kind) for k in self.key_columns)
         self.fast: FastPath | None = None
         if self._json and not self._metadata:
             self.fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
@@ -171,7 +182,7 @@ class RowMapper:
         key: tuple[Any, ...] = ()
         if self._key_slots:
             absent = self._fill_key(record, fields) or absent
-            key = self._key_of([fields[slot] for slot in self._key_slots])
+            key = tuple([fields[slot] for slot in self._key_slots])
         if not absent:
             return Op(self._kind, self._slots, "\t".join(fields) + "\n", key)
         columns = tuple(name for name, text in zip(self._slots, fields) if text is not _ABSENT)
@@ -225,15 +236,12 @@ class RowMapper:
                 fields[self._slots.index(name)] = text
         return any(text is _ABSENT for text in fields)
 
-    def _key_of(self, texts: Sequence[str]) -> tuple[Any, ...]:
-        return tuple(text if form is None else form(text) for form, text in zip(self._key_forms, texts))
-
     def _tombstone(self, record: Record) -> Op:
         if self.mode != "upsert":
             self._fail(record, "null value (tombstone) in append mode")
         texts = self._key_from_record_key(record)
         fields = [texts[k] for k in self.key_columns]
-        return Op("delete", self.key_columns, "\t".join(fields) + "\n", self._key_of(fields))
+        return Op("delete", self.key_columns, "\t".join(fields) + "\n", tuple(fields))
 
     def _key_from_record_key(self, record: Record, wanted: Sequence[str] | None = None) -> dict[str, str]:
         wanted = tuple(wanted or self.key_columns)
@@ -242,8 +250,8 @@ class RowMapper:
             self._fail(record, f"no value for key column(s) {', '.join(wanted)} in the value or the record key")
         key: Any
         try:
-            key = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            key = _exact_json(raw)
+        except ValueError:
             key = self._decode_text(record, raw)
         if not isinstance(key, dict):
             if len(self.key_columns) != 1:

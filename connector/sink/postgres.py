@@ -40,7 +40,8 @@ from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.mapping import RowMapper, tolerant
 from connector.sink.writer import BatchWriter, NewKeys
-from connector.sink.schema import TableSpec, check_additive_columns, reflect_table, resolve_key_columns
+from connector.sink.schema import (TableSpec, check_additive_columns, keys_equal_as_text, reflect_table,
+                                   resolve_key_columns)
 from connector.state import Snapshot, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class PostgresStore:
         self._target_table: sa.Table | None = None  # built once by prepare()
         self.key_columns: tuple[str, ...] = ()
         self._summed_by_database: frozenset[str] = frozenset()  # floating-point additive columns
+        self._keys_by_database = False  # whether key texts that differ may be one key
         self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
 
     @classmethod
@@ -151,6 +153,9 @@ class PostgresStore:
         try:
             with conn.begin():
                 self.target = reflect_table(conn, *self._table_name)
+                if self.mode == "upsert":
+                    self.key_columns = resolve_key_columns(self.target, self._configured_keys)
+                    self._keys_by_database = not keys_equal_as_text(conn, self.target, self.key_columns)
             if self._savepoint is not None:
                 with conn.begin():
                     seed_from_savepoint(conn, self.pipeline, self._savepoint, self._topics)
@@ -158,7 +163,6 @@ class PostgresStore:
             raise self._failed(exc, "reading the sink table's definition") from exc
         self._target_table = self.target.sa_table()
         if self.mode == "upsert":
-            self.key_columns = resolve_key_columns(self.target, self._configured_keys)
             check_additive_columns(self.target, self.key_columns, self.additive_columns)
             self._summed_by_database = frozenset(c.name for c in self.target.columns
                                                  if c.name in self.additive_columns and c.kind == "float")
@@ -247,7 +251,7 @@ class PostgresStore:
 
     def _writer(self, conn: sa.Connection) -> BatchWriter:
         return BatchWriter(conn, self._table(), self.mode, self.key_columns, self.additive_columns, self._new_keys,
-                           self._summed_by_database)
+                           self._summed_by_database, self._keys_by_database)
 
     def _deadletter(self, conn: sa.Connection, snapshot: Snapshot, writer: BatchWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""

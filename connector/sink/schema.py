@@ -106,6 +106,26 @@ def resolve_key_columns(table: TableSpec, configured: Sequence[str] | None) -> t
     return keys
 
 
+# Types whose values the mapper writes in one canonical text (integers, uuid, boolean,
+# ISO dates) or as sent (text, varchar): under a deterministic collation two of them are
+# one key exactly when their texts are equal.
+_TEXT_EQUAL_TYPES = frozenset({"int2", "int4", "int8", "uuid", "bool", "date", "text", "varchar"})
+
+
+def keys_equal_as_text(connection: sa.Connection, table: TableSpec, keys: Sequence[str]) -> bool:
+    """Whether PostgreSQL finds two keys of `table` equal only when their COPY texts are:
+    false for numeric, floating point, timestamps, char(n), citext, a non-deterministic
+    collation, a domain… (then the writer lets the database group a checkpoint's keys)."""
+    query = sa.text(
+        "SELECT t.typname, coalesce(c.collisdeterministic, true) FROM pg_catalog.pg_attribute a "
+        "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+        "LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation "
+        "WHERE a.attrelid = (quote_ident(:schema) || '.' || quote_ident(:name))::regclass AND a.attname = ANY(:keys)")
+    found = connection.execute(query, {"schema": table.schema, "name": table.name, "keys": list(keys)}).all()
+    return len(found) == len(keys) and all(typname in _TEXT_EQUAL_TYPES and deterministic
+                                           for typname, deterministic in found)
+
+
 NUMERIC_KINDS = frozenset({"smallint", "integer", "bigint", "numeric", "float"})
 
 

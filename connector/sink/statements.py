@@ -231,6 +231,25 @@ def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
 
 
+KEY_ORDINAL = "eos_i"
+
+
+def create_key_stage_sql(target: sa.Table, stage: sa.Table) -> str:
+    """A session-private table of the target's key columns (their types, typmods and
+    collations) and an ordinal, to let PostgreSQL compare a checkpoint's keys."""
+    columns = [target.c[c.name] for c in stage.columns if c.name != KEY_ORDINAL]
+    select = sa.select(*columns, sa.cast(sa.literal_column("0"), sa.Integer).label(KEY_ORDINAL))
+    body = select.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
+    return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
+
+
+def key_ranks(stage: sa.Table, key_columns: Sequence[str]) -> sa.Select:
+    """Each staged key's ordinal and its rank in the database's order: keys PostgreSQL
+    finds equal (`1.0` and `1`, `'ab'` and `'ab '` as char(5), two instants a tenth of a
+    microsecond apart) share a rank."""
+    return sa.select(stage.c[KEY_ORDINAL], sa.func.dense_rank().over(order_by=[stage.c[k] for k in key_columns]))
+
+
 def empty_stage_sql(stage: sa.Table) -> str:
     return f"DELETE FROM {_quote.format_table(stage)}"
 

@@ -27,7 +27,7 @@ import psycopg
 import sqlalchemy as sa
 
 from connector.sink import statements as st
-from connector.sink.mapping import Op, as_op
+from connector.sink.mapping import REJECT, Op, as_op
 
 RECORD_FAULT_CLASSES = ("22", "23")
 RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
@@ -92,11 +92,12 @@ class BatchWriter:
 
     def __init__(self, conn: sa.Connection, target: sa.Table, mode: str, key_columns: Sequence[str] = (),
                  additive: Sequence[str] = (), new_keys: NewKeys | None = None,
-                 summed_by_database: frozenset[str] = frozenset()) -> None:
+                 summed_by_database: frozenset[str] = frozenset(), keys_by_database: bool = False) -> None:
         self._conn, self._target, self._mode = conn, target, mode
         self._new_keys = new_keys or NewKeys()
         self._keys, self._additive = tuple(key_columns), tuple(additive)
         self._summed_by_database = summed_by_database  # additive columns Python cannot sum exactly
+        self._keys_by_database = keys_by_database  # key texts that differ may be one key to PostgreSQL
         self._stages: dict[tuple[str, ...], sa.Table] = {}  # one per column set, for the transaction
         self._ops: Sequence[Op | str] = ()
         self.rejected: dict[int, Rejection] = {}
@@ -107,6 +108,8 @@ class BatchWriter:
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._mode == "upsert":
+            if self._keys_by_database:
+                ops = self._keyed_by_database(cast(Sequence[Op], ops))
             plan = st.plan_upsert(cast(Sequence[Op], ops), self._keys, self._additive,  # no plain rows in upsert mode
                                   self._summed_by_database)
             if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
@@ -149,6 +152,53 @@ class BatchWriter:
                 op = as_op(self._ops[index], batch.columns)
                 self._isolated(op.kind, st.single(op, index))
 
+    def _keyed_by_database(self, ops: Sequence[Op]) -> list[Op]:
+        """`ops` with one key for the key texts PostgreSQL finds equal: their rank in the
+        database's order of the checkpoint's keys (a merge meeting one key twice fails
+        with 21000, and texts Python tells apart may be one key). A key text the database
+        refuses keeps its own key: its records are refused when written."""
+        keys = list(dict.fromkeys(op.key for op in ops if op.kind != REJECT))
+        if len(keys) < 2:
+            return list(ops)
+        stage = self._stages.get(())
+        if stage is None:
+            stage = self._stages[()] = st.stage_table("eos_keys", (*self._keys, st.KEY_ORDINAL))
+            self._conn.exec_driver_sql(st.create_key_stage_sql(self._target, stage))
+        rows = ["\t".join(key) + f"\t{i}\n" for i, key in enumerate(keys)]
+        ranks = self._ranks(stage, rows)
+        if ranks is None:  # some key text refused: rank the others
+            ranks = self._ranks(stage, self._accepted(stage, rows)) or {}
+        classes = {keys[i]: (rank,) for i, rank in ranks.items()}
+        return [op if op.kind == REJECT else op._replace(key=classes.get(op.key, op.key)) for op in ops]
+
+    def _ranks(self, stage: sa.Table, rows: list[str]) -> dict[int, int] | None:
+        """Ordinal -> rank of the staged key rows; None when the database refuses one."""
+        try:
+            with self._conn.begin_nested():
+                self._fill(stage, rows)
+                return {int(i): int(rank) for i, rank in self._conn.execute(st.key_ranks(stage, self._keys))}
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+            if record_fault(exc) is None:
+                raise
+            return None
+
+    def _accepted(self, stage: sa.Table, rows: list[str]) -> list[str]:
+        """The key rows the database accepts, found by halves."""
+        try:
+            with self._conn.begin_nested():
+                self._fill(stage, rows)
+            return rows
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+            if record_fault(exc) is None:
+                raise
+        if len(rows) == 1:
+            return []
+        return self._accepted(stage, rows[:len(rows) // 2]) + self._accepted(stage, rows[len(rows) // 2:])
+
+    def _fill(self, stage: sa.Table, rows: list[str]) -> None:
+        self._conn.exec_driver_sql(st.empty_stage_sql(stage))
+        self._copy(stage, st.CopyBatch(tuple(c.name for c in stage.columns), rows))
+
     def _inserted_as_new(self, batch: st.CopyBatch) -> bool:
         """Upsert `batch` by COPY into the table, as inserts (True), when none of its
         keys is stored; else roll it back to its savepoint and return False. The same
@@ -172,8 +222,7 @@ class BatchWriter:
         if stage is None:
             self._copy(self._target, batch)
             return
-        self._conn.exec_driver_sql(st.empty_stage_sql(stage))
-        self._copy(stage, batch)
+        self._fill(stage, batch.rows)
         if kind == "delete":
             self._conn.execute(st.delete_from_stage(self._target, stage))
         else:
