@@ -63,7 +63,7 @@ class Store(Protocol):
 
 class StateBackend(Protocol):
     def save(self, snapshot: Snapshot) -> None: ...
-    def pending(self) -> list[Snapshot]: ...
+    def pending(self) -> Iterable[Snapshot]: ...  # oldest first, loaded one at a time
     def discard(self, checkpoint_id: int) -> None: ...
 
 
@@ -281,10 +281,11 @@ class CheckpointCoordinator:
         return result
 
     def recover(self) -> list[CheckpointResult]:
-        """Re-commit every pending snapshot idempotently, oldest first."""
+        """Re-commit every pending snapshot idempotently, oldest first, one in memory at
+        a time (the backend loads them as they are asked for)."""
         self.settle()
         results = []
-        for pending in sorted(self._backend.pending(), key=lambda s: s.checkpoint_id):
+        for pending in self._backend.pending():
             log.info("re-committing pending checkpoint %d (%d records)", pending.checkpoint_id, pending.size)
             ops = tuple(self._mapper(record) for record in pending.records)
             snapshot = Snapshot(pending.checkpoint_id, pending.ranges, pending.records, ops)

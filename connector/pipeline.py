@@ -98,6 +98,7 @@ class Runner:
         self._policy, self._faults, self._restart = policy, faults, restart
         self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
         self._stop = stop or threading.Event()
+        self._finished = threading.Event()  # run() returned or raised: the shutdown watchdog stands down
         self._failed = False
         self.metrics = metrics or Metrics()
         self.health = health or Health(stuck_after_s=600, stale_after_s=600)
@@ -137,6 +138,13 @@ class Runner:
         # The commit worker needs the GIL for a moment between each chunk COPY sends;
         # Python's default 5 ms hand-over made a 100 000-row commit take 4x as long.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        threading.Thread(target=self._watch_shutdown, daemon=True, name="shutdown-watchdog").start()
+        try:
+            return self._run()
+        finally:
+            self._finished.set()
+
+    def _run(self) -> int:
         try:
             self._retry(self.start, "starting", interruptible=True)
         except Interrupted:
@@ -202,16 +210,12 @@ class Runner:
         self._stop.set()
 
     def shutdown(self) -> None:
-        watchdog = threading.Timer(self._shutdown_timeout_s, self._shutdown_overrun)
-        watchdog.daemon = True
-        watchdog.start()
         started = time.monotonic()
         self._checkpoint("shutdown")
         self._source.close()  # leaves the group; the revoke callback finds nothing left
         with contextlib.suppress(TransientError):  # a stale row stops counting as live by itself
             self._store.leave()
         self._store.close()
-        watchdog.cancel()
         log.info("stopped cleanly in %.0f ms", (time.monotonic() - started) * 1000)
 
     # -- the loop's one verb ------------------------------------------------------------------
@@ -365,6 +369,13 @@ class Runner:
                 close()
             except Exception:  # the error that stopped the loop matters more
                 log.debug("close after failure also failed", exc_info=True)
+
+    def _watch_shutdown(self) -> None:
+        """I8 from the moment a stop is requested, wherever the replica is then (a commit
+        waiting on a dead connection, a rebalance callback): exit within SHUTDOWN_TIMEOUT_MS."""
+        self._stop.wait()
+        if not self._finished.wait(self._shutdown_timeout_s):
+            self._shutdown_overrun()
 
     def _shutdown_overrun(self) -> None:
         log.error("shutdown took longer than SHUTDOWN_TIMEOUT_MS=%d; exiting now (nothing is lost: "

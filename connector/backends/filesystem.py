@@ -9,12 +9,14 @@ and recovery removes only temporary files too old to belong to a write in progre
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from connector.backends import codec
@@ -55,20 +57,25 @@ class FilesystemBackend:
         os.replace(temp, final)
         self._fsync_directory()
 
-    def pending(self) -> list[Snapshot]:
+    def pending(self) -> Iterator[Snapshot]:
+        """Oldest first, read one at a time. Replicas sharing STATE_DIR may rename, commit
+        and discard files meanwhile: a file gone before it is read was finished by another."""
         if not self.directory.is_dir():
-            return []
+            return
         cutoff = time.time() - STALE_TEMP_S
         for temp in self.directory.glob("*.tmp"):  # never renamed: never durable
-            if temp.stat().st_mtime < cutoff:
-                temp.unlink(missing_ok=True)
-        snapshots = []
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed by another replica
+                if temp.stat().st_mtime < cutoff:
+                    temp.unlink(missing_ok=True)
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             try:
-                snapshots.append(codec.decode(path.read_bytes())[1])
+                payload = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                yield codec.decode(payload)[1]
             except SnapshotCorrupt as exc:
                 raise SnapshotCorrupt(f"{path}: {exc}") from None
-        return snapshots
 
     def discard(self, checkpoint_id: int) -> None:
         self._path(checkpoint_id).unlink(missing_ok=True)

@@ -6,6 +6,8 @@ correct and costs only the re-read of at most one checkpoint per partition.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from connector.state import Snapshot
 
 
@@ -13,8 +15,8 @@ class MemoryBackend:
     def save(self, snapshot: Snapshot) -> None:
         pass
 
-    def pending(self) -> list[Snapshot]:
-        return []
+    def pending(self) -> Iterator[Snapshot]:
+        return iter(())
 
     def discard(self, checkpoint_id: int) -> None:
         pass

@@ -6,6 +6,7 @@ another's (I4); the commit's compare-and-set makes that safe.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from connector.backends import codec
@@ -17,7 +18,8 @@ class SnapshotRows(Protocol):
     pipeline: str
 
     def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None: ...
-    def load_snapshots(self) -> list[bytes]: ...
+    def snapshot_ids(self) -> list[int]: ...
+    def load_snapshot(self, checkpoint_id: int) -> bytes | None: ...
     def delete_snapshot(self, checkpoint_id: int) -> None: ...
 
 
@@ -30,8 +32,13 @@ class PostgresBackend:
         self._faults.reached("mid_snapshot_write")
         self._store.save_snapshot(snapshot.checkpoint_id, payload)
 
-    def pending(self) -> list[Snapshot]:
-        return [codec.decode(payload)[1] for payload in self._store.load_snapshots()]
+    def pending(self) -> Iterator[Snapshot]:
+        """Oldest first, loaded one at a time; one that another replica finished meanwhile
+        is skipped."""
+        for checkpoint_id in self._store.snapshot_ids():
+            payload = self._store.load_snapshot(checkpoint_id)
+            if payload is not None:
+                yield codec.decode(payload)[1]
 
     def discard(self, checkpoint_id: int) -> None:
         self._store.delete_snapshot(checkpoint_id)

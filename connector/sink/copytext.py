@@ -146,6 +146,11 @@ def _text(value: Any) -> str:
     text = value if kind is str else str(value) if kind is int or kind is Decimal else dumps(value)
     if "\x00" in text:
         raise Invalid("text contains a NUL character, which PostgreSQL cannot store")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate (\ud800 decoded by a lenient decoder)
+            raise Invalid(f"text is not valid Unicode: {exc.reason} at character {exc.start}") from None
     return text
 
 

@@ -9,7 +9,7 @@ value in C, and the function formats the row's COPY text with the column loop un
 thousand a second).
 
 The function returns None for anything else (a field absent or null, another type, a
-value that needs escaping or fails to parse): the general path in `RowMapper` then maps
+value that needs escaping or fails to parse, any error decoding it): the general path in `RowMapper` then maps
 the record, and raises its MappingError when there is one. So the fast path decides
 nothing on its own: it agrees with the general path wherever it answers, which
 `tests/unit/test_fastpath.py` checks on arbitrary records.
@@ -105,7 +105,8 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
         lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key},), None))")
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
                              "PLAIN": ("--T:", "-- :"),
-                             "ERRORS": (msgspec.DecodeError, UnicodeDecodeError, TypeError), "new": tuple.__new__,
+                             # anything msgspec raises (RecursionError on deep nesting too): the general path decides
+                             "ERRORS": Exception, "new": tuple.__new__,
                              "op": op, "kind": op_kind, "names": tuple(names),
                              "convert": [c for _, _, _, c in columns]}
     exec("\n".join(lines), scope)  # noqa: S102 - built above from column kinds only

@@ -156,14 +156,21 @@ class RowMapper:
                                            Op, self._kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:
-        value = record.value
-        if value is None:
-            return self._tombstone(record)
-        if self.fast is not None:
-            op: Op | str | None = self.fast(value)
-            if op is not None:
-                return as_op(op, self._slots)
-        return self.general(record)
+        """The record's op; MappingError naming the record for anything that stops it
+        (whatever raised: a decoder's own error, RecursionError, … is this record's fault)."""
+        try:
+            value = record.value
+            if value is None:
+                return self._tombstone(record)
+            if self.fast is not None:
+                op: Op | str | None = self.fast(value)
+                if op is not None:
+                    return as_op(op, self._slots)
+            return self.general(record)
+        except MappingError:
+            raise
+        except Exception as exc:
+            self._fail(record, f"{type(exc).__name__}: {exc}")
 
     def general(self, record: Record) -> Op:
         """Any record with a value; the fast path answers the common ones alike."""

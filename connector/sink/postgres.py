@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.pool import NullPool
@@ -73,6 +74,14 @@ def convert_db_error(exc: BaseException, doing: str) -> Exception:
     return PermanentError(message)
 
 
+# A connection whose peer is gone is noticed in about half a minute, not after the
+# kernel's two hours: TCP keepalives while a reply is awaited, and a bound on data left
+# unacknowledged (a commit cannot hang on a dead network; it fails and is retried).
+# Each is used only where DATABASE_URL does not set it. libpq ignores them on Unix sockets.
+LIVENESS = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
+            "tcp_user_timeout": "30000"}
+
+
 def engine_for(url: str) -> sa.Engine:
     """An engine whose connections libpq opens from `url` exactly as given (so every
     form libpq accepts works, `?host=/socket/dir` and PG* variables included). The
@@ -82,6 +91,11 @@ def engine_for(url: str) -> sa.Engine:
         options["connect_timeout"] = "10"  # an unreachable host fails (and is retried) in 10 s
     if "application_name" not in url and "PGAPPNAME" not in os.environ:
         options["application_name"] = APPLICATION_NAME  # lets operators find its sessions
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.Error:  # connecting reports it, with the settings' wording
+        given = {}
+    options.update({name: value for name, value in LIVENESS.items() if name not in given})
     return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url, **options),
                             poolclass=NullPool)
 
@@ -354,10 +368,17 @@ class PostgresStore:
         # Idempotent: a retry after a lost acknowledgement saves the same snapshot again.
         self._run("saving a snapshot", pg_insert(bk.snapshots).values(**row).on_conflict_do_nothing())
 
-    def load_snapshots(self) -> list[bytes]:
+    def snapshot_ids(self) -> list[int]:
         t = bk.snapshots
-        query = sa.select(t.c.payload).where(t.c.pipeline == self.pipeline).order_by(t.c.checkpoint_id)
-        return [bytes(r.payload) for r in self._run("loading snapshots", query)]
+        query = sa.select(t.c.checkpoint_id).where(t.c.pipeline == self.pipeline).order_by(t.c.checkpoint_id)
+        return [int(r.checkpoint_id) for r in self._run("listing snapshots", query)]
+
+    def load_snapshot(self, checkpoint_id: int) -> bytes | None:
+        """A snapshot's payload; None once another replica committed and discarded it."""
+        t = bk.snapshots
+        query = sa.select(t.c.payload).where(t.c.pipeline == self.pipeline, t.c.checkpoint_id == checkpoint_id)
+        rows = self._run("loading a snapshot", query)
+        return bytes(rows[0].payload) if rows else None
 
     def delete_snapshot(self, checkpoint_id: int) -> None:
         t = bk.snapshots

@@ -74,8 +74,10 @@ def reflect_table(connection: sa.Connection, schema: str | None, name: str) -> T
         raise SchemaError(f"SINK_TABLE {shown!r} does not exist (create it before starting the connector)")
     columns = []
     for col in inspector.get_columns(name, schema=schema):
+        if col.get("computed"):  # a generated column takes no value: records cannot name it
+            continue
         kind, length = column_kind(col["type"])
-        has_default = col.get("default") is not None or bool(col.get("identity")) or bool(col.get("computed"))
+        has_default = col.get("default") is not None or bool(col.get("identity"))
         columns.append(ColumnSpec(col["name"], kind, bool(col["nullable"]), has_default, length))
     pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
     uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)]

@@ -42,6 +42,12 @@ class CopyBatch:
         return (CopyBatch(self.columns, self.rows[:mid], self.sources[:mid]),
                 CopyBatch(self.columns, self.rows[mid:], self.sources[mid:]))
 
+    def without(self, rows: Iterable[int]) -> CopyBatch:
+        """The batch less the rows at these indices."""
+        gone = set(rows)
+        kept = [i for i in range(len(self.rows)) if i not in gone]
+        return CopyBatch(self.columns, [self.rows[i] for i in kept], [self.sources[i] for i in kept])
+
 
 def single(op: Op, index: int) -> CopyBatch:
     """One record's op as a batch of its own."""

@@ -3,9 +3,10 @@
 Every batch runs under a SAVEPOINT. When the database refuses a batch for something a
 record carries — a data exception (SQLSTATE class 22: a value out of range, too long,
 malformed), an integrity violation (class 23: NOT NULL, foreign key, unique, check,
-exclusion) or a value too large for an index (54000) — the batch is rolled back to its
-savepoint and split in halves, down to the single rows the database refuses; every
-other row is written. A refused row that merges several records (upsert: one key's
+exclusion) or a value too large for an index (54000) — or Python cannot send a row (a
+lone surrogate COPY cannot encode), the batch is rolled back to its savepoint and probed
+in halves, each probe rolled back, down to the single rows that are refused; every other
+row is then written at once. A refused row that merges several records (upsert: one key's
 records in this checkpoint) is retried one record at a time in partition order, so each
 record's effect lands or is refused on its own. Refused records are returned as
 `Rejection`s by their index in the snapshot; the store dead-letters them (or stops,
@@ -19,7 +20,9 @@ not one per attempt (thousands of stage tables exhausted the lock table).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +32,8 @@ import sqlalchemy as sa
 from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, as_op
 
+log = logging.getLogger(__name__)
+_SAVEPOINT, _ROLLBACK, _RELEASE = "SAVEPOINT eos_batch", "ROLLBACK TO SAVEPOINT eos_batch", "RELEASE SAVEPOINT eos_batch"
 RECORD_FAULT_CLASSES = ("22", "23")
 RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
 # SQLSTATE classes of a failing session, not of what it sent: connection, resources,
@@ -49,8 +54,16 @@ def sqlstate_of(exc: BaseException) -> str:
     return getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
 
 
+# Raised by Python while a record's row is written (a lone surrogate COPY cannot encode, an
+# arithmetic error): like a database refusal, the fault of what a record carries.
+PYTHON_FAULTS = (ValueError, TypeError, ArithmeticError)
+_WRITE_ERRORS = (sa.exc.DBAPIError, psycopg.Error, *PYTHON_FAULTS)
+
+
 def record_fault(exc: BaseException) -> Rejection | None:
-    """The Rejection for a database error a record's content caused; None for any other."""
+    """The Rejection for an error a record's content caused; None for any other."""
+    if isinstance(exc, PYTHON_FAULTS):
+        return Rejection(type(exc).__name__, str(exc))
     orig = getattr(exc, "orig", exc)
     sqlstate = sqlstate_of(exc)
     if not (sqlstate.startswith(RECORD_FAULT_CLASSES) or sqlstate in RECORD_FAULT_CODES):
@@ -130,27 +143,80 @@ class BatchWriter:
         return sum(1 for b in batches for sources in b.sources if not self.rejected.keys() >= set(sources))
 
     def _isolated(self, kind: str, batch: st.CopyBatch) -> None:
-        """Write `batch` under a savepoint; on a record fault, bisect down to the rows at fault."""
+        """Write `batch` under a savepoint; on a record fault, find the rows at fault by
+        halves — every probe rolled back, so it leaves no lock behind (a savepoint that is
+        kept holds its transaction ID's lock until the commit: thousands would fill the
+        server's lock table) — then write the other rows at once."""
         if not batch.rows:
             return
         stage = None if kind == "insert" else self._stage(batch.columns)  # made outside: a rollback keeps it
-        try:
-            with self._conn.begin_nested():
-                self._apply(kind, batch, stage)
+        fault = self._attempt(kind, batch, stage, keep=True)
+        if fault is None:
             return
-        except (sa.exc.DBAPIError, psycopg.Error) as exc:  # COPY runs on the driver's own cursor
+        refused = self._probe(kind, batch, stage, fault)
+        rest = batch.without(refused)
+        if rest.rows and self._attempt(kind, rest, stage, keep=True) is not None:
+            for half in rest.halves():  # refused only together (two rows of one unique key): apart
+                self._isolated(kind, half)
+        for row, why in sorted(refused.items()):
+            self._refuse(kind, batch, row, why)
+
+    @contextlib.contextmanager
+    def _savepoint(self, keep: bool = True) -> Iterator[None]:
+        """A savepoint around the block, rolled back if it raises (or unless `keep`) and
+        always released: a savepoint rolled back but left established (SQLAlchemy's
+        nested transactions do that) nests every later one inside it, and each level's
+        locks stay held until the commit — thousands of tries filled the lock table."""
+        execute = self._conn.exec_driver_sql
+        execute(_SAVEPOINT)
+        try:
+            yield
+        except BaseException:
+            try:
+                execute(_ROLLBACK)
+                execute(_RELEASE)
+            except Exception as exc:  # the connection is gone: the original error matters
+                log.debug("rollback to savepoint failed too: %s", exc)
+            raise
+        if not keep:
+            execute(_ROLLBACK)
+        execute(_RELEASE)
+
+    def _attempt(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None, keep: bool) -> Rejection | None:
+        """Apply `batch` under a savepoint (rolled back unless `keep`); the record fault
+        that refused it, if one did. Any other failure is raised."""
+        try:
+            with self._savepoint(keep):
+                self._apply(kind, batch, stage)
+            return None
+        except _WRITE_ERRORS as exc:  # COPY runs on the driver's own cursor
             fault = record_fault(exc)
             if fault is None:
                 raise
-        if len(batch.rows) > 1:
-            for half in batch.halves():
-                self._isolated(kind, half)
-        elif len(batch.sources[0]) == 1:
-            self.rejected[batch.sources[0][0]] = fault
-        else:  # several records in one row: each on its own, in partition order, as what it is
-            for index in batch.sources[0]:
-                op = as_op(self._ops[index], batch.columns)
-                self._isolated(op.kind, st.single(op, index))
+            return fault
+
+    def _probe(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None, fault: Rejection) -> dict[int, Rejection]:
+        """The rows of `batch` (refused as a whole with `fault`) refused on their own, by index."""
+        if len(batch.rows) == 1:
+            return {0: fault}
+        refused: dict[int, Rejection] = {}
+        first, second = batch.halves()
+        for offset, half in ((0, first), (len(first.rows), second)):
+            half_fault = self._attempt(kind, half, stage, keep=False)
+            if half_fault is not None:
+                refused.update({offset + i: why for i, why in self._probe(kind, half, stage, half_fault).items()})
+        return refused
+
+    def _refuse(self, kind: str, batch: st.CopyBatch, row: int, fault: Rejection) -> None:
+        """Row `row` was refused: its record is rejected; several records merged into it
+        are tried one at a time, in partition order, each as what it is."""
+        sources = batch.sources[row]
+        if len(sources) == 1:
+            self.rejected[sources[0]] = fault
+            return
+        for index in sources:
+            op = as_op(self._ops[index], batch.columns)
+            self._isolated(op.kind, st.single(op, index))
 
     def _keyed_by_database(self, ops: Sequence[Op]) -> list[Op]:
         """`ops` with one key for the key texts PostgreSQL finds equal: their rank in the
@@ -174,10 +240,10 @@ class BatchWriter:
     def _ranks(self, stage: sa.Table, rows: list[str]) -> dict[int, int] | None:
         """Ordinal -> rank of the staged key rows; None when the database refuses one."""
         try:
-            with self._conn.begin_nested():
+            with self._savepoint():
                 self._fill(stage, rows)
                 return {int(i): int(rank) for i, rank in self._conn.execute(st.key_ranks(stage, self._keys))}
-        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+        except _WRITE_ERRORS as exc:
             if record_fault(exc) is None:
                 raise
             return None
@@ -185,10 +251,10 @@ class BatchWriter:
     def _accepted(self, stage: sa.Table, rows: list[str]) -> list[str]:
         """The key rows the database accepts, found by halves."""
         try:
-            with self._conn.begin_nested():
+            with self._savepoint():
                 self._fill(stage, rows)
             return rows
-        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+        except _WRITE_ERRORS as exc:
             if record_fault(exc) is None:
                 raise
         if len(rows) == 1:
@@ -205,11 +271,11 @@ class BatchWriter:
         rows: a batch holds one row per key (upsert_from_stage inserts what COPY does
         where no row conflicts, additive columns included)."""
         try:
-            with self._conn.begin_nested():
+            with self._savepoint():
                 self._copy(self._target, batch)
-        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+        except _WRITE_ERRORS as exc:
             sqlstate = sqlstate_of(exc)
-            if not sqlstate or sqlstate.startswith(_NOT_THE_BATCH):  # the session's trouble: retried as it is
+            if not isinstance(exc, PYTHON_FAULTS) and (not sqlstate or sqlstate.startswith(_NOT_THE_BATCH)):  # the session's trouble: retried as it is
                 raise
             # A stored key or a refused row: merged as usual. Anything else (COPY refused
             # on this table, e.g. under row-level security) will not change soon.

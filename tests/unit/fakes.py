@@ -45,7 +45,7 @@ class FakeBackend:
                                                       snapshot.records, ())
 
     def pending(self) -> list[Snapshot]:
-        return list(self.saved.values())
+        return sorted(self.saved.values(), key=lambda s: s.checkpoint_id)
 
     def discard(self, checkpoint_id: int) -> None:
         self.saved.pop(checkpoint_id, None)

@@ -164,3 +164,29 @@ def test_tolerant_mapping_turns_a_bad_record_into_a_reject_op():
     op = mapper(rec(b'{"id": "one"}'))
     assert op.kind == REJECT and op.values["error_class"] == "MappingError"
     assert "field 'id'" in op.values["error"]
+
+
+def _broken_decoder(topic, payload):
+    raise KeyError("the decoder's own bug")
+
+
+@pytest.mark.parametrize("mapper, value, reason", [
+    (append, b'{"id": 1, "doc": ' + b"[" * 5000 + b"]" * 5000 + b"}", "depth"),  # RecursionError in msgspec
+    (append, b'{"id": 1, "name": "x\\ud800y"}', "surrogate"),
+    (RowMapper(COLUMNS, "append", decode_value=_broken_decoder), b'{"id": 1}', "KeyError"),
+])
+def test_any_error_mapping_a_record_is_that_records_fault(mapper, value, reason):
+    """Whatever raises while a record is mapped, it is a MappingError naming the record (a
+    stop after committing what came before, or a dead letter with the reason)."""
+    with pytest.raises(MappingError, match=r"visits\[3\]@42.*" + reason):
+        mapper(rec(value))
+    rejected = tolerant(mapper)(rec(value))
+    assert rejected.kind == REJECT and reason in rejected.error[1]
+    assert tolerant(append)(rec(b'{"id": 2}')).kind == "insert"
+
+
+def test_text_a_lenient_decoder_gives_with_a_lone_surrogate_is_refused():
+    """Registry formats may hand over text COPY cannot encode: refused at mapping, not in the commit."""
+    mapper = RowMapper(COLUMNS, "append", decode_value=lambda topic, payload: {"id": 1, "name": "x\ud800"})
+    with pytest.raises(MappingError, match=r"field 'name': text is not valid Unicode"):
+        mapper(rec(b"{}"))

@@ -1,5 +1,7 @@
 """The runner's loop and rebalance handlers, with fakes handed to Runner(...)."""
 
+import threading
+
 import pytest
 
 from connector.checkpoint import CheckpointPolicy
@@ -146,3 +148,33 @@ def test_heartbeat_keeps_coming_under_a_steady_backlog():
     r._heartbeat_at = 0  # overdue
     r.step()
     assert r._heartbeat_at > 0 and r._store.acked == 0
+
+
+def test_a_stop_ends_the_replica_within_the_shutdown_timeout_even_inside_a_hung_commit(monkeypatch):
+    """I8 from the stop request on: a commit that never returns (a dead connection) cannot
+    keep the replica alive past SHUTDOWN_TIMEOUT_MS."""
+    polled, release, exited = threading.Event(), threading.Event(), threading.Event()
+    monkeypatch.setattr("connector.pipeline.os._exit", lambda code: exited.set())
+
+    class HungSink(Sink):
+        def commit(self, snapshot):
+            release.wait(10)
+            return super().commit(snapshot)
+
+    def second_batch(listener):
+        polled.set()  # from here the loop's step cannot end before the hung commit does
+        return [rec(1)]
+
+    stop = threading.Event()
+    # the second full buffer waits, on the loop's own thread, for the first one's hung commit
+    r = Runner(ScriptedSource([assign(("t", 0)), [rec(0)], second_batch]), HungSink(), FakeBackend(),
+               CheckpointPolicy(interval_ms=10**9, max_records=1, max_bytes=10**9), shutdown_timeout_ms=200, stop=stop)
+    worker = threading.Thread(target=r.run, daemon=True)
+    worker.start()
+    try:
+        assert polled.wait(5)
+        stop.set()
+        assert exited.wait(2), "the watchdog did not end the replica"
+    finally:
+        release.set()
+        worker.join(5)
