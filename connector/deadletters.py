@@ -2,11 +2,13 @@
 `eos-connector deadletters list | replay` command.
 
 The table is the record of truth: a dead letter is inserted by the commit transaction
-of the checkpoint that read it, so it exists exactly once. Forwarding happens after
-that commit — at start, after each checkpoint that dead-lettered records, and after a
-forwarding failure at the next checkpoint — and marks each dead letter forwarded once
-the broker acknowledged it. A crash between the acknowledgement and the mark forwards
-it again: the topic is at-least-once, the table exactly-once.
+of the checkpoint that read it, so it exists exactly once. Forwarding runs on a thread
+of its own with its own database connection, never on the consumer loop: woken at
+start, after each checkpoint that dead-lettered records, and every FORWARD_EVERY_S. It
+claims a batch (rows another replica's forwarder holds are skipped), produces it, and
+marks each dead letter forwarded once the broker acknowledged it, in one transaction.
+A crash between the acknowledgement and the mark forwards it again: the topic is
+at-least-once, the table exactly-once.
 
 A forwarded message has the record's key and value, its headers, and these:
 `eos.error.class`, `eos.error`, `eos.source` (`topic[partition]@offset`),
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FORWARD_BATCH = 1000
 FLUSH_TIMEOUT_S = 10.0
+FORWARD_EVERY_S = 5.0  # a look for dead letters left behind (a failed try, another replica's)
 
 
 def forwarded_headers(row: Any, pipeline: str) -> list[tuple[str, bytes | None]]:
@@ -39,15 +43,18 @@ def forwarded_headers(row: Any, pipeline: str) -> list[tuple[str, bytes | None]]
 
 
 class Forwarder:
-    """Produces a pipeline's unforwarded dead letters to a topic. No I/O until `forward()`."""
+    """Produces a pipeline's unforwarded dead letters to a topic, on a thread of its own.
+    No I/O until `start()`."""
 
     def __init__(self, store: PostgresStore, producer_config: Mapping[str, Any], topic: str) -> None:
-        self._store, self._config, self.topic = store, dict(producer_config), topic
+        self._store, self._config, self.topic = store, dict(producer_config), topic  # the store is its own
         self._producer: Any = None
-        self.behind = True  # unknown at start: look once
+        self._wake, self._closed = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, store: PostgresStore) -> Forwarder | None:
+        """`store`: a store of the pipeline's own, not the commit's (its connection is the forwarder's)."""
         if not settings.errors_deadletter_topic:
             return None
         # The pipeline's own client settings (security included), less the consumer tuning.
@@ -56,25 +63,52 @@ class Forwarder:
                        "acks": "all", "logger": logging.getLogger("librdkafka")})
         return cls(store, config, settings.errors_deadletter_topic)
 
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="deadletter-forwarder")
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New dead letters were committed: forward them soon."""
+        self._wake.set()
+
+    def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Stop the thread, forward what the final checkpoint dead-lettered, and close."""
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._thread is None or not self._thread.is_alive():  # its connection is free
+            self.forward()
+            self._store.close()
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self.forward()
+            self._wake.wait(FORWARD_EVERY_S)
+            self._wake.clear()
+
     def forward(self) -> int:
         """Forward what is pending; how many were acknowledged. Never raises: a failure
-        is logged and the rest is forwarded at the next call."""
+        is logged and the rest is forwarded at the next wake."""
         sent = 0
         try:
             while True:
-                rows = self._store.unforwarded_deadletters(FORWARD_BATCH)
-                if not rows:
-                    break
-                acked = self._produce(rows)
-                if acked:
-                    self._store.mark_forwarded(acked)
+                acked: list[tuple[Any, ...]] = []
+
+                def send(rows: list[Any]) -> list[tuple[Any, ...]]:
+                    acked.extend(self._produce(rows))
+                    return acked
+                claimed = self._store.forward_deadletters(FORWARD_BATCH, send)
                 sent += len(acked)
-                if len(acked) < len(rows):
-                    raise KafkaError(f"{len(rows) - len(acked)} dead letter(s) not acknowledged by the broker")
-            self.behind = False
+                if len(acked) < claimed:
+                    raise KafkaError(f"{claimed - len(acked)} dead letter(s) not acknowledged by the broker")
+                if claimed < FORWARD_BATCH:
+                    break
         except ConnectorError as exc:
-            self.behind = True
-            log.warning("forwarding dead letters to %r failed (retried at the next checkpoint): %s", self.topic, exc)
+            log.warning("forwarding dead letters to %r failed (retried in %.0f s): %s", self.topic, FORWARD_EVERY_S,
+                        exc)
+        except Exception:  # the thread must live on: the next wake tries again
+            log.exception("forwarding dead letters to %r failed (retried in %.0f s)", self.topic, FORWARD_EVERY_S)
         if sent:
             log.info("forwarded %d dead letter(s) to %r", sent, self.topic)
         return sent

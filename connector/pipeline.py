@@ -130,7 +130,7 @@ class Runner:
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
                    build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop,
                    settings.restart_strategy, Metrics(), health, settings.errors_tolerance == "all",
-                   Forwarder.from_settings(settings, store))
+                   Forwarder.from_settings(settings, PostgresStore.from_settings(settings, replica, faults)))
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -180,7 +180,7 @@ class Runner:
                                                  fast=getattr(mapper, "fast", None))
         self.coordinator.recover()
         if self._forwarder is not None:
-            self._forwarder.forward()
+            self._forwarder.start()
         self._source.start(self)
 
     def step(self) -> None:
@@ -213,6 +213,8 @@ class Runner:
         started = time.monotonic()
         self._checkpoint("shutdown")
         self._source.close()  # leaves the group; the revoke callback finds nothing left
+        if self._forwarder is not None:
+            self._forwarder.close()
         with contextlib.suppress(TransientError):  # a stale row stops counting as live by itself
             self._store.leave()
         self._store.close()
@@ -290,8 +292,8 @@ class Runner:
             self.metrics.written.inc(result.records - result.deadlettered)
             self._progress.written += result.records
             self.metrics.deadlettered.inc(result.deadlettered)
-            if self._forwarder is not None and (result.deadlettered or self._forwarder.behind):
-                self._forwarder.forward()
+            if self._forwarder is not None and result.deadlettered:
+                self._forwarder.wake()
         for tp, next_offset in result.offsets.items():
             if tp in self._committed:
                 self._committed[tp] = next_offset
@@ -364,7 +366,8 @@ class Runner:
         return self.coordinator
 
     def _close_quietly(self) -> None:
-        for close in (self._source.close, self._store.close):
+        closers = [self._source.close, self._store.close] + ([self._forwarder.close] if self._forwarder else [])
+        for close in closers:
             try:
                 close()
             except Exception:  # the error that stopped the loop matters more

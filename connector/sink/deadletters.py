@@ -89,9 +89,12 @@ def record_error(pipeline: str) -> sa.Update:
 
 
 def unforwarded(pipeline: str, limit: int) -> sa.Select[Any]:
+    """The oldest dead letters not forwarded yet, locked for this transaction; rows another
+    replica's forwarder holds are skipped, so no two replicas forward the same one."""
     t = bk.deadletters
     return (sa.select(t).where(t.c.pipeline == pipeline, t.c.forwarded_at.is_(None))
-            .order_by(t.c.checkpoint_id, t.c.topic, t.c.partition, t.c.offset).limit(limit))
+            .order_by(t.c.checkpoint_id, t.c.topic, t.c.partition, t.c.offset).limit(limit)
+            .with_for_update(skip_locked=True))
 
 
 def mark_forwarded(pipeline: str, keys: Sequence[Sequence[Any]]) -> sa.Update:

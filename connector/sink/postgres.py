@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -329,11 +329,21 @@ class PostgresStore:
         return len(landed), [f"{records[i].where()}: {why.error_class}: {why.error}"
                              for i, why in sorted(writer.rejected.items())]
 
-    def unforwarded_deadletters(self, limit: int) -> list[sa.Row[Any]]:
-        return self._run("reading dead letters to forward", dl.unforwarded(self.pipeline, limit))
-
-    def mark_forwarded(self, keys: Sequence[Sequence[Any]]) -> None:
-        self._run("marking dead letters forwarded", dl.mark_forwarded(self.pipeline, keys))
+    def forward_deadletters(self, limit: int, send: Callable[[list[sa.Row[Any]]], list[tuple[Any, ...]]]) -> int:
+        """Claim up to `limit` unforwarded dead letters (rows other replicas hold are
+        skipped), `send` them, and mark forwarded the keys `send` returns, in one
+        transaction; how many were claimed (0: nothing left)."""
+        conn = self.connection()
+        try:
+            with conn.begin():
+                rows = conn.execute(dl.unforwarded(self.pipeline, limit)).all()
+                if rows:
+                    acked = send(list(rows))
+                    if acked:
+                        conn.execute(dl.mark_forwarded(self.pipeline, acked))
+        except sa.exc.DBAPIError as exc:
+            raise self._failed(exc, "forwarding dead letters") from exc
+        return len(rows)
 
     # -- heartbeat and operator requests -------------------------------------------------------
     def heartbeat(self, acked: int | None) -> tuple[int, list[tuple[int, str]]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import uuid
 
 import orjson
 import pytest
@@ -239,3 +240,39 @@ def test_dead_letters_forwarded_to_a_topic(make_pipeline, services):
     headers = dict(got[1].headers())
     assert headers["eos.error.class"] == b"CheckViolation" and headers["eos.source"] == f"{p.topic}[0]@2".encode()
     assert headers["eos.pipeline"] == p.name.encode()
+
+
+def test_two_replicas_never_forward_the_same_dead_letter(services):
+    """Each forwarder claims its batch with SKIP LOCKED: while one holds rows, another
+    forwards only the rest, and each dead letter is marked forwarded once."""
+    from connector.migrate import upgrade
+    from connector.sink.postgres import PostgresStore, engine_for
+
+    engine = engine_for(services.database_url)
+    upgrade(engine, "eos")
+    engine.dispose()
+    pipeline = f"forward-{uuid.uuid4().hex[:8]}"
+    services.sql("INSERT INTO eos.deadletters (pipeline, topic, partition, \"offset\", checkpoint_id, replica, "
+                 "headers, error_class, error) SELECT %s, 't', 0, g, 1, 'r', '[]', 'E', 'e' "
+                 "FROM generate_series(0, 9) g", [pipeline])
+    first, second = (PostgresStore(services.database_url, pipeline, name, "eos", table=(None, "unused"))
+                     for name in ("first", "second"))
+    seen: dict[str, list[int]] = {"first": [], "second": []}
+
+    def send_second(rows):
+        seen["second"] += [r.offset for r in rows]
+        return [(r.topic, r.partition, r.offset, r.checkpoint_id) for r in rows]
+
+    def send_first(rows):
+        seen["first"] += [r.offset for r in rows]
+        second.forward_deadletters(100, send_second)  # runs while the first holds its rows
+        return [(r.topic, r.partition, r.offset, r.checkpoint_id) for r in rows]
+
+    try:
+        first.forward_deadletters(4, send_first)
+    finally:
+        first.close()
+        second.close()
+    assert seen == {"first": [0, 1, 2, 3], "second": [4, 5, 6, 7, 8, 9]}
+    assert services.sql("SELECT count(*) FROM eos.deadletters WHERE pipeline = %s AND forwarded_at IS NOT NULL",
+                        [pipeline]) == [(10,)]
