@@ -203,32 +203,38 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Validate every variable of `env`; raise ConfigError listing all problems."""
+        """Validate every variable of `env`; raise ConfigError listing all problems: a
+        variable that fails on its own does not hide the checks across the others."""
         problems: list[str] = []
         env = read_secret_files(env, problems)
         kafka = kafka_passthrough(env, problems)
         registry = {name[len("SCHEMA_REGISTRY_"):].lower().replace("_", "."): value for name, value in env.items()
                     if name.startswith("SCHEMA_REGISTRY_") and name != "SCHEMA_REGISTRY_URL"}
         known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias and f.alias in env}
+        failed: set[str] = set()
         try:
             settings = cls.model_validate({**known, "kafka": kafka, "schema_registry": registry})
         except ValidationError as exc:
             problems.extend(_describe(error, env) for error in exc.errors())
-            raise ConfigError(problems) from None
-        if problems:
-            raise ConfigError(problems)
-        problems.extend(settings._cross_checks())
+            failed = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            # What did validate, with neutral stand-ins for the rest, for the checks across variables.
+            rest = {name: value for name, value in known.items() if name not in failed}
+            settings = cls.model_validate({**_STAND_INS, **rest, "kafka": kafka, "schema_registry": registry})
+        problems.extend(settings._cross_checks(skip=failed))
         if problems:
             raise ConfigError(problems)
         return settings
 
-    def _cross_checks(self) -> list[str]:
+    def _cross_checks(self, skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+        """Problems across variables; a check reading a variable in `skip` (already
+        reported as invalid) is left out."""
         problems = []
-        try:
-            names = {"SINK_TABLE": [p for p in parse_qualified_name(self.sink_table) if p is not None]}
-        except ValueError as exc:
-            problems.append(f"SINK_TABLE={self.sink_table!r}: {exc}")
-            names = {}
+        names: dict[str, list[str]] = {}
+        if "SINK_TABLE" not in skip:
+            try:
+                names["SINK_TABLE"] = [p for p in parse_qualified_name(self.sink_table) if p is not None]
+            except ValueError as exc:
+                problems.append(f"SINK_TABLE={self.sink_table!r}: {exc}")
         names.update({"CONNECTOR_SCHEMA": [self.connector_schema], "SINK_KEY_COLUMNS": list(self.sink_key_columns or ()),
                       "SINK_ADDITIVE_COLUMNS": list(self.sink_additive_columns or ()),
                       "SINK_METADATA_COLUMNS": [column for _, column in self.sink_metadata_columns]})
@@ -237,24 +243,30 @@ class Settings(BaseModel):
                 if len(name.encode()) > MAX_IDENTIFIER_BYTES:
                     problems.append(f"{variable}: {name[:20]!r}… is longer than {MAX_IDENTIFIER_BYTES} bytes "
                                     "(PostgreSQL would truncate it and address another name)")
-        if not re.match(r"^postgres(ql)?(\+\w+)?://", self.database_url) and "=" not in self.database_url:
-            problems.append(
-                f"DATABASE_URL={redact_url(self.database_url)!r}: expected postgresql://… "
-                "(or postgresql+psycopg://…, or a libpq key=value string)"
-            )
+        if "DATABASE_URL" not in skip:
+            problems.extend(_database_url_problems(self.database_url, self.database_password))
         for name, value in (("SINK_KEY_COLUMNS", self.sink_key_columns),
                             ("SINK_ADDITIVE_COLUMNS", self.sink_additive_columns)):
-            if value is not None and self.sink_mode != "upsert":
+            if value is not None and self.sink_mode != "upsert" and "SINK_MODE" not in skip:
                 problems.append(f"{name} is set but SINK_MODE is not 'upsert'")
-        if self.value_format != "json" and not self.schema_registry_url:
-            problems.append(f"VALUE_FORMAT={self.value_format!r} needs SCHEMA_REGISTRY_URL (http(s)://host:port; "
-                            "mock://name for the in-memory registry of tests)")
-        if self.value_format == "json" and (self.schema_registry_url or self.schema_registry):
-            problems.append("SCHEMA_REGISTRY_* is set but VALUE_FORMAT is 'json' (set avro, json-schema or protobuf)")
-        if self.errors_deadletter_topic and self.errors_tolerance != "all":
+        if skip.isdisjoint({"VALUE_FORMAT", "SCHEMA_REGISTRY_URL"}):
+            problems.extend(self._registry_problems())
+        if self.errors_deadletter_topic and self.errors_tolerance != "all" and "ERRORS_TOLERANCE" not in skip:
             problems.append("ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all' (no record is "
                             "dead-lettered with 'none')")
         return problems
+
+    def _registry_problems(self) -> list[str]:
+        if self.value_format != "json" and not self.schema_registry_url:
+            return [f"VALUE_FORMAT={self.value_format!r} needs SCHEMA_REGISTRY_URL (http(s)://host:port; "
+                    "mock://name for the in-memory registry of tests)"]
+        if self.value_format == "json" and (self.schema_registry_url or self.schema_registry):
+            return ["SCHEMA_REGISTRY_* is set but VALUE_FORMAT is 'json' (set avro, json-schema or protobuf)"]
+        if (self.schema_registry_url and re.match(r"^[a-z][a-z0-9+.-]*://[^/?#]*@", self.schema_registry_url, re.I)
+                and "basic.auth.user.info" in self.schema_registry):
+            return ["SCHEMA_REGISTRY_URL holds credentials and SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO is set too; "
+                    "give them one way"]
+        return []
 
     @property
     def group_id(self) -> str:
@@ -318,6 +330,33 @@ def kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, 
             continue
         config[key] = value
     return config
+
+
+# Values that pass validation, standing in for required variables that did not, so the
+# checks across variables still run; checks reading them are skipped.
+_STAND_INS = {"KAFKA_BOOTSTRAP_SERVERS": "unset", "KAFKA_TOPICS": "unset", "DATABASE_URL": "postgresql://",
+              "SINK_TABLE": "unset"}
+# libpq options with a fixed set of values: a typo is a settings error, not a retried outage.
+_LIBPQ_CHOICES = {"sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+                  "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+                  "gssencmode": ("disable", "prefer", "require"), "channel_binding": ("disable", "prefer", "require")}
+
+
+def _database_url_problems(url: str, password: str | None) -> list[str]:
+    """DATABASE_URL's scheme, syntax and enumerated options, as libpq would refuse them."""
+    shown = f"DATABASE_URL={redact_url(url)!r}"
+    if not re.match(r"^postgres(ql)?(\+\w+)?://", url) and "=" not in url:
+        return [f"{shown}: expected postgresql://… (or postgresql+psycopg://…, or a libpq key=value string)"]
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        options = conninfo_to_dict(libpq_url(url, password))
+    except Error:  # libpq quotes the offending token, which may be the password: not shown
+        return [f"{shown}: libpq cannot parse it (check the syntax, and that a password with reserved "
+                "characters is percent-encoded)"]
+    return [f"{shown}: {name}={options[name]!r} is not one of {', '.join(allowed)}"
+            for name, allowed in _LIBPQ_CHOICES.items() if name in options and options[name] not in allowed]
 
 
 def _describe(error: Any, env: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from connector.errors import ConnectorError
+from connector.errors import ConfigError, ConnectorError
 
 FORMATS = ("json", "avro", "json-schema", "protobuf")
 ValueDecoder = Callable[[str, bytes], Any]  # (topic, value bytes) -> document
@@ -51,7 +51,10 @@ def registry_client(config: Mapping[str, Any]) -> Any:
     with _clients_lock:
         url = str(config["url"])
         if url not in _clients:
-            _clients[url] = SchemaRegistryClient.new_client(dict(config))
+            try:
+                _clients[url] = SchemaRegistryClient.new_client(dict(config))
+            except (ValueError, TypeError) as exc:  # the client refuses its settings: name them, exit 2
+                raise ConfigError([f"SCHEMA_REGISTRY_*: the registry client refuses these settings: {exc}"]) from None
         return _clients[url]
 
 

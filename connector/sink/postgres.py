@@ -56,7 +56,8 @@ TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014", "25P03"})  # 25
 
 # libpq reports a refused login without a SQLSTATE; these say retrying will not help.
 PERMANENT_LOGIN = re.compile(r"authentication failed|no pg_hba\.conf entry|does not exist|permission denied"
-                             r"|not permitted to log in|certificate|SSL is not enabled", re.I)
+                             r"|not permitted to log in|certificate|SSL is not enabled"
+                             r"|invalid \S+ value|invalid connection option|invalid percent-encoded|invalid URI", re.I)
 
 
 def convert_db_error(exc: BaseException, doing: str) -> Exception:
