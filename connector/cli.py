@@ -14,14 +14,16 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from connector import __version__
+from connector import __version__, redaction
 from connector.config import Settings, kafka_passthrough, libpq_url, read_secret_files, redact_url
 from connector.errors import ConfigError, ConnectorError
+from connector.redaction import RedactingFilter
 from connector.retry import Interrupted, retrying
 
 log = logging.getLogger("connector")
@@ -45,6 +47,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
                                            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -324,8 +327,24 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "status"
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: STOP.set())
-    args = parser().parse_args(argv)
     env = os.environ if env is None else env
+    # Every secret the settings hold is masked in everything written from here on.
+    redaction.remember(redaction.secrets_in(read_secret_files(env, [])))
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = redaction.RedactingStream(sys.stdout), redaction.RedactingStream(sys.stderr)  # type: ignore[assignment]
+    try:
+        return _main(parser().parse_args(argv), env)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException:  # a bug: its traceback, through the masking stream
+        traceback.print_exc()
+        return EXIT_ERROR
+    finally:
+        sys.stdout.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         return COMMANDS[args.command](args, env)
     except ConfigError as exc:

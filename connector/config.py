@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connector.errors import ConfigError
 from connector.faults import FaultSpec
+from connector.redaction import MASK, is_secret_name
 from connector.retry import RestartStrategy
 
-MASK = "***"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
 # Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
@@ -36,23 +36,17 @@ KAFKA_DEFAULTS = {
     "fetch.wait.max.ms": "50",
     "queued.min.messages": "1000000",
 }
-SECRET_WORDS = ("password", "secret", "token", "credential", "private", "user.info", "user_info")
 VALUE_FORMATS = ("json", "avro", "json-schema", "protobuf")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
 
 
-def is_secret_name(name: str) -> bool:
-    """True for a setting whose value must never be shown (passwords, tokens, keys)."""
-    lowered = name.lower()
-    return any(word in lowered for word in SECRET_WORDS) or lowered.endswith(".key.pem")
-
-
 def redact_url(url: str) -> str:
-    """The URL (or libpq key=value string) with every password replaced by ***; the rest
-    is left exactly as written."""
-    url = re.sub(r"^([a-z][a-z0-9+.-]*://[^:/?#@]*:)[^@/?#]*@", rf"\1{MASK}@", url, flags=re.I)
-    url = re.sub(r"([?&]password=)[^&#]*", rf"\1{MASK}", url)
-    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", rf"\1{MASK}", url)
+    """The URL (or libpq key=value string) with every password (and sslpassword) replaced
+    by ***; the rest is left as written. A password holding `/`, `?`, `#` or `@` unencoded
+    masks everything up to the URL's last `@`."""
+    url = re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/?#]*:).*@", rf"\1{MASK}@", url, flags=re.I | re.S)
+    url = re.sub(r"([?&](?:ssl)?password=)[^&#]*", rf"\1{MASK}", url, flags=re.I)
+    return re.sub(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", rf"\1{MASK}", url, flags=re.I)
 
 
 def libpq_url(url: str, password: str | None = None) -> str:

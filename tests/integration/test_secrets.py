@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from urllib.parse import quote
 
 import orjson
 import pytest
 
 pytestmark = pytest.mark.integration
-SECRETS = {"db-file": "Db-Secret-0451", "sasl-file": "Sasl-Secret-9923", "ssl-key": "Key-Secret-7710",
-           "url": "Url-Secret-3318"}
+# Passwords as people have them: reserved URL characters, an ampersand, a percent sign.
+SECRETS = {"db-file": "Db&Secret-0451", "sasl-file": "Sasl-Secret-9923", "ssl-key": "Key-Secret-7710",
+           "url": "Url/Se?cr#et%3318", "sslpassword": "Ssl&Pass-2207", "raw-url": "Raw/Pass?w#rd-6604",
+           "bad-token": "pa%zz-Secret-5150"}
 
 
 def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -28,7 +31,9 @@ def test_no_secret_in_any_output(make_pipeline, tmp_path):
     (tmp_path / "sasl-password").write_text(SECRETS["sasl-file"])
     url = p.services.database_url
     # The embedded and containerized servers trust local connections: any password logs in.
-    url = url.replace("postgres:@", f"postgres:{SECRETS['url']}@").replace("postgres@", f"postgres:{SECRETS['url']}@")
+    encoded = quote(SECRETS["url"], safe="")
+    url = url.replace("postgres:@", f"postgres:{encoded}@").replace("postgres@", f"postgres:{encoded}@")
+    url += ("&" if "?" in url else "?") + f"sslpassword={quote(SECRETS['sslpassword'], safe='')}"
     secrets_env = {"DATABASE_URL": url, "DATABASE_PASSWORD_FILE": str(tmp_path / "db-password"),
                    "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "sasl-password"),
                    "KAFKA_SSL_KEY_PASSWORD": SECRETS["ssl-key"]}
@@ -49,7 +54,10 @@ def test_no_secret_in_any_output(make_pipeline, tmp_path):
     for args, overrides, expected in [(("check",), {}, 0), (("status",), {}, 0), (("status", "--json"), {}, 0),
                                       (("migrate",), {}, 0), (("--help",), {}, 0), (("run", "--help"), {}, 0),
                                       (("deadletters", "list"), {}, 0), (("deadletters", "replay"), {}, 0),
-                                      (("run",), {"SINK_MODE": "merge"}, 2), (("check",), {"KAFKA_TOPICS": "nope"}, 2)]:
+                                      (("run",), {"SINK_MODE": "merge"}, 2), (("check",), {"KAFKA_TOPICS": "nope"}, 2),
+                                      # a password with reserved characters left unencoded, and one libpq cannot parse
+                                      (("check",), {"DATABASE_URL": f"postgresql://u:{SECRETS['raw-url']}@localhost:1/x"}, 2),
+                                      (("check",), {"DATABASE_URL": f"postgresql://u:{SECRETS['bad-token']}@db/x"}, 2)]:
         code, out = cli({**env, **overrides}, *args)
         assert code == expected, out
         outputs.append(out)
