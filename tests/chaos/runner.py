@@ -3,7 +3,9 @@ Kafka-protocol cluster, and faults injected while records flow.
 
 A run (one `Scenario`, fully determined by its seed) produces `records` records at a
 steady rate into a fresh topic and table, starts one replica, and at random points
-between 20% and 90% of committed progress injects its faults, drawn from:
+between 20% and 90% of committed progress injects its faults — or, for an `early`
+scenario, from the first record on (a new pipeline whose partitions have no offsets
+rows yet, its first checkpoints) — drawn from:
 
     kill          SIGKILL a replica, start it again on the same host (same STATE_DIR)
     term          SIGTERM a replica (it must exit 0), start it again
@@ -174,21 +176,24 @@ class Scenario:
     assignor: str
     faults: tuple[str, ...]
     rate: int = 0  # records produced per second; 0: spread production over ~4 s per fault
+    early: bool = False  # faults from the first record on, not after 20% committed
 
     @classmethod
     def generate(cls, seed: int, records: int, faults: int = 8, kills: int = 3, kinds: tuple[str, ...] = FAULTS,
                  partitions: int = 12, rate: int = 0) -> Scenario:
         """Mode, backend and assignor cycle with the seed (all 18 combinations within 18
-        consecutive seeds); the faults are `kills` kills and random others, shuffled."""
+        consecutive seeds); the faults are `kills` kills and random others, shuffled; one
+        run in four injects them from the first record on."""
         rng = random.Random(seed)
         chosen = ["kill"] * kills + [rng.choice(kinds) for _ in range(max(0, faults - kills))]
         rng.shuffle(chosen)
         return cls(seed, records, partitions, MODES[seed % 3], BACKENDS[seed // 3 % 3], ASSIGNORS[seed // 9 % 2],
-                   tuple(chosen), rate)
+                   tuple(chosen), rate, early=seed % 4 == 0)
 
     def describe(self) -> str:
         return (f"seed {self.seed}: {self.mode}, {self.backend} backend, {self.assignor}, {self.records} records "
-                f"on {self.partitions} partitions; faults {', '.join(self.faults)}")
+                f"on {self.partitions} partitions; faults {', '.join(self.faults)}"
+                + (" from the first record" if self.early else ""))
 
 
 @dataclass
@@ -284,15 +289,17 @@ class Run:
             # One fault in each stratum of 20%..90% of the production time, none before 20% of
             # the records are committed, and each only once rows flow again after the
             # previous one (1 s later at least): faults hit a pipeline in steady flow, at
-            # any point of its checkpoint cycle.
-            count = len(s.faults)
-            points = [0.2 + 0.7 * (k + self.rng.random()) / count for k in range(count)]
-            self._wait(lambda: self._progress() >= 0.2 * s.records, "20% committed")
-            for point, kind in zip(points, s.faults):
-                due = max(started + point * self.production_s, time.monotonic() + 1.0)
+            # any point of its checkpoint cycle. An early scenario's strata span 0%..90% and
+            # its first fault waits for nothing: it may hit before any offsets row exists.
+            count, first = len(s.faults), 0.0 if s.early else 0.2
+            points = [first + (0.9 - first) * (k + self.rng.random()) / count for k in range(count)]
+            if not s.early:
+                self._wait(lambda: self._progress() >= 0.2 * s.records, "20% committed")
+            for k, (point, kind) in enumerate(zip(points, s.faults)):
+                due = max(started + point * self.production_s, time.monotonic() + (0.0 if s.early and k == 0 else 1.0))
                 before = self._progress()
-                self._wait(lambda: time.monotonic() >= due and (self._progress() > before
-                                                                or before == s.records),
+                self._wait(lambda: time.monotonic() >= due and (self._progress() > before or before == s.records
+                                                                or (s.early and k == 0)),
                            f"flowing rows for the fault at {point:.0%} of production")
                 self.log(f"  [{self._progress() / s.records:4.0%}] {kind}: {getattr(self, '_' + kind)()}")
                 self.result.faults[kind] = self.result.faults.get(kind, 0) + 1

@@ -1,7 +1,8 @@
 """The chaos runner under pytest (the runner itself: tests/chaos/runner.py).
 
 Fast set (every CI run): three scenarios that together inject every fault kind, one
-per mode, backend and assignor family. Long set (`-m slow`): 30 seeded randomized
+per mode, backend and assignor family, and one whose faults start at the first record
+(a new pipeline: no offsets rows yet; two replicas from its first checkpoints). Long set (`-m slow`): 30 seeded randomized
 runs of 100 000 records, 8 faults each of which at least 3 are SIGKILLs after 20%
 progress. Each run must end exact: no duplicate, no loss, no wrong value, and no
 replica exiting on its own or uncleanly on SIGTERM.
@@ -22,6 +23,7 @@ FAST = [
              ("term", "scale", "kill", "pg_terminate", "lock", "scale", "kafka_errors")),
     Scenario(103, 6000, 8, "aggregate", "postgres", "range",
              ("scale", "kill", "zombie", "pg_restart", "lock", "bounce", "kill")),
+    Scenario(104, 6000, 8, "upsert", "filesystem", "range", ("scale", "kill", "zombie", "kill", "scale"), early=True),
 ]
 LONG = [Scenario.generate(seed, 100_000, faults=8, kills=3) for seed in range(1, 31)]
 
@@ -33,7 +35,7 @@ def check(result) -> None:
     assert sum(result.faults.values()) == len(result.scenario.faults)
 
 
-@pytest.mark.parametrize("scenario", FAST, ids=lambda s: f"{s.mode}-{s.backend}-{s.assignor}")
+@pytest.mark.parametrize("scenario", FAST, ids=lambda s: f"{s.mode}-{s.backend}-{s.assignor}" + ("-early" if s.early else ""))
 def test_fast(services, tmp_path, scenario):
     check(run_scenario(services, tmp_path, scenario))
 
@@ -53,3 +55,4 @@ def test_sets_cover_every_fault_kind_mode_backend_and_assignor():
     assert {(s.mode, s.backend, s.assignor) for s in LONG} == {
         (m, b, a) for m in MODES for b in BACKENDS for a in ASSIGNORS}
     assert all(s.faults.count("kill") >= 3 and s.records >= 100_000 for s in LONG)
+    assert any(s.early for s in FAST) and sum(s.early for s in LONG) >= 6
