@@ -42,11 +42,23 @@ class Invalid(ValueError):
     pass
 
 
+# `YYYY-MM-DD[T ]HH:MM[:SS[.fraction]][Z|±HH[[:]MM]]`: the extended ISO-8601 form PostgreSQL
+# reads as Python does, sent as written. Other forms Python accepts (a comma before the
+# fraction, week dates, the basic form) are rendered anew, so PostgreSQL never refuses
+# what the mapping accepted.
+PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?")
+
+
 def is_plain_timestamp(text: str) -> bool:
-    """`YYYY-MM-DD[T ]HH:MM…` (a text `datetime.fromisoformat` accepted): the extended
-    ISO-8601 form PostgreSQL reads exactly as Python does. Other forms Python accepts
-    (week dates, the basic form) are rendered anew."""
-    return len(text) >= 16 and text[4] == "-" and text[7] == "-" and text[10] in "T " and text[13] == ":"
+    return PLAIN_TIMESTAMP.fullmatch(text) is not None
+
+
+def _iso_text(value: str) -> str:
+    """Text for an ISO-8601 parse: Python's parser ignores a trailing NUL, PostgreSQL refuses it."""
+    text = value.strip()
+    if not text.isprintable():
+        raise Invalid(f"{value!r} holds a control character")
+    return text
 
 
 def escape(text: str) -> str:
@@ -161,7 +173,7 @@ def parse_timestamptz(value: Any) -> datetime:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
     elif isinstance(value, str):
-        parsed = _from_iso(value.strip())
+        parsed = _from_iso(_iso_text(value))
     else:
         raise Invalid(f"expected an ISO-8601 string or epoch milliseconds, got {type(value).__name__}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
@@ -169,7 +181,7 @@ def parse_timestamptz(value: Any) -> datetime:
 
 def _timestamptz(value: Any) -> str:
     if type(value) is str:
-        text = value.strip()
+        text = _iso_text(value)
         parsed = _from_iso(text)  # validates; the text goes as it came when PostgreSQL reads it alike
         if is_plain_timestamp(text):
             return text
@@ -184,7 +196,7 @@ def parse_timestamp(value: Any) -> datetime:
 
 def _timestamp(value: Any) -> str:
     if type(value) is str:
-        text = value.strip()
+        text = _iso_text(value)
         parsed = _from_iso(text)
         offset = parsed.utcoffset()
         if not offset and is_plain_timestamp(text):  # naive or UTC: PostgreSQL drops a zero offset
@@ -197,7 +209,7 @@ def parse_date(value: Any) -> date:
         return value
     if not isinstance(value, str):
         raise Invalid(f"expected an ISO-8601 date string, got {type(value).__name__}")
-    return date.fromisoformat(value.strip())
+    return date.fromisoformat(_iso_text(value))
 
 
 def parse_time(value: Any) -> time:
@@ -205,7 +217,7 @@ def parse_time(value: Any) -> time:
         return value
     if not isinstance(value, str):
         raise Invalid(f"expected an ISO-8601 time string, got {type(value).__name__}")
-    return time.fromisoformat(value.strip())
+    return time.fromisoformat(_iso_text(value))
 
 
 def _uuid(value: Any) -> str:

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from connector.sink.copytext import ESCAPED, INT_BITS, Converter
+from connector.sink.copytext import ESCAPED, INT_BITS, PLAIN_TIMESTAMP, Converter
 
 FastPath = Callable[[bytes], Any]  # value -> the op (or its row text), or None (a null value too)
 # orjson (the general path) keeps 64-bit integers exact and makes larger ones floats.
@@ -65,9 +65,8 @@ def _field(kind: str, i: int) -> tuple[str, str]:
         return "", f"row.f{i}"  # the f-string formats it: str() of an int, repr() of a float
     if kind == "boolean":
         return "", f'("t" if row.f{i} else "f")'
-    if kind == "timestamptz":  # copytext.is_plain_timestamp, inlined (positions 4, 7, 10, 13); parsed to validate
-        return (f"v{i} = row.f{i}\nif len(v{i}) < 16 or v{i}[4:14:3] not in PLAIN: return None\nfrom_iso(v{i})",
-                f"v{i}")
+    if kind == "timestamptz":  # sent as written when plain (copytext.PLAIN_TIMESTAMP); parsed to validate
+        return f"v{i} = row.f{i}\nif plain(v{i}) is None: return None\nfrom_iso(v{i})", f"v{i}"
     guard = " or not clean" if kind in ESCAPED else ""
     return f"v{i} = row.f{i}\nif v{i} is None{guard}: return None\nv{i} = convert[{i}](v{i})", f"v{i}"
 
@@ -104,7 +103,7 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
         key = ", ".join(f"str({texts[names.index(k)]})" for k in key_columns)
         lines.append(f" return new(op, (kind, names, f'{row}\\n', ({key},), None))")
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
-                             "PLAIN": ("--T:", "-- :"),
+                             "plain": PLAIN_TIMESTAMP.fullmatch,
                              # anything msgspec raises (RecursionError on deep nesting too): the general path decides
                              "ERRORS": Exception, "new": tuple.__new__,
                              "op": op, "kind": op_kind, "names": tuple(names),

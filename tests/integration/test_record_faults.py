@@ -72,3 +72,33 @@ def test_a_generated_column_is_never_filled_from_a_record(services, table):
     engine.dispose()
     assert writer.rejected == {}
     assert services.sql(f"SELECT id, n, doubled FROM {table}") == [(1, 4, 8)]
+
+
+def test_every_timestamp_the_mapping_accepts_the_database_stores_as_parsed(services):
+    """Forms Python reads that PostgreSQL would refuse (a comma before the fraction, the basic
+    form, week dates) are rendered anew, so a mapped record is never refused for them; a
+    trailing NUL is refused at mapping."""
+    from datetime import datetime, timezone
+
+    from connector.errors import MappingError
+
+    name = f"stamps_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (id bigint, at timestamptz)")
+    texts = ["2024-05-01T10:00:00,5", "20240501T100000", "2024-W18-3T10:00", "2024-05-01T10:00:00+0530",
+             "2024-05-01 10:00:00.1234567Z", "2024-05-01T10:00:00.5+05:30:15"]
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        spec = reflect_table(conn, None, name)
+        mapper = RowMapper(spec.columns, "append")
+        ops = [mapper(Record("t", 0, i, None, orjson.dumps({"id": i, "at": t}))) for i, t in enumerate(texts)]
+        with pytest.raises(MappingError, match="control character"):
+            mapper(Record("t", 0, 9, None, orjson.dumps({"id": 9, "at": "2024-05-01T10:00:00\x00"})))
+        writer = BatchWriter(conn, spec.sa_table(), "append")
+        writer.write(ops)
+    engine.dispose()
+    assert writer.rejected == {}
+    stored = dict(services.sql(f"SELECT id, at FROM {name}"))
+    for i, text in enumerate(texts):
+        expected = datetime.fromisoformat(text)
+        expected = expected if expected.tzinfo else expected.replace(tzinfo=timezone.utc)
+        assert abs((stored[i] - expected).total_seconds()) <= 1e-6, text  # PostgreSQL rounds a 7th digit
