@@ -18,7 +18,9 @@ letter). A registry that cannot be reached is not the record's fault: it raises
 from __future__ import annotations
 
 import io
+import json
 import threading
+from decimal import Decimal
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,10 +39,26 @@ class RegistryUnavailable(ConnectorError):
 
 
 def decode_json(topic: str, payload: bytes) -> Any:
+    """A JSON value; numbers orjson cannot hold (beyond a double's range) are read exactly
+    instead (RowMapper reads a numeric column's number exactly in any case)."""
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise ValueError(f"value is not valid JSON: {exc}") from None
+        refused = exc
+    try:
+        return exact_json(payload)
+    except Exception:  # not JSON at all (or nested past any decoder's depth): orjson's reason
+        raise ValueError(f"value is not valid JSON: {refused}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def exact_json(raw: bytes) -> Any:
+    """JSON with its numbers exact: decimals as Decimal (`2.10` stays `2.10`), integers of
+    any size as int; NaN and Infinity, which JSON lacks, refused."""
+    return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
 
 
 def registry_client(config: Mapping[str, Any]) -> Any:

@@ -145,8 +145,8 @@ def _bool(value: Any) -> str:
 def dumps(value: Any) -> str:
     """JSON text of a document, including the native values registry formats decode to."""
     def native(obj: Any) -> Any:
-        if isinstance(obj, Decimal):
-            return str(obj)
+        if isinstance(obj, Decimal):  # an exact JSON number stays the number it was
+            return orjson.Fragment(str(obj)) if obj.is_finite() else str(obj)
         if isinstance(obj, bytes):
             return base64.b64encode(obj).decode()
         raise TypeError(f"{type(obj).__name__} is not JSON serializable")

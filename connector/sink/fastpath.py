@@ -14,11 +14,9 @@ the record, and raises its MappingError when there is one. So the fast path deci
 nothing on its own: it agrees with the general path wherever it answers, which
 `tests/unit/test_fastpath.py` checks on arbitrary records.
 
-Where the two decoders differ, the fast path defers: an integer beyond 64 bits (which
-the general decoder turns into a float) is no `numeric` fast value. One difference remains, on
-fields no column takes: msgspec skips them without converting their numbers, so a
-number beyond a double's range there (`1e400`), which the general decoder refuses, is
-ignored like the rest of such a field.
+Both read a `numeric` column's JSON number exactly, as written (msgspec decodes it
+into a Decimal; the general path reads such a document again exactly), and a number
+beyond a double's range anywhere in a document (`1e400`) is read exactly by both.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
@@ -33,8 +32,6 @@ import msgspec
 from connector.sink.copytext import ESCAPED, INT_BITS, PLAIN_TIMESTAMP, Converter
 
 FastPath = Callable[[bytes], Any]  # value -> the op (or its row text), or None (a null value too)
-# orjson (the general path) keeps 64-bit integers exact and makes larger ones floats.
-_EXACT_INT = Annotated[int, msgspec.Meta(ge=-(2 ** 63), le=2 ** 63 - 1)]
 # Kinds whose converter takes the JSON string itself: the field is typed `str`.
 _UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
 _STRING_KINDS = frozenset({"timestamp", "date", "time", "uuid", "bytea"})
@@ -50,7 +47,7 @@ def _field_type(kind: str, length: int | None) -> Any:
     if kind in ("text", "timestamptz") or kind in _STRING_KINDS:
         return str
     if kind == "numeric":
-        return _EXACT_INT | float  # JSON has no NaN or infinity; msgspec refuses 1e400
+        return Decimal  # the number as written (a string holding one too, as the general path takes it)
     if kind == "float":
         return float
     if kind == "boolean":
@@ -61,7 +58,9 @@ def _field_type(kind: str, length: int | None) -> Any:
 def _field(kind: str, i: int) -> tuple[str, str]:
     """Python source that checks field `row.f{i}` (returning None where the fast path
     defers), and the expression of its COPY text."""
-    if kind in INT_BITS or kind in ("numeric", "float", "text"):
+    if kind == "numeric":  # str() of the Decimal; sNaN is no number PostgreSQL stores
+        return f"if row.f{i}.is_snan(): return None", f"row.f{i}"
+    if kind in INT_BITS or kind in ("float", "text"):
         return "", f"row.f{i}"  # the f-string formats it: str() of an int, repr() of a float
     if kind == "boolean":
         return "", f'("t" if row.f{i} else "f")'

@@ -11,15 +11,13 @@ the record's topic, partition and offset.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, NamedTuple, NoReturn
 
 
 from connector.errors import MappingError
-from connector.formats import ValueDecoder, decode_json
+from connector.formats import ValueDecoder, decode_json, exact_json
 from connector.sink.copytext import CONVERTERS, ESCAPED, NULL, Converter, column_converter, escape, parse_row
 from connector.sink.fastpath import FastPath, compile_fast_path
 from connector.state import Record
@@ -110,16 +108,6 @@ def metadata_value(record: Record, field: str) -> Any:
     return headers
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _exact_json(raw: bytes) -> Any:
-    """JSON with its numbers exact (a record key `2.10` filling a text key stays `2.10`,
-    and 23-digit integers stay apart); NaN and Infinity, which JSON lacks, refused."""
-    return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
-
-
 def _converter(spec: ColumnSpec) -> Converter:
     return column_converter(spec.kind, spec.length)
 
@@ -148,6 +136,7 @@ class RowMapper:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self._required = tuple(c.name for c in self.columns if not c.nullable and not c.has_default)
         self._json = decode_value is decode_json
+        self._numeric = tuple(c.name for c in self.columns if c.kind == "numeric")  # read exactly from JSON
         self._kind = "upsert" if mode == "upsert" else "insert"
         self._key_slots = tuple(self._slots.index(k) for k in self.key_columns) if mode == "upsert" else ()
         self.fast: FastPath | None = None
@@ -182,6 +171,9 @@ class RowMapper:
             self._fail(record, str(exc))
         if not isinstance(document, dict):
             self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
+        if self._json and any(type(document.get(name)) is float for name in self._numeric):
+            exact = exact_json(value)  # a numeric column takes the number as written, not a double
+            document = {**document, **{name: exact[name] for name in self._numeric if name in exact}}
         # A JSON value without a backslash has nothing COPY would need escaped.
         fields, absent = self._fields(record, document, self._json and b"\\" not in value)
         if self._metadata:
@@ -257,7 +249,7 @@ class RowMapper:
             self._fail(record, f"no value for key column(s) {', '.join(wanted)} in the value or the record key")
         key: Any
         try:
-            key = _exact_json(raw)
+            key = exact_json(raw)  # a key `2.10` filling a text key stays `2.10`
         except ValueError:
             key = self._decode_text(record, raw)
         if not isinstance(key, dict):

@@ -38,7 +38,7 @@ def test_types_are_adapted():
     assert op.kind == "insert"
     v = op.values
     assert v["id"] == "1" and v["small"] == "2" and v["name"] == "Zürich 😀" and v["code"] == "abc"
-    assert v["amount"] == "1.1" and v["ratio"] == "3.0" and v["flag"] == "t"
+    assert v["amount"] == "1.10" and v["ratio"] == "3.0" and v["flag"] == "t"  # a numeric as written
     assert v["at"] == "2024-05-01T12:00:00Z"  # already what PostgreSQL reads alike: sent as it came
     assert v["local"] == "2024-05-01T12:00:00"  # converted to UTC, then naive
     assert v["day"] == "2024-05-01" and v["doc"] == '{"a":[1,null]}'
@@ -190,3 +190,20 @@ def test_text_a_lenient_decoder_gives_with_a_lone_surrogate_is_refused():
     mapper = RowMapper(COLUMNS, "append", decode_value=lambda topic, payload: {"id": 1, "name": "x\ud800"})
     with pytest.raises(MappingError, match=r"field 'name': text is not valid Unicode"):
         mapper(rec(b"{}"))
+
+
+@pytest.mark.parametrize("number", [b"12345678901234567890123", b"0.12345678901234567890123456789", b"2.10", b"1e400",
+                                    b"-0.0"])
+def test_a_json_number_fills_a_numeric_column_exactly_on_both_paths(number):
+    """Not through a double: 23-digit integers, 29-digit fractions, trailing zeros and 1e400
+    reach a numeric column as written, by the fast path and the general one alike."""
+    from decimal import Decimal
+
+    columns = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("amount", "numeric"),
+               ColumnSpec("doc", "json")]
+    mapper = RowMapper(columns, "append")
+    value = b'{"id": 1, "amount": ' + number + b', "doc": {"ratio": 0.5}}'
+    fast = mapper.fast(value)
+    general = mapper.general(rec(value)).row
+    assert fast is not None and fast == general
+    assert Decimal(general.split("\t")[1]) == Decimal(number.decode()) and general.endswith('{"ratio":0.5}\n')
