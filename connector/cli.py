@@ -227,6 +227,11 @@ def cmd_offsets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"{'would reset' if args.dry_run else 'reset'} pipeline {pipeline!r} to {args.to}:")
     for tp in sorted(set(before) | set(after)):
         print(f"  {tp[0]}[{tp[1]}] {before.get(tp, '-')} -> {after.get(tp, before.get(tp, '-'))}")
+    if env.get("STATE_DIR") and not args.dry_run:  # the filesystem backend's snapshots, where this host sees them
+        from connector.backends.filesystem import FilesystemBackend
+
+        dropped = FilesystemBackend(env["STATE_DIR"], pipeline).drop_all()
+        print(f"dropped {dropped} pending filesystem snapshot(s) under STATE_DIR")
     return 0
 
 

@@ -60,22 +60,32 @@ def create_savepoint(engine: sa.Engine, pipeline: str, name: str, stop: bool = F
             raise OperationRefused(f"savepoint {name!r} exists already; choose another name")
         request = conn.execute(sa.insert(bk.requests).values(pipeline=pipeline, kind=kind)
                                .returning(bk.requests.c.id, bk.requests.c.created_at)).one()
+    try:
+        _wait_for_replicas(engine, pipeline, request.id, kind, timeout_s, clock)
+        with engine.begin() as conn:
+            offsets = read_offsets(conn, pipeline)
+            rows = [[topic, partition, offset] for (topic, partition), offset in sorted(offsets.items())]
+            conn.execute(sa.insert(bk.savepoints).values(name=name, pipeline=pipeline, offsets=rows))
+    finally:  # done (or given up): a replica starting later must not act on it
+        with engine.begin() as conn:
+            conn.execute(sa.delete(bk.requests).where(bk.requests.c.id == request.id))
+    return offsets
+
+
+def _wait_for_replicas(engine: sa.Engine, pipeline: str, request_id: int, kind: str, timeout_s: float,
+                       clock: Callable[[], float]) -> None:
+    """Until every live replica completed the request — one that started meanwhile too
+    (its first heartbeat takes requests in flight)."""
     deadline = clock() + timeout_s
     while True:
         with engine.connect() as conn:
-            waiting = [row.replica for row in _live(conn, pipeline)
-                       if row.started_at < request.created_at and row.acked_request < request.id]
+            waiting = [row.replica for row in _live(conn, pipeline) if row.acked_request < request_id]
         if not waiting:
-            break
+            return
         if clock() > deadline:
             raise OperationRefused(f"replica(s) {', '.join(waiting)} did not complete the {kind} request "
                                    f"within {timeout_s:.0f}s; no savepoint taken")
         time.sleep(0.2)
-    with engine.begin() as conn:
-        offsets = read_offsets(conn, pipeline)
-        rows = [[topic, partition, offset] for (topic, partition), offset in sorted(offsets.items())]
-        conn.execute(sa.insert(bk.savepoints).values(name=name, pipeline=pipeline, offsets=rows))
-    return offsets
 
 
 def savepoint_offsets(conn: sa.Connection, name: str) -> tuple[str, Offsets]:

@@ -63,6 +63,7 @@ class KafkaSource:
         self._listener: RebalanceListener | None = None
         self._failure: BaseException | None = None
         self._retry: dict[TP, int] = {}  # offsets whose Kafka commit failed
+        self._newest: dict[TP, int] = {}  # the newest offset asked to be committed, per partition
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, listener: RebalanceListener) -> None:
@@ -131,6 +132,8 @@ class KafkaSource:
         self._retry = {}
         if self._consumer is None or not pending:
             return
+        for tp, offset in pending.items():
+            self._newest[tp] = max(offset, self._newest.get(tp, offset))
         tps = [TopicPartition(t, p, o) for (t, p), o in sorted(pending.items())]
         try:
             self._consumer.commit(offsets=tps, asynchronous=True)
@@ -190,6 +193,7 @@ class KafkaSource:
     def _callback(self, handler: Any, partitions: list[TopicPartition]) -> None:
         for tp in _tps(partitions):
             self._retry.pop(tp, None)
+            self._newest.pop(tp, None)
         try:
             if handler is not None:
                 handler(_tps(partitions))
@@ -208,9 +212,10 @@ class KafkaSource:
             reason = error if error is not None else failed[0].error
             log.warning("Kafka offset commit failed for %d partition(s) (retried at the next checkpoint): %s",
                         len(failed), reason.str() if reason is not None else "unknown")
-        for p in failed:  # offsets only move forward: keep the newest failed one
+        for p in failed:  # offsets only move forward: retry only the newest asked for
             tp = (p.topic, p.partition)
-            self._retry[tp] = max(p.offset, self._retry.get(tp, p.offset))
+            if p.offset >= self._newest.get(tp, p.offset):  # a newer commit was sent after it: never go back
+                self._retry[tp] = max(p.offset, self._retry.get(tp, p.offset))
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None

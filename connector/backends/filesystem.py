@@ -77,6 +77,18 @@ class FilesystemBackend:
             except SnapshotCorrupt as exc:
                 raise SnapshotCorrupt(f"{path}: {exc}") from None
 
+    def drop_all(self) -> int:
+        """Remove every snapshot of the pipeline (an offsets reset: they were cut against
+        the old offsets); how many there were."""
+        if not self.directory.is_dir():
+            return 0
+        dropped = 0
+        for path in [*self.directory.glob(f"*{SUFFIX}"), *self.directory.glob("*.tmp")]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                dropped += path.suffix == SUFFIX
+        return dropped
+
     def discard(self, checkpoint_id: int) -> None:
         self._path(checkpoint_id).unlink(missing_ok=True)
 

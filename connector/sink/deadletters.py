@@ -57,6 +57,14 @@ def insert() -> sa.Insert:
     return sa.insert(bk.deadletters)
 
 
+def supersede(pipeline: str, records: Sequence[tuple[str, int, int]]) -> sa.Delete:
+    """Earlier dead letters of these (topic, partition, offset) not replayed yet: the record
+    was read again (after an offsets reset) and refused again, so only the newest stays."""
+    t = bk.deadletters
+    return sa.delete(t).where(t.c.pipeline == pipeline, t.c.replayed_at.is_(None),
+                              sa.tuple_(t.c.topic, t.c.partition, t.c.offset).in_([tuple(r) for r in records]))
+
+
 def _where_key(keys: Sequence[Sequence[Any]]) -> sa.ColumnElement[bool]:
     t = bk.deadletters
     return sa.tuple_(*(t.c[c] for c in KEY_COLUMNS)).in_([tuple(k) for k in keys])

@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 # deadlock, lock timeout, cancelled statement, server shutting down.
 TRANSIENT_CLASSES = ("08", "53", "57P")
 APPLICATION_NAME = "eos-connector"
+REQUEST_TTL_S = 300  # an operator request older than this, still there, was abandoned by its command
+PRUNE_EVERY = 300  # heartbeats (about 10 minutes) between prunings of the checkpoints table
+# A checkpoint row makes a re-commit of its snapshot a no-op; a snapshot re-committed after
+# its row is pruned is fenced instead (the offsets moved past its start), so pruning only
+# bounds the table. The newest row of a pipeline is always kept (`status` shows it).
+CHECKPOINTS_KEPT_FOR = "1 day"
 TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014", "25P03"})  # 25P03: idle in transaction too long
 
 
@@ -124,6 +130,7 @@ class PostgresStore:
         self._summed_by_database: frozenset[str] = frozenset()  # floating-point additive columns
         self._keys_by_database = False  # whether key texts that differ may be one key
         self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
+        self._heartbeats = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS) -> PostgresStore:
@@ -279,8 +286,10 @@ class PostgresStore:
         for index, why in sorted(writer.rejected.items()):
             log.warning("checkpoint %d: record %s dead-lettered: %s: %s", snapshot.checkpoint_id,
                         snapshot.records[index].where(), why.error_class, why.error)
-        conn.execute(dl.insert(), dl.rows(self.pipeline, snapshot.checkpoint_id, self.replica, snapshot.records,
-                                          writer.rejected))
+        rows = dl.rows(self.pipeline, snapshot.checkpoint_id, self.replica, snapshot.records, writer.rejected)
+        # A record read again (an offsets reset) and refused again has one dead letter to replay: the newest.
+        conn.execute(dl.supersede(self.pipeline, [(row["topic"], row["partition"], row["offset"]) for row in rows]))
+        conn.execute(dl.insert(), rows)
 
     def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[Any], stored: dict[Any, Any]) -> CommitOutcome:
         # A concurrent re-commit of this very checkpoint may have won the lock race.
@@ -349,21 +358,29 @@ class PostgresStore:
     # -- heartbeat and operator requests -------------------------------------------------------
     def heartbeat(self, acked: int | None) -> tuple[int, list[tuple[int, str]]]:
         """Refresh this replica's row in `replicas` (recording `acked`, the newest request
-        it completed; None at first: every request made so far counts as seen) and return
-        the requests made since, oldest first."""
+        it completed) and return the requests made since, oldest first. At the first
+        heartbeat (`acked` None) the requests still in flight are this replica's too (a
+        `savepoint create --stop` issued while it started must stop it): only those older
+        than REQUEST_TTL_S count as seen (their command gave up; finished ones are deleted).
+        Every PRUNE_EVERY heartbeats, checkpoint rows older than CHECKPOINTS_KEPT_FOR are
+        pruned."""
         r, q = bk.replicas, bk.requests
         conn = self.connection()
         try:
             with conn.begin():
                 if acked is None:
-                    acked = int(conn.scalar(sa.select(sa.func.coalesce(sa.func.max(q.c.id), 0))
-                                            .where(q.c.pipeline == self.pipeline)) or 0)
+                    acked = int(conn.scalar(sa.select(sa.func.coalesce(sa.func.max(q.c.id), 0)).where(
+                        q.c.pipeline == self.pipeline,
+                        q.c.created_at < sa.func.now() - sa.text(f"interval '{REQUEST_TTL_S} seconds'"))) or 0)
                 row = {"pipeline": self.pipeline, "replica": self.replica, "acked_request": acked}
                 conn.execute(pg_insert(r).values(**row).on_conflict_do_update(
                     index_elements=[r.c.pipeline, r.c.replica],
                     set_={"last_seen": sa.func.now(), "acked_request": acked}))
                 pending = conn.execute(sa.select(q.c.id, q.c.kind).where(q.c.pipeline == self.pipeline, q.c.id > acked)
                                        .order_by(q.c.id)).all()
+                self._heartbeats += 1
+                if self._heartbeats % PRUNE_EVERY == 1:
+                    conn.execute(st.prune_checkpoints(self.pipeline, CHECKPOINTS_KEPT_FOR))
         except sa.exc.DBAPIError as exc:
             raise self._failed(exc, "refreshing the replica's heartbeat") from exc
         return acked, [(int(row.id), str(row.kind)) for row in pending]

@@ -332,6 +332,14 @@ def advance_params(checkpoint_id: int, replica: str, ranges: Sequence[PartitionR
              "b_checkpoint": checkpoint_id, "b_replica": replica} for r in ranges]
 
 
+def prune_checkpoints(pipeline: str, older_than: str) -> sa.Delete:
+    """The pipeline's checkpoint rows older than `older_than` (an interval), but its newest."""
+    t = bk.checkpoints
+    newest = sa.select(sa.func.max(t.c.checkpoint_id)).where(t.c.pipeline == pipeline).scalar_subquery()
+    return sa.delete(t).where(t.c.pipeline == pipeline, t.c.checkpoint_id < newest,
+                              t.c.committed_at < sa.func.now() - sa.cast(older_than, pg.INTERVAL))
+
+
 def record_checkpoint(pipeline: str, checkpoint_id: int, replica: str,
                       ranges: Sequence[PartitionRange], counts: dict[str, int]) -> sa.Insert:
     offsets = [{"topic": r.topic, "partition": r.partition, "start": r.start, "end": r.end,

@@ -276,3 +276,31 @@ def test_two_replicas_never_forward_the_same_dead_letter(services):
     assert seen == {"first": [0, 1, 2, 3], "second": [4, 5, 6, 7, 8, 9]}
     assert services.sql("SELECT count(*) FROM eos.deadletters WHERE pipeline = %s AND forwarded_at IS NOT NULL",
                         [pipeline]) == [(10,)]
+
+
+def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter(services):
+    """Read again after `offsets reset` and refused again: the newest dead letter stays, so a
+    replay applies the record once."""
+    from connector.migrate import upgrade
+    from connector.sink.mapping import tolerant
+    from connector.sink.postgres import PostgresStore, engine_for
+    from connector.state import PartitionRange, Record, Snapshot
+
+    engine = engine_for(services.database_url)
+    upgrade(engine, "eos")
+    engine.dispose()
+    table, pipeline = f"reset_{uuid.uuid4().hex[:8]}", f"reset-{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {table} (event_id bigint NOT NULL CHECK (event_id >= 0))")
+    store = PostgresStore(services.database_url, pipeline, "r1", "eos", table=(None, table), tolerate_errors=True)
+    mapper = tolerant(store.prepare())
+    records = [Record("t", 0, 0, None, b'{"event_id": 1}'), Record("t", 0, 1, None, b'{"event_id": -1}')]
+    try:
+        for start in (None, 0):  # the second time after an offsets reset to 0
+            snapshot = Snapshot(store.next_checkpoint_id(), (PartitionRange("t", 0, start, 2, 2),), records,
+                                tuple(mapper(r) for r in records))
+            assert store.commit(snapshot).deadlettered == 1
+            services.sql("UPDATE eos.offsets SET next_offset = 0 WHERE pipeline = %s", [pipeline])
+    finally:
+        store.close()
+    assert services.sql("SELECT \"offset\", error_class FROM eos.deadletters WHERE pipeline = %s",
+                        [pipeline]) == [(1, "CheckViolation")]

@@ -82,8 +82,14 @@ def test_offsets_reset(make_pipeline):
     p.produce(events(100, 140), partition_of=lambda i: i % 2)
     code, out = cli(p, "offsets", "reset", "--to", "latest")  # skip the 40 new records
     assert code == 0 and p.offsets() == {0: 70, 1: 70}
+    from connector.backends.filesystem import FilesystemBackend
+    from connector.state import PartitionRange, Record, Snapshot
+
+    backend = FilesystemBackend(p.env()["STATE_DIR"], p.name)  # a snapshot left pending on this host
+    backend.save(Snapshot(7, (PartitionRange(p.topic, 0, 70, 71, 1),), (Record(p.topic, 0, 70, None, b"{}"),), ()))
     code, out = cli(p, "offsets", "reset", "--to", "earliest")  # all of it again
     assert code == 0 and p.offsets() == {0: 0, 1: 0}
+    assert "dropped 1 pending filesystem snapshot(s)" in out and list(backend.pending()) == []
     code, out = cli(p, "offsets", "reset", "--to", "savepoint:nope")
     assert code == 1 and "no savepoint named 'nope'" in out
     code, out = cli(p, "offsets", "reset", "--to", "yesterday")
@@ -101,3 +107,58 @@ def test_offsets_reset_to_a_timestamp(services, make_pipeline):
     assert code == 0 and p.offsets() == {0: 0}
     code, out = cli(p, "offsets", "reset", "--to", "timestamp:2999-01-01T00:00:00Z")
     assert code == 0 and p.offsets() == {0: 10}
+
+
+@pytest.fixture
+def bookkeeping(services):
+    """A PostgresStore of a fresh pipeline over the migrated bookkeeping schema `eos`."""
+    import uuid
+
+    from connector.migrate import upgrade
+    from connector.sink.postgres import PostgresStore, engine_for
+
+    engine = engine_for(services.database_url)
+    upgrade(engine, "eos")
+    engine.dispose()
+    store = PostgresStore(services.database_url, f"requests-{uuid.uuid4().hex[:8]}", "r1", "eos", table=(None, "x"))
+    yield store
+    store.close()
+
+
+def test_a_replica_starting_while_a_request_is_in_flight_serves_it(services, bookkeeping):
+    """`savepoint create --stop` issued while a replica starts stops it too: its first
+    heartbeat takes the requests in flight; one its command abandoned long ago it does not."""
+    pipeline = bookkeeping.pipeline
+    services.sql("INSERT INTO eos.requests (pipeline, kind, created_at) VALUES (%s, 'stop', now() - interval '1 hour')",
+                 [pipeline])
+    services.sql("INSERT INTO eos.requests (pipeline, kind) VALUES (%s, 'stop')", [pipeline])
+    (fresh,) = services.sql("SELECT max(id) FROM eos.requests WHERE pipeline = %s", [pipeline])[0]
+    acked, pending = bookkeeping.heartbeat(None)
+    assert pending == [(fresh, "stop")] and acked < fresh
+
+
+def test_the_checkpoints_table_is_pruned_but_for_the_newest_row(services, bookkeeping):
+    """Rows older than a day go (a snapshot re-committed after its row went is fenced
+    instead); a recent row and the pipeline's newest, however old, stay."""
+    pipeline = bookkeeping.pipeline
+    services.sql("INSERT INTO eos.checkpoints (pipeline, checkpoint_id, replica, offsets, counts, committed_at) "
+                 "SELECT %s, g, 'r', '[]', '{}', now() - interval '2 days' * (g %% 2) FROM generate_series(1, 6) g",
+                 [pipeline])  # 1, 3, 5 two days old; 2, 4 recent; 6 the newest, recent
+    services.sql("UPDATE eos.checkpoints SET committed_at = now() - interval '3 days' "
+                 "WHERE pipeline = %s AND checkpoint_id = 6", [pipeline])
+    bookkeeping.heartbeat(None)
+    assert services.sql("SELECT checkpoint_id FROM eos.checkpoints WHERE pipeline = %s ORDER BY 1",
+                        [pipeline]) == [(2,), (4,), (6,)]
+
+
+def test_a_finished_savepoint_leaves_no_request_behind(services, bookkeeping):
+    """A replica started after `savepoint create --stop` returned must not stop on it."""
+    from connector import bookkeeping as bk
+    from connector.savepoints import create_savepoint
+    from connector.sink.postgres import engine_for
+
+    engine = engine_for(services.database_url).execution_options(schema_translate_map=bk.translate("eos"))
+    create_savepoint(engine, bookkeeping.pipeline, f"sp-{bookkeeping.pipeline}", stop=True)
+    engine.dispose()
+    assert services.sql("SELECT count(*) FROM eos.requests WHERE pipeline = %s", [bookkeeping.pipeline]) == [(0,)]
+    assert bookkeeping.heartbeat(None)[1] == []
