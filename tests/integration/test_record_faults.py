@@ -102,3 +102,25 @@ def test_every_timestamp_the_mapping_accepts_the_database_stores_as_parsed(servi
         expected = datetime.fromisoformat(text)
         expected = expected if expected.tzinfo else expected.replace(tzinfo=timezone.utc)
         assert abs((stored[i] - expected).total_seconds()) <= 1e-6, text  # PostgreSQL rounds a 7th digit
+
+
+def test_a_refused_tombstone_leaves_the_upserts_before_it_applied(services):
+    """Stored (1, 1) is referenced by a child row: an upsert {"k": 1, "v": 2} then a tombstone
+    for key 1 in one checkpoint leave (1, 2), as one at a time; the tombstone alone is refused."""
+    name = f"parent_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (k bigint PRIMARY KEY, v bigint)")
+    services.sql(f"CREATE TABLE {name}_child (k bigint REFERENCES {name} (k))")
+    services.sql(f"INSERT INTO {name} VALUES (1, 1), (2, 1)")
+    services.sql(f"INSERT INTO {name}_child VALUES (1)")
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        spec = reflect_table(conn, None, name)
+        mapper = RowMapper(spec.columns, "upsert", ["k"])
+        values = [b'{"k": 1, "v": 2}', None, b'{"k": 2, "v": 5}', None]
+        keys = [b"1", b"1", b"2", b"2"]
+        ops = [mapper(Record("t", 0, i, key, value)) for i, (key, value) in enumerate(zip(keys, values))]
+        writer = BatchWriter(conn, spec.sa_table(), "upsert", ["k"])
+        writer.write(ops)
+    engine.dispose()
+    assert list(writer.rejected) == [1] and writer.rejected[1].error_class == "ForeignKeyViolation"
+    assert services.sql(f"SELECT k, v FROM {name} ORDER BY k") == [(1, 2)]
