@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     # Every secret the settings hold is masked in everything written from here on.
     redaction.remember(redaction.secrets_in(read_secret_files(env, [])))
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = redaction.RedactingStream(sys.stdout), redaction.RedactingStream(sys.stderr)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = redaction.RedactingStream(sys.stdout), redaction.RedactingStream(sys.stderr)
     try:
         return _main(parser().parse_args(argv), env)
     except (SystemExit, KeyboardInterrupt):

@@ -249,7 +249,7 @@ def create_key_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
 
 
-def key_ranks(stage: sa.Table, key_columns: Sequence[str]) -> sa.Select:
+def key_ranks(stage: sa.Table, key_columns: Sequence[str]) -> sa.Select[Any]:
     """Each staged key's ordinal and its rank in the database's order: keys PostgreSQL
     finds equal (`1.0` and `1`, `'ab'` and `'ab '` as char(5), two instants a tenth of a
     microsecond apart) share a rank."""
