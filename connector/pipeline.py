@@ -333,7 +333,11 @@ class Runner:
             return
         self._gauges_at = now
         state = self._coord.state
-        self.metrics.gaps.inc(state.take_gaps())
+        gaps = state.take_gaps()
+        if gaps:  # explained by the broker (markers, compaction, retention): counted, and said
+            self.metrics.gaps.inc(gaps)
+            log.debug("%d offset(s) skipped by the broker past the read positions (transaction markers, "
+                      "compaction, retention)", gaps)
         self.metrics.buffered_records.set(state.records)
         self.metrics.buffered_bytes.set(state.bytes)
         total = 0

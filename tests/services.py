@@ -76,6 +76,12 @@ class Services:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
+    @contextlib.contextmanager
+    def sql_transaction(self) -> Iterator[Callable[..., None]]:
+        """Statements run in one transaction, committed when the block ends."""
+        with psycopg.connect(self.database_url, client_encoding="UTF8") as conn:
+            yield lambda query, params=(): conn.execute(query, params) and None
+
     def terminate_connector_sessions(self) -> int:
         """pg_terminate_backend on every session of the connector (by application_name)."""
         rows = self.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

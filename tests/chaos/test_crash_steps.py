@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -26,6 +28,22 @@ def events(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
     return [(str(i).encode(), orjson.dumps({"event_id": i, "body": f"event {i}"})) for i in range(start, start + n)]
 
 
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def buffered(port: int) -> float | None:
+    """The replica's eos_buffered_records gauge, from its /metrics."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    found = re.search(r"^eos_buffered_records (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
 
 
 def is_stopped(pid: int) -> bool:
@@ -182,3 +200,34 @@ def test_additive_aggregate_counts_each_record_once(make_pipeline, step, backend
     rows = p.rows("user_id, to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:00Z'), visits")
     assert {(u, m): n for u, m, n in rows} == expected
     assert sum(n for *_, n in rows) == N
+
+
+def test_a_fenced_partition_without_an_offsets_row_is_read_again_end_to_end(make_pipeline, services):
+    """I11 through `eos-connector run`: the replica has buffered three partitions of a new
+    pipeline (no offsets rows) when another commit lands the first ten records of
+    partitions 0 and 1 (as a restarted replica re-committing its snapshot does). Its
+    checkpoint is fenced; partition 2, still without a row, is read again from its fenced
+    range's start — reading on would have lost its first ten records for good."""
+    p = make_pipeline(DDL, partitions=3)
+    p.produce(events(30), partition_of=lambda i: i % 3)
+    held = {"CHECKPOINT_INTERVAL_MS": "600000", "STATE_BACKEND": "filesystem"}  # commits only when asked
+    port = free_port()
+    replica = p.start(**held, HTTP_PORT=str(port))
+    wait_until(lambda: replica.check_alive() or buffered(port) == 30, 60, "10 records of each partition buffered")
+    other = [(i, f"event {i}") for i in range(30) if i % 3 != 2]
+    with services.sql_transaction() as sql:  # the other commit: rows and offsets together
+        sql(f"INSERT INTO {p.table} (event_id, body) VALUES " + ", ".join(["(%s, %s)"] * len(other)),
+            [v for row in other for v in row])
+        sql("INSERT INTO eos_connector.offsets (pipeline, topic, partition, next_offset, replica) "
+            "VALUES (%s, %s, 0, 10, 'other'), (%s, %s, 1, 10, 'other')", [p.name, p.topic, p.name, p.topic])
+    code = p.cli(["savepoint", "create", f"fence-{p.name}"], **held)  # asks the replica to checkpoint now
+    assert code.returncode == 0, code.stdout + code.stderr
+    assert "fenced" in replica.output()
+    p.produce(events(30, start=30), partition_of=lambda i: i % 3)
+    # the new records buffered (and partition 2's fenced ones again: 40) before the final checkpoint
+    wait_until(lambda: replica.check_alive() or (buffered(port) or 0) >= 30, 60, "the new records buffered")
+    assert replica.stop() == 0  # the final checkpoint
+    finisher = p.start(STATE_BACKEND="filesystem")
+    wait_until(lambda: finisher.check_alive() or p.offsets() == p.watermarks(), 60, "offsets to reach the watermarks")
+    assert finisher.stop() == 0
+    p.assert_exact(60)  # reading on past the fence lost partition 2's first ten records here
