@@ -188,8 +188,10 @@ class Runner:
         self.health.progressed()
         self.metrics.consumed.inc(sum(map(len, runs)))
         coord = self._coord
-        coord.reposition()  # partitions a fence sent back whose seek did not take yet
         self._buffer(runs)
+        # After the runs in hand (fetched before any seek now: still refused), so what
+        # the next poll returns of a partition whose seek now takes is read from there.
+        coord.reposition()
         reason = coord.due()
         if reason is not None:
             self._checkpoint(reason, interruptible=True, overlap=True)

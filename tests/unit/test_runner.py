@@ -178,3 +178,23 @@ def test_a_stop_ends_the_replica_within_the_shutdown_timeout_even_inside_a_hung_
     finally:
         release.set()
         worker.join(5)
+
+
+def test_records_fetched_before_a_retried_seek_takes_are_not_buffered():
+    """I11: a fenced partition whose seek failed buffers nothing of the batch in hand when
+    the retried seek takes; only what is read after it."""
+    r, store, source = runner([assign(("t", 0)), [rec(0), rec(1)]])
+    r.step()
+    r.step()
+    store.offsets[("t", 0)] = 1  # another owner committed [0, 1): this replica is fenced
+    source.failing.add(("t", 0))
+    r.coordinator.checkpoint("t")
+    assert r.coordinator.state.waiting_for_position == (("t", 0),)
+    source.failing.clear()
+    source.script = [[rec(2), rec(3)], [rec(1), rec(2)]]  # fetched from where it stood; then from the seek
+    r.step()
+    assert r.coordinator.state.records == 0 and r.coordinator.state.waiting_for_position == ()
+    assert source.seeks[-1] == {("t", 0): 1}
+    r.step()
+    r.coordinator.checkpoint("t")
+    assert store.offsets == {("t", 0): 3} and store.rows == [1, 2]
