@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 PURE = ["connector.state", "connector.runs", "connector.checkpoint", "connector.faults", "connector.sink.mapping",
-        "connector.sink.statements", "connector.sink.fastpath", "connector.backends.codec"]
+        "connector.sink.statements", "connector.sink.upserts", "connector.sink.fastpath", "connector.backends.codec"]
 
 
 def test_pure_modules_import_no_io_library():
