@@ -171,11 +171,16 @@ def create_key_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
 
 
-def key_ranks(stage: sa.Table, key_columns: Sequence[str]) -> sa.Select[Any]:
-    """Each staged key's ordinal and its rank in the database's order: keys PostgreSQL
-    finds equal (`1.0` and `1`, `'ab'` and `'ab '` as char(5), two instants a tenth of a
-    microsecond apart) share a rank."""
-    return sa.select(stage.c[KEY_ORDINAL], sa.func.dense_rank().over(order_by=[stage.c[k] for k in key_columns]))
+def key_collisions(stage: sa.Table, key_columns: Sequence[str]) -> sa.Select[Any]:
+    """The staged keys PostgreSQL finds equal to another staged key (`1.0` and `1`,
+    `'ab'` and `'ab '` as char(5), two instants a tenth of a microsecond apart), each
+    with the ordinal of the first key of its group; a checkpoint without such keys
+    returns nothing."""
+    keys = [stage.c[k] for k in key_columns]
+    ordinal = stage.c[KEY_ORDINAL]
+    grouped = sa.select(ordinal, sa.func.min(ordinal).over(partition_by=keys).label("first"),
+                        sa.func.count().over(partition_by=keys).label("n")).subquery()
+    return sa.select(grouped.c[KEY_ORDINAL], grouped.c.first).where(grouped.c.n > 1)
 
 
 def empty_stage_sql(stage: sa.Table) -> str:

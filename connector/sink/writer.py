@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,8 +33,11 @@ import sqlalchemy as sa
 from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, as_op
 
+_KIND = operator.itemgetter(0)  # an Op's kind, read in C
+
 log = logging.getLogger(__name__)
-_SAVEPOINT, _ROLLBACK, _RELEASE = "SAVEPOINT eos_batch", "ROLLBACK TO SAVEPOINT eos_batch", "RELEASE SAVEPOINT eos_batch"
+_BATCH, _WHOLE = "eos_batch", "eos_checkpoint"  # savepoint names: one batch's try; a checkpoint's upserts
+CARDINALITY_VIOLATION = "21000"  # INSERT … ON CONFLICT DO UPDATE meeting one key twice
 RECORD_FAULT_CLASSES = ("22", "23")
 RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
 # SQLSTATE classes of a failing session, not of what it sent: connection, resources,
@@ -72,6 +76,12 @@ def record_fault(exc: BaseException) -> Rejection | None:
     message = (getattr(diag, "message_primary", None) or str(orig)).strip()
     detail = getattr(diag, "message_detail", None)
     return Rejection(type(orig).__name__, f"SQLSTATE {sqlstate}: {message}" + (f" ({detail})" if detail else ""))
+
+
+def _one_shape(ops: Sequence[Op]) -> bool:
+    """Every op an upsert (or a reject), all naming the same columns."""
+    kinds = set(map(_KIND, ops))
+    return kinds <= {"upsert", REJECT} and len({op.columns for op in ops if op.kind != REJECT}) <= 1
 
 
 class NewKeys:
@@ -121,20 +131,41 @@ class BatchWriter:
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._mode == "upsert":
-            if self._keys_by_database:
-                ops = self._keyed_by_database(cast(Sequence[Op], ops))
-            plan = st.plan_upsert(cast(Sequence[Op], ops), self._keys, self._additive,  # no plain rows in upsert mode
-                                  self._summed_by_database)
-            if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
-                self._isolated("delete", plan.deletes)
-            for batch in plan.batches:
-                if not (self._new_keys.worth_trying() and self._inserted_as_new(batch)):
-                    self._isolated("upsert", batch)
+            plan = self._upserts(cast(Sequence[Op], ops))  # no plain rows in upsert mode
         else:
             plan = st.plan_append(ops, tuple(c.name for c in self._target.columns))
             for batch in plan.batches:
                 self._isolated("insert", batch)
         return {"rows": self._written(plan.batches), "deleted": self._written((plan.deletes,) if plan.deletes else ())}
+
+    def _upserts(self, ops: Sequence[Op]) -> st.WritePlan:
+        """Upsert `ops` with keys as the database compares them. Where it may find equal
+        key texts Python tells apart, the keys are grouped by the database first — unless
+        every op is an upsert of one shape: then two such keys meet in one INSERT … ON
+        CONFLICT, which refuses them with 21000, so the checkpoint is tried as it is and
+        grouped only then (grouping costs a COPY of the keys and a sort)."""
+        if not self._keys_by_database:
+            return self._write_upserts(ops)
+        if not _one_shape(ops):
+            return self._write_upserts(self._keyed_by_database(ops))
+        rejected, stages = dict(self.rejected), dict(self._stages)
+        try:
+            with self._savepoint(_WHOLE):
+                return self._write_upserts(ops)
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+            if sqlstate_of(exc) != CARDINALITY_VIOLATION:
+                raise
+        self.rejected, self._stages = rejected, stages  # as before the try: its stage tables were rolled back too
+        return self._write_upserts(self._keyed_by_database(ops))
+
+    def _write_upserts(self, ops: Sequence[Op]) -> st.WritePlan:
+        plan = st.plan_upsert(ops, self._keys, self._additive, self._summed_by_database)
+        if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
+            self._isolated("delete", plan.deletes)
+        for batch in plan.batches:
+            if not (self._new_keys.worth_trying() and self._inserted_as_new(batch)):
+                self._isolated("upsert", batch)
+        return plan
 
     def _written(self, batches: Sequence[st.CopyBatch]) -> int:
         """Rows of `batches` that at least one of their records wrote."""
@@ -162,31 +193,31 @@ class BatchWriter:
             self._refuse(kind, batch, row, why)
 
     @contextlib.contextmanager
-    def _savepoint(self, keep: bool = True) -> Iterator[None]:
+    def _savepoint(self, name: str = _BATCH, keep: bool = True) -> Iterator[None]:
         """A savepoint around the block, rolled back if it raises (or unless `keep`) and
         always released: a savepoint rolled back but left established (SQLAlchemy's
         nested transactions do that) nests every later one inside it, and each level's
         locks stay held until the commit — thousands of tries filled the lock table."""
         execute = self._conn.exec_driver_sql
-        execute(_SAVEPOINT)
+        execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             try:
-                execute(_ROLLBACK)
-                execute(_RELEASE)
+                execute(f"ROLLBACK TO SAVEPOINT {name}")
+                execute(f"RELEASE SAVEPOINT {name}")
             except Exception as exc:  # the connection is gone: the original error matters
                 log.debug("rollback to savepoint failed too: %s", exc)
             raise
         if not keep:
-            execute(_ROLLBACK)
-        execute(_RELEASE)
+            execute(f"ROLLBACK TO SAVEPOINT {name}")
+        execute(f"RELEASE SAVEPOINT {name}")
 
     def _attempt(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None, keep: bool) -> Rejection | None:
         """Apply `batch` under a savepoint (rolled back unless `keep`); the record fault
         that refused it, if one did. Any other failure is raised."""
         try:
-            with self._savepoint(keep):
+            with self._savepoint(keep=keep):
                 self._apply(kind, batch, stage)
             return None
         except _WRITE_ERRORS as exc:  # COPY runs on the driver's own cursor
@@ -218,31 +249,35 @@ class BatchWriter:
             op = as_op(self._ops[index], batch.columns)
             self._isolated(op.kind, st.single(op, index))
 
-    def _keyed_by_database(self, ops: Sequence[Op]) -> list[Op]:
-        """`ops` with one key for the key texts PostgreSQL finds equal: their rank in the
-        database's order of the checkpoint's keys (a merge meeting one key twice fails
-        with 21000, and texts Python tells apart may be one key). A key text the database
-        refuses keeps its own key: its records are refused when written."""
+    def _keyed_by_database(self, ops: Sequence[Op]) -> Sequence[Op]:
+        """`ops` with one key for the key texts PostgreSQL finds equal (a merge meeting
+        one key twice fails with 21000, and texts Python tells apart may be one key): the
+        database groups the checkpoint's keys, and each key of a group takes its first
+        key's text. A key text the database refuses keeps its own: its records are
+        refused when written."""
         keys = list(dict.fromkeys(op.key for op in ops if op.kind != REJECT))
         if len(keys) < 2:
-            return list(ops)
+            return ops
         stage = self._stages.get(())
         if stage is None:
             stage = self._stages[()] = st.stage_table("eos_keys", (*self._keys, st.KEY_ORDINAL))
             self._conn.exec_driver_sql(st.create_key_stage_sql(self._target, stage))
         rows = ["\t".join(key) + f"\t{i}\n" for i, key in enumerate(keys)]
-        ranks = self._ranks(stage, rows)
-        if ranks is None:  # some key text refused: rank the others
-            ranks = self._ranks(stage, self._accepted(stage, rows)) or {}
-        classes = {keys[i]: (rank,) for i, rank in ranks.items()}
-        return [op if op.kind == REJECT else op._replace(key=classes.get(op.key, op.key)) for op in ops]
+        collisions = self._collisions(stage, rows)
+        if collisions is None:  # some key text refused: group the others
+            collisions = self._collisions(stage, self._accepted(stage, rows)) or {}
+        if not collisions:
+            return ops
+        same = {keys[i]: keys[first] for i, first in collisions.items()}
+        return [op._replace(key=same[op.key]) if op.key in same else op for op in ops]
 
-    def _ranks(self, stage: sa.Table, rows: list[str]) -> dict[int, int] | None:
-        """Ordinal -> rank of the staged key rows; None when the database refuses one."""
+    def _collisions(self, stage: sa.Table, rows: list[str]) -> dict[int, int] | None:
+        """Ordinal -> its group's first ordinal, for the staged keys equal to another;
+        None when the database refuses a key."""
         try:
             with self._savepoint():
                 self._fill(stage, rows)
-                return {int(i): int(rank) for i, rank in self._conn.execute(st.key_ranks(stage, self._keys))}
+                return {int(i): int(first) for i, first in self._conn.execute(st.key_collisions(stage, self._keys))}
         except _WRITE_ERRORS as exc:
             if record_fault(exc) is None:
                 raise

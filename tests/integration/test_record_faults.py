@@ -124,3 +124,26 @@ def test_a_refused_tombstone_leaves_the_upserts_before_it_applied(services):
     engine.dispose()
     assert list(writer.rejected) == [1] and writer.rejected[1].error_class == "ForeignKeyViolation"
     assert services.sql(f"SELECT k, v FROM {name} ORDER BY k") == [(1, 2)]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_keys_equal_to_the_database_in_a_one_shape_checkpoint(services, stored):
+    """Upserts of one shape are tried without grouping their keys first: `1.0` and `1` in
+    one checkpoint meet in one INSERT … ON CONFLICT (21000, or a unique violation for the
+    COPY of new keys), and the checkpoint is then written with the keys grouped — the
+    last record wins, as one at a time."""
+    name = f"numkeys_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (k numeric PRIMARY KEY, v bigint)")
+    if stored:
+        services.sql(f"INSERT INTO {name} VALUES (1, 0), (2, 0)")
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        spec = reflect_table(conn, None, name)
+        mapper = RowMapper(spec.columns, "upsert", ["k"])
+        docs = [{"k": "1.0", "v": 1}, {"k": 2, "v": 5}, {"k": "1", "v": 2}]
+        ops = [mapper(Record("t", 0, i, None, orjson.dumps(doc))) for i, doc in enumerate(docs)]
+        writer = BatchWriter(conn, spec.sa_table(), "upsert", ["k"], keys_by_database=True)
+        writer.write(ops)
+    engine.dispose()
+    assert writer.rejected == {}
+    assert services.sql(f"SELECT k::text, v FROM {name} ORDER BY k") == [("1", 2), ("2", 5)]
