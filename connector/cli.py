@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         signal.signal(signum, lambda *_: STOP.set())
     env = os.environ if env is None else env
     # Every secret the settings hold is masked in everything written from here on.
-    redaction.remember(redaction.secrets_in(read_secret_files(env, [])))
+    redaction.remember(redaction.secrets_in(env))  # secrets in files: when they are read
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = redaction.RedactingStream(sys.stdout), redaction.RedactingStream(sys.stderr)
     try:

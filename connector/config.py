@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connector.errors import ConfigError
 from connector.faults import FaultSpec
-from connector.redaction import MASK, is_secret_name
+from connector.redaction import MASK, is_secret_name, remember, secrets_in
 from connector.retry import RestartStrategy
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -63,7 +63,7 @@ def libpq_url(url: str, password: str | None = None) -> str:
 def read_secret_files(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
     """The environment with every `DATABASE_PASSWORD_FILE` / `KAFKA_<NAME>_FILE` replaced
     by `DATABASE_PASSWORD` / `KAFKA_<NAME>` holding the file's content (secrets mounted
-    as files; one trailing newline is dropped). A file that cannot be read is a problem
+    as files; one trailing newline is dropped; a secret read is remembered for masking). A file that cannot be read is a problem
     naming the variable; setting both forms is one too."""
     resolved = dict(env)
     for name, path in env.items():
@@ -82,6 +82,7 @@ def read_secret_files(env: Mapping[str, str], problems: list[str]) -> dict[str, 
             problems.append(f"{name}={path!r}: cannot read the file: {reason}")
             continue
         resolved[target] = content[:-1] if content.endswith("\n") else content
+        remember(secrets_in({target: resolved[target]}))  # masked in all output from now on
     return resolved
 
 

@@ -53,10 +53,14 @@ class Forwarder:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: PostgresStore) -> Forwarder | None:
-        """`store`: a store of the pipeline's own, not the commit's (its connection is the forwarder's)."""
+    def from_settings(cls, settings: Settings, replica: str) -> Forwarder | None:
+        """A forwarder with a store of its own (its connection is the forwarder's, never
+        the commit's); None without ERRORS_DEADLETTER_TOPIC."""
         if not settings.errors_deadletter_topic:
             return None
+        from connector.sink.postgres import PostgresStore
+
+        store = PostgresStore.from_settings(settings, replica)
         # The pipeline's own client settings (security included), less the consumer tuning.
         config: dict[str, Any] = {k: v for k, v in settings.kafka.items() if k not in KAFKA_DEFAULTS}
         config.update({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": "true",

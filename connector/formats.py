@@ -20,8 +20,8 @@ from __future__ import annotations
 import io
 import json
 import threading
-from decimal import Decimal
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import orjson

@@ -130,7 +130,7 @@ class Runner:
         return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
                    build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop,
                    settings.restart_strategy, Metrics(), health, settings.errors_tolerance == "all",
-                   Forwarder.from_settings(settings, PostgresStore.from_settings(settings, replica, faults)))
+                   Forwarder.from_settings(settings, replica))
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:

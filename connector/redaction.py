@@ -4,7 +4,8 @@ A secret is any value of a variable whose name says so (`DATABASE_PASSWORD`,
 `KAFKA_SASL_PASSWORD`, `SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`, …) and every password in
 `DATABASE_URL` and `SCHEMA_REGISTRY_URL`, read from the parsed connection parameters
 (`password`, `sslpassword`) and from the text itself, so a URL libpq cannot parse, or a
-password holding `/`, `?`, `#` or `&`, is covered too. `remember` registers them; the
+password holding `/`, `?`, `#` or `&`, is covered too. `remember` registers them (the
+command line's start for the environment, `config.read_secret_files` for mounted files); the
 process's standard output and error, and every log record, pass through `redact`, which
 replaces each (as written, percent-decoded and percent-encoded) with `***`. Error texts
 that quote a connection string (libpq's parse errors do) are masked the same way.
@@ -50,9 +51,12 @@ def url_secrets(url: str) -> set[str]:
 
 
 def secrets_in(env: Mapping[str, str]) -> set[str]:
-    """The secrets an environment (secret files already read) holds."""
+    """The secrets an environment holds (a `*_FILE` variable names a file, not a secret:
+    `read_secret_files` remembers what it reads)."""
     found: set[str] = set()
     for name, value in env.items():
+        if name.endswith("_FILE"):
+            continue
         if name in ("DATABASE_URL", "SCHEMA_REGISTRY_URL"):
             found |= url_secrets(value)
         elif is_secret_name(name) and value:

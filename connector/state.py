@@ -186,7 +186,7 @@ class OperatorState:
         if tp not in self._positions or tp in self._unpositioned:
             return len(run)  # not ours (revoked or lost since it was fetched), or read from the wrong place
         buffer = self._buffers.get(tp)
-        position = buffer.end if buffer is not None else self._positions[tp]
+        position = self.position(tp)
         start = 0 if position is None or run.offset(0) >= position else run.first_at_or_after(position)
         stop = min(len(run), start + room)
         if run.nbytes > room_bytes and start < stop:  # the record that fills the buffer is the last
@@ -197,16 +197,15 @@ class OperatorState:
         try:
             ops = map_run(run, start, stop)
         except MappingFailed as failed:
-            self._keep(tp, buffer, run, start, start + len(failed.ops), failed.ops)
+            self._keep(tp, buffer, position, run, start, start + len(failed.ops), failed.ops)
             raise failed.error from None
-        self._keep(tp, buffer, run, start, stop, ops)
+        self._keep(tp, buffer, position, run, start, stop, ops)
         return stop
 
-    def _keep(self, tp: TopicPartition, buffer: _Buffer | None, run: Run, start: int, stop: int,
-              ops: list[Any]) -> None:
+    def _keep(self, tp: TopicPartition, buffer: _Buffer | None, position: int | None, run: Run, start: int,
+              stop: int, ops: list[Any]) -> None:
         if start >= stop:
             return
-        position = self.position(tp)
         if position is not None:  # offsets the broker skipped: before the run, or inside it
             self.gaps += run.offset(stop - 1) + 1 - position - (stop - start)
         if buffer is None:

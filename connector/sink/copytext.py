@@ -113,15 +113,14 @@ def _numeric(value: Any) -> str:
     if kind is float:
         return repr(value) if math.isfinite(value) else _special_float(value)
     if isinstance(value, Decimal):  # Avro decimals, and exact JSON numbers, arrive decoded
-        if value.is_snan():
-            raise Invalid("sNaN is not a number PostgreSQL stores")
-        return str(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise Invalid(f"expected a number, got {type(value).__name__}")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise Invalid(f"{value!r} is not a number") from None
+    else:
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise Invalid(f"{value!r} is not a number") from None
     if number.is_snan():
         raise Invalid("sNaN is not a number PostgreSQL stores")
     return str(number)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
-
 from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json, exact_json
 from connector.sink.copytext import CONVERTERS, ESCAPED, NULL, Converter, column_converter, escape, parse_row

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from connector import bookkeeping as bk
-from connector.sink.mapping import Op, as_op
+from connector.sink.mapping import REJECT, Op, as_op
 from connector.sink.upserts import reduce_by_key
 from connector.state import PartitionRange, TopicPartition
 
@@ -37,8 +37,11 @@ class CopyBatch:
     def halves(self) -> tuple[CopyBatch, CopyBatch]:
         """The batch split in two, for isolating the rows the database refuses."""
         mid = len(self.rows) // 2
-        return (CopyBatch(self.columns, self.rows[:mid], self.sources[:mid]),
-                CopyBatch(self.columns, self.rows[mid:], self.sources[mid:]))
+        return self.part(0, mid), self.part(mid, len(self.rows))
+
+    def part(self, start: int, stop: int) -> CopyBatch:
+        """Rows [start, stop) of the batch."""
+        return CopyBatch(self.columns, self.rows[start:stop], self.sources[start:stop])
 
     def without(self, rows: Iterable[int]) -> CopyBatch:
         """The batch less the rows at these indices."""
@@ -130,6 +133,13 @@ def _distinct_upserts(ops: Sequence[Op]) -> bool:
             and len(set(map(_KEY, ops))) == len(ops))
 
 
+def one_shape_of_upserts(ops: Sequence[Op]) -> bool:
+    """Every op an upsert (or a reject), all naming the same columns: any two keys meet in
+    one batch of each round."""
+    return (set(map(_KIND, ops)) <= {"upsert", REJECT}
+            and len({op.columns for op in ops if op.kind != REJECT}) <= 1)
+
+
 def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = (),
                 summed_by_database: frozenset[str] = frozenset()) -> WritePlan:
     """Deletes, then each round's batches in order (`reduce_by_key`)."""
@@ -152,11 +162,14 @@ def stage_table(name: str, columns: Sequence[str]) -> sa.Table:
     return sa.Table(name, sa.MetaData(), *(sa.Column(c) for c in columns), schema="pg_temp")
 
 
-def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
-    """A session-private table with the target's column types and no constraints."""
-    select = sa.select(*(target.c[c.name] for c in stage.columns))
+def _create_temporary_sql(stage: sa.Table, select: sa.Select[Any]) -> str:
     body = select.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
     return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
+
+
+def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
+    """A session-private table with the target's column types and no constraints."""
+    return _create_temporary_sql(stage, sa.select(*(target.c[c.name] for c in stage.columns)))
 
 
 KEY_ORDINAL = "eos_i"
@@ -166,9 +179,8 @@ def create_key_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     """A session-private table of the target's key columns (their types, typmods and
     collations) and an ordinal, to let PostgreSQL compare a checkpoint's keys."""
     columns = [target.c[c.name] for c in stage.columns if c.name != KEY_ORDINAL]
-    select = sa.select(*columns, sa.cast(sa.literal_column("0"), sa.Integer).label(KEY_ORDINAL))
-    body = select.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})
-    return f"CREATE TEMPORARY TABLE {_quote.format_table(stage)} ON COMMIT DROP AS {body} WITH NO DATA"
+    return _create_temporary_sql(stage, sa.select(*columns, sa.cast(sa.literal_column("0"), sa.Integer)
+                                                  .label(KEY_ORDINAL)))
 
 
 def key_collisions(stage: sa.Table, key_columns: Sequence[str]) -> sa.Select[Any]:

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,8 +31,6 @@ import sqlalchemy as sa
 
 from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, as_op
-
-_KIND = operator.itemgetter(0)  # an Op's kind, read in C
 
 log = logging.getLogger(__name__)
 _BATCH, _WHOLE = "eos_batch", "eos_checkpoint"  # savepoint names: one batch's try; a checkpoint's upserts
@@ -78,10 +75,19 @@ def record_fault(exc: BaseException) -> Rejection | None:
     return Rejection(type(orig).__name__, f"SQLSTATE {sqlstate}: {message}" + (f" ({detail})" if detail else ""))
 
 
-def _one_shape(ops: Sequence[Op]) -> bool:
-    """Every op an upsert (or a reject), all naming the same columns."""
-    kinds = set(map(_KIND, ops))
-    return kinds <= {"upsert", REJECT} and len({op.columns for op in ops if op.kind != REJECT}) <= 1
+def _refused(start: int, stop: int, fault: Rejection,
+             attempt: Callable[[int, int], Rejection | None]) -> dict[int, Rejection]:
+    """The items of [start, stop) — refused together with `fault` — refused on their own,
+    found by halves; `attempt(a, b)` tries items [a, b) and rolls them back."""
+    if stop - start == 1:
+        return {start: fault}
+    refused: dict[int, Rejection] = {}
+    mid = (start + stop) // 2
+    for a, b in ((start, mid), (mid, stop)):
+        half_fault = attempt(a, b)
+        if half_fault is not None:
+            refused.update(_refused(a, b, half_fault, attempt))
+    return refused
 
 
 class NewKeys:
@@ -146,7 +152,7 @@ class BatchWriter:
         grouped only then (grouping costs a COPY of the keys and a sort)."""
         if not self._keys_by_database:
             return self._write_upserts(ops)
-        if not _one_shape(ops):
+        if not st.one_shape_of_upserts(ops):
             return self._write_upserts(self._keyed_by_database(ops))
         rejected, stages = dict(self.rejected), dict(self._stages)
         try:
@@ -213,12 +219,12 @@ class BatchWriter:
             execute(f"ROLLBACK TO SAVEPOINT {name}")
         execute(f"RELEASE SAVEPOINT {name}")
 
-    def _attempt(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None, keep: bool) -> Rejection | None:
-        """Apply `batch` under a savepoint (rolled back unless `keep`); the record fault
-        that refused it, if one did. Any other failure is raised."""
+    def _try(self, write: Callable[[], None], keep: bool = True) -> Rejection | None:
+        """`write()` under a savepoint (rolled back unless `keep`); the record fault that
+        refused it, if one did. Any other failure is raised."""
         try:
             with self._savepoint(keep=keep):
-                self._apply(kind, batch, stage)
+                write()
             return None
         except _WRITE_ERRORS as exc:  # COPY runs on the driver's own cursor
             fault = record_fault(exc)
@@ -226,17 +232,13 @@ class BatchWriter:
                 raise
             return fault
 
+    def _attempt(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None, keep: bool) -> Rejection | None:
+        return self._try(lambda: self._apply(kind, batch, stage), keep)
+
     def _probe(self, kind: str, batch: st.CopyBatch, stage: sa.Table | None, fault: Rejection) -> dict[int, Rejection]:
         """The rows of `batch` (refused as a whole with `fault`) refused on their own, by index."""
-        if len(batch.rows) == 1:
-            return {0: fault}
-        refused: dict[int, Rejection] = {}
-        first, second = batch.halves()
-        for offset, half in ((0, first), (len(first.rows), second)):
-            half_fault = self._attempt(kind, half, stage, keep=False)
-            if half_fault is not None:
-                refused.update({offset + i: why for i, why in self._probe(kind, half, stage, half_fault).items()})
-        return refused
+        return _refused(0, len(batch.rows), fault,
+                        lambda start, stop: self._attempt(kind, batch.part(start, stop), stage, keep=False))
 
     def _refuse(self, kind: str, batch: st.CopyBatch, row: int, fault: Rejection) -> None:
         """Row `row` was refused: its record is rejected; several records merged into it
@@ -274,27 +276,18 @@ class BatchWriter:
     def _collisions(self, stage: sa.Table, rows: list[str]) -> dict[int, int] | None:
         """Ordinal -> its group's first ordinal, for the staged keys equal to another;
         None when the database refuses a key."""
-        try:
-            with self._savepoint():
-                self._fill(stage, rows)
-                return {int(i): int(first) for i, first in self._conn.execute(st.key_collisions(stage, self._keys))}
-        except _WRITE_ERRORS as exc:
-            if record_fault(exc) is None:
-                raise
-            return None
+        found: dict[int, int] = {}
+
+        def query() -> None:
+            self._fill(stage, rows)
+            found.update((int(i), int(first)) for i, first in self._conn.execute(st.key_collisions(stage, self._keys)))
+        return None if self._try(query) is not None else found
 
     def _accepted(self, stage: sa.Table, rows: list[str]) -> list[str]:
-        """The key rows the database accepts, found by halves."""
-        try:
-            with self._savepoint():
-                self._fill(stage, rows)
-            return rows
-        except _WRITE_ERRORS as exc:
-            if record_fault(exc) is None:
-                raise
-        if len(rows) == 1:
-            return []
-        return self._accepted(stage, rows[:len(rows) // 2]) + self._accepted(stage, rows[len(rows) // 2:])
+        """The key rows the database accepts (some refused), found by halves."""
+        refused = _refused(0, len(rows), Rejection("", ""),  # only which rows: their reasons are the writes'
+                           lambda start, stop: self._try(lambda: self._fill(stage, rows[start:stop]), keep=False))
+        return [row for i, row in enumerate(rows) if i not in refused]
 
     def _fill(self, stage: sa.Table, rows: list[str]) -> None:
         self._conn.exec_driver_sql(st.empty_stage_sql(stage))
