@@ -168,7 +168,8 @@ class CheckpointCoordinator:
 
     def due(self) -> str | None:
         state = self.state
-        return self._policy.due(self._now_ms(), self._opened_ms, state.records, state.bytes)
+        # A buffer that only moved past markers waits for the interval like one record.
+        return self._policy.due(self._now_ms(), self._opened_ms, state.records + state.moved, state.bytes)
 
     def full(self) -> bool:
         return self.state.records >= self._policy.max_records or self.state.bytes >= self._policy.max_bytes

@@ -36,6 +36,12 @@ KAFKA_DEFAULTS = {
     "fetch.wait.max.ms": "50",
     "queued.min.messages": "1000000",
 }
+# The next-generation consumer group protocol (KIP-848, `group.protocol=consumer`): the
+# broker owns the session, the heartbeat and the assignor; librdkafka refuses these with it.
+CLASSIC_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy")
+GROUP_PROTOCOLS = ("classic", "consumer")
+# KAFKA_AUTO_OFFSET_RESET: where a partition with no offset (database or group) starts.
+START_OF_NEW_PARTITION = ("earliest", "smallest", "beginning", "latest", "largest", "end")
 VALUE_FORMATS = ("json", "avro", "json-schema", "protobuf")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
 
@@ -144,6 +150,7 @@ class Settings(BaseModel):
     http_port: int = Field(8080, alias="HTTP_PORT", ge=0, le=65535)
     http_host: str = Field("0.0.0.0", alias="HTTP_HOST", min_length=1)
     restart_strategy: RestartStrategy = Field(RestartStrategy(), alias="RESTART_STRATEGY")
+    on_data_loss: Literal["fail", "skip"] = Field("fail", alias="ON_DATA_LOSS")
     connector_fault: FaultSpec | None = Field(None, alias="CONNECTOR_FAULT")
     kafka: dict[str, str] = Field(default_factory=dict, repr=False)
     schema_registry: dict[str, str] = Field(default_factory=dict, repr=False)  # SCHEMA_REGISTRY_<NAME>
@@ -174,7 +181,7 @@ class Settings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", "errors_tolerance", "value_format", mode="before")
+    @field_validator("log_format", "errors_tolerance", "value_format", "on_data_loss", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -275,10 +282,17 @@ class Settings(BaseModel):
     def libpq_url(self) -> str:
         return libpq_url(self.database_url, self.database_password)
 
+    @property
+    def group_protocol(self) -> str:
+        return self.kafka.get("group.protocol", "classic").strip().lower()
+
     def consumer_config(self) -> dict[str, str]:
-        """The librdkafka configuration of the replica's consumer."""
+        """The librdkafka configuration of the replica's consumer (under the consumer group
+        protocol, without the classic protocol's session default: the broker sets it)."""
+        defaults = KAFKA_DEFAULTS if self.group_protocol == "classic" else \
+            {k: v for k, v in KAFKA_DEFAULTS.items() if k not in CLASSIC_ONLY}
         return {
-            **KAFKA_DEFAULTS,
+            **defaults,
             **self.kafka,
             "bootstrap.servers": self.kafka_bootstrap_servers,
             "group.id": self.group_id,
@@ -324,6 +338,18 @@ def kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, 
             problems.append(f"{name}={value!r}: the connector commits offsets itself; allowed: {forced}")
             continue
         config[key] = value
+    reset = config.get("auto.offset.reset", "earliest").strip().lower()
+    if reset not in START_OF_NEW_PARTITION:
+        problems.append(f"KAFKA_AUTO_OFFSET_RESET={config['auto.offset.reset']!r}: where a partition with no "
+                        f"offset starts; allowed: {', '.join(START_OF_NEW_PARTITION)} (records deleted before "
+                        "they were read: ON_DATA_LOSS)")
+    protocol = config.get("group.protocol", "classic").strip().lower()
+    if protocol not in GROUP_PROTOCOLS:
+        problems.append(f"KAFKA_GROUP_PROTOCOL={config['group.protocol']!r}: allowed: {', '.join(GROUP_PROTOCOLS)}")
+    elif protocol == "consumer":
+        problems.extend(f"KAFKA_{key.upper().replace('.', '_')}: not allowed with KAFKA_GROUP_PROTOCOL=consumer "
+                        "(the broker sets it: group.consumer.* broker settings, or KAFKA_GROUP_REMOTE_ASSIGNOR)"
+                        for key in CLASSIC_ONLY if key in config)
     return config
 
 

@@ -58,5 +58,10 @@ class KafkaError(ConnectorError):
     """The Kafka client reported an error it cannot recover from by itself."""
 
 
+class RecordsDeleted(KafkaError):
+    """The broker deleted records (retention, DeleteRecords) before the pipeline read them,
+    or no longer has the offset the database holds (ON_DATA_LOSS=fail)."""
+
+
 class SnapshotCorrupt(ConnectorError):
     """A persisted snapshot failed its integrity check."""

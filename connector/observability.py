@@ -49,6 +49,9 @@ class Metrics:
         self.gaps = Counter("eos_offset_gaps", "Offsets the broker skipped in an assigned partition's sequence "
                             "(transaction markers, compaction, retention): past the position the consumer read "
                             "from, so no record of them was ever readable", registry=r)
+        self.deleted = Counter("eos_records_deleted_unread", "Records the broker deleted (retention, DeleteRecords) "
+                               "before the pipeline read them, skipped with ON_DATA_LOSS=skip",
+                               ["topic", "partition"], registry=r)
         self.retries = Counter("eos_retries", "Transient failures retried (RESTART_STRATEGY)", registry=r)
         for outcome in ("committed", "already-committed", "fenced", "failed", "timed-out"):
             self.checkpoints.labels(outcome)

@@ -67,6 +67,7 @@ class Source(Protocol):
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
     def seek(self, offsets: Mapping[TopicPartition, int]) -> list[TopicPartition]: ...
     def high_watermark(self, tp: TopicPartition) -> int | None: ...
+    def take_ends(self) -> dict[TopicPartition, int]: ...
     def close(self) -> None: ...
 
 
@@ -93,8 +94,9 @@ class Runner:
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
                  stop: threading.Event | None = None, restart: RestartStrategy = RestartStrategy(),
                  metrics: Metrics | None = None, health: Health | None = None, tolerate_errors: bool = False,
-                 forwarder: Forwarder | None = None) -> None:
+                 forwarder: Forwarder | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._source, self._store, self._backend = source, store, backend
+        self._clock = clock  # the checkpoint interval's
         self._policy, self._faults, self._restart = policy, faults, restart
         self._shutdown_timeout_s = shutdown_timeout_ms / 1000.0
         self._stop = stop or threading.Event()
@@ -127,7 +129,7 @@ class Runner:
         timeout_s, max_wait_s = settings.checkpoint_timeout_ms / 1000, settings.restart_strategy.max_ms / 1000
         health = Health(stuck_after_s=timeout_s + max_wait_s + 30,
                         stale_after_s=2 * settings.checkpoint_interval_ms / 1000 + timeout_s + 10)
-        return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics), store,
+        return cls(KafkaSource(settings.consumer_config(), settings.kafka_topics, settings.on_data_loss), store,
                    build_backend(settings, store, faults), policy, faults, settings.shutdown_timeout_ms, stop,
                    settings.restart_strategy, Metrics(), health, settings.errors_tolerance == "all",
                    Forwarder.from_settings(settings, replica))
@@ -176,7 +178,7 @@ class Runner:
         mapper = self._store.prepare()
         self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,
                                                  tolerant(mapper) if self._tolerate_errors else mapper,
-                                                 self._policy, self._faults, on_complete=self._observe,
+                                                 self._policy, self._faults, self._clock, on_complete=self._observe,
                                                  fast=getattr(mapper, "fast", None))
         self.coordinator.recover()
         if self._forwarder is not None:
@@ -189,6 +191,8 @@ class Runner:
         self.metrics.consumed.inc(sum(map(len, runs)))
         coord = self._coord
         self._buffer(runs)
+        for tp, end in self._source.take_ends().items():  # after the records before each end
+            coord.state.reached_end(tp, end)
         # After the runs in hand (fetched before any seek now: still refused), so what
         # the next poll returns of a partition whose seek now takes is read from there.
         coord.reposition()
@@ -255,6 +259,9 @@ class Runner:
 
     def on_lost(self, partitions: list[TopicPartition]) -> None:
         self._release(partitions, "lost")
+
+    def on_records_deleted(self, tp: TopicPartition, count: int) -> None:
+        self.metrics.deleted.labels(tp[0], str(tp[1])).inc(count)
 
     def _release(self, partitions: list[TopicPartition], kind: str) -> None:
         self._coord.release(partitions)

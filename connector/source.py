@@ -3,7 +3,12 @@
 Messages become frozen `Record`s right after poll; librdkafka errors become the
 project's own types where they occur. Partition assignment asks the listener where
 to start each partition (the database's next_offset); a partition without one starts
-from the group's committed offset, then `auto.offset.reset`.
+from the group's committed offset, then where `auto.offset.reset` says (earliest by
+default). Every partition is thus given its start, so librdkafka's own reset
+(`auto.offset.reset=error` underneath) fires only when the broker no longer has the
+offset asked for: records deleted before they were read. ON_DATA_LOSS decides: `fail`
+stops the replica naming the partition and the offsets, `skip` continues from the
+earliest offset kept, with a warning and `eos_records_deleted_unread_total`.
 """
 
 from __future__ import annotations
@@ -11,12 +16,19 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka import KafkaError as RdKafkaError
 
-from connector.errors import KafkaError
+from connector.errors import KafkaError, RecordsDeleted
 from connector.runs import Fields, Run, key_value_bytes
 from connector.state import Record
 from connector.state import TopicPartition as TP
@@ -25,6 +37,8 @@ log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".
 _BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
 _make = tuple.__new__  # a Record without the keyword-argument handling of its constructor
+_EARLIEST = frozenset({"earliest", "smallest", "beginning"})
+DataLoss = Literal["fail", "skip"]
 
 
 def to_record(message: Message) -> Record:
@@ -46,6 +60,7 @@ class RebalanceListener(Protocol):
     def on_assigned(self, partitions: list[TP]) -> Mapping[TP, int | None]: ...
     def on_revoked(self, partitions: list[TP]) -> None: ...
     def on_lost(self, partitions: list[TP]) -> None: ...
+    def on_records_deleted(self, tp: TP, count: int) -> None: ...
 
 
 def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
@@ -55,10 +70,22 @@ def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
 class KafkaSource:
     """One consumer in the pipeline's group, subscribed to the pipeline's topics."""
 
-    def __init__(self, config: Mapping[str, str], topics: Sequence[str]) -> None:
+    def __init__(self, config: Mapping[str, str], topics: Sequence[str], on_data_loss: DataLoss = "fail") -> None:
         self._config = dict(config)
+        reset = self._config.pop("auto.offset.reset", "earliest").strip().lower()
+        self._new_start = OFFSET_BEGINNING if reset in _EARLIEST else OFFSET_END
+        self._config["auto.offset.reset"] = "error"  # see the module's docstring
+        # The end of a partition is where its next record will be: past a transaction's
+        # commit marker or aborted records, which no record marks (see `take_ends`).
+        self._config["enable.partition.eof"] = "true"
+        self._ends: dict[TP, int] = {}
+        self._starts: dict[TP, int] = {}  # where each assigned partition was started
+        self._on_data_loss = on_data_loss
         self._topics = list(topics)
-        self._cooperative = "cooperative" in self._config.get("partition.assignment.strategy", "")
+        # Incremental assignment: the cooperative assignor, or the consumer group protocol
+        # (KIP-848), whose assignments are always incremental.
+        self._cooperative = "cooperative" in self._config.get("partition.assignment.strategy", "") \
+            or self._config.get("group.protocol", "classic").strip().lower() == "consumer"
         self._consumer: Consumer | None = None
         self._listener: RebalanceListener | None = None
         self._failure: BaseException | None = None
@@ -114,15 +141,71 @@ class KafkaSource:
         error = message.error()
         if error is None:
             return False
-        if error.code() not in _BENIGN:
+        if error.code() == RdKafkaError._PARTITION_EOF:
+            self._ends[(cast(str, message.topic()), cast(int, message.partition()))] = message.offset()
+        elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
+            self._records_deleted(message, error)
+        elif error.code() not in _BENIGN:
             self._message_error(message, error)
         return True
+
+    def take_ends(self) -> dict[TP, int]:
+        """Partitions read to their end since the last call, with the offset their next
+        record will have. Under read_committed that is past the last transaction's
+        marker (and past aborted records), which the last record's offset + 1 is not:
+        committing it as next_offset lets lag reach 0. A seek or rebalance drops it."""
+        ends, self._ends = self._ends, {}
+        return ends
 
     def _message_error(self, message: Message, error: RdKafkaError) -> None:
         where = f"{message.topic()}[{message.partition()}]"
         if error.fatal() or error.code() in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError.TOPIC_AUTHORIZATION_FAILED):
             raise KafkaError(f"Kafka error on {where}: {error.str()}")
         log.warning("Kafka error on %s (will retry): %s", where, error.str())
+
+    def _records_deleted(self, message: Message, error: RdKafkaError) -> None:
+        """The broker no longer has the offset this partition was to be read from."""
+        assert self._consumer is not None
+        topic, partition, needed = cast(str, message.topic()), cast(int, message.partition()), message.offset()
+        where = f"{topic}[{partition}]"
+        try:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        except KafkaException as exc:
+            raise KafkaError(f"{where}: offset {needed} is out of range and the broker's range could not be read "
+                             f"({exc.args[0]}); retried at the next start") from exc
+        if needed > high:  # a truncated log or a recreated topic: rows past it are already written
+            raise RecordsDeleted(f"{where}: the pipeline's next offset {needed} is past the broker's last offset "
+                                 f"{high} (the log was truncated, or the topic deleted and created again); "
+                                 "nothing was skipped. Move the pipeline with `eos-connector offsets reset` "
+                                 "if this is intended")
+        lost = low - needed
+        if self._on_data_loss == "fail":
+            raise RecordsDeleted(f"{where}: records {needed}..{low - 1} ({lost}) were deleted by the broker "
+                                 f"(retention or DeleteRecords) before the pipeline read them; the earliest "
+                                 f"offset kept is {low}. Nothing was skipped: set ON_DATA_LOSS=skip to go on from "
+                                 f"offset {low}, or move the pipeline with `eos-connector offsets reset` "
+                                 f"({error.str()})")
+        log.warning("%s: records %d..%d (%d) were deleted by the broker before the pipeline read them; going on "
+                    "from offset %d (ON_DATA_LOSS=skip)", where, needed, low - 1, lost, low)
+        if self._listener is not None:
+            self._listener.on_records_deleted((topic, partition), lost)
+        self._ends.pop((topic, partition), None)
+        self._restart_fetch((topic, partition), low)
+
+    def _restart_fetch(self, tp: TP, offset: int) -> None:
+        """Read `tp` from `offset` after librdkafka stopped it on an offset reset (a seek
+        is refused then): assign it again; under the eager protocol the whole assignment,
+        every other partition from where the application has read it."""
+        assert self._consumer is not None
+        if self._cooperative:
+            self._consumer.incremental_unassign([TopicPartition(*tp)])
+            self._consumer.incremental_assign([TopicPartition(*tp, offset)])
+            return
+        current = self._consumer.position(self._consumer.assignment())
+        self._consumer.assign([TopicPartition(p.topic, p.partition, offset) if (p.topic, p.partition) == tp
+                               else TopicPartition(p.topic, p.partition,
+                                                   p.offset if p.offset >= 0 else self._starts[(p.topic, p.partition)])
+                               for p in current])
 
     # -- positions and commits -------------------------------------------------------------
     def commit_offsets(self, offsets: Mapping[TP, int]) -> None:
@@ -148,6 +231,7 @@ class KafkaSource:
             return []
         failed = []
         for (topic, partition), offset in offsets.items():
+            self._ends.pop((topic, partition), None)  # read before the seek: not where it now reads
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
@@ -170,10 +254,18 @@ class KafkaSource:
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
             assert self._listener is not None
+            for tp in _tps(partitions):
+                self._ends.pop(tp, None)
             starts = self._listener.on_assigned(_tps(partitions))
+            unknown = [TopicPartition(p.topic, p.partition) for p in partitions
+                       if starts.get((p.topic, p.partition)) is None]
+            # No row in the database: the group's committed offset, then auto.offset.reset.
+            grouped = {(c.topic, c.partition): c.offset for c in consumer.committed(unknown, timeout=30)
+                       if c.offset >= 0} if unknown else {}
             for p in partitions:
                 offset = starts.get((p.topic, p.partition))
-                p.offset = OFFSET_INVALID if offset is None else offset
+                p.offset = offset if offset is not None else grouped.get((p.topic, p.partition), self._new_start)
+                self._starts[(p.topic, p.partition)] = p.offset
             log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing")
             if self._cooperative:
                 consumer.incremental_assign(partitions)
@@ -194,6 +286,8 @@ class KafkaSource:
         for tp in _tps(partitions):
             self._retry.pop(tp, None)
             self._newest.pop(tp, None)
+            self._ends.pop(tp, None)
+            self._starts.pop(tp, None)
         try:
             if handler is not None:
                 handler(_tps(partitions))

@@ -116,6 +116,7 @@ class OperatorState:
         self.records = 0
         self.bytes = 0
         self.gaps = 0  # offsets the broker skipped past a partition's read position
+        self.moved = 0  # buffers of no record: partitions read past markers to their end
 
     # -- assignment -------------------------------------------------------------------
     def assign(self, tp: TopicPartition, next_offset: int | None, read_from: int | None = None) -> None:
@@ -210,6 +211,8 @@ class OperatorState:
             self.gaps += run.offset(stop - 1) + 1 - position - (stop - start)
         if buffer is None:
             buffer = self._buffers[tp] = _Buffer(self._starts[tp], 0)
+        elif not buffer.segments:  # it held only a move to the partition's end
+            self.moved -= 1
         buffer.segments.append((run, start, stop))
         buffer.ops.extend(ops)
         buffer.end = run.offset(stop - 1) + 1
@@ -218,8 +221,24 @@ class OperatorState:
         self.records += stop - start
         self.bytes += nbytes
 
+    def reached_end(self, tp: TopicPartition, end: int) -> None:
+        """The consumer read `tp` to its end: its next record will be at `end` or after.
+        Offsets between the read position and `end` hold no record (a transaction's
+        marker, aborted records): the partition's range moves to `end`, in a buffer of
+        no records if none is open, so the next checkpoint commits that next_offset."""
+        if tp not in self._positions or tp in self._unpositioned:
+            return
+        position = self.position(tp)
+        if position is not None and end <= position:
+            return
+        buffer = self._buffers.get(tp)
+        if buffer is None:
+            buffer = self._buffers[tp] = _Buffer(self._starts[tp], end)
+            self.moved += 1
+        buffer.end = end
+
     def empty(self) -> bool:
-        return self.records == 0
+        return not self._buffers
 
     def snapshot(self, checkpoint_id: int) -> Snapshot:
         """Freeze every buffer into checkpoint `checkpoint_id` and start fresh ones.
@@ -233,7 +252,7 @@ class OperatorState:
             ops.extend(buffer.ops)
             self._starts[tp] = self._positions[tp] = buffer.end
         self._buffers.clear()
-        self.records = self.bytes = 0
+        self.records = self.bytes = self.moved = 0
         return Snapshot(checkpoint_id, tuple(ranges), RecordsView(segments), tuple(ops))
 
     def _drop_buffer(self, tp: TopicPartition) -> None:
@@ -241,6 +260,7 @@ class OperatorState:
         if buffer is not None:
             self.records -= len(buffer.ops)
             self.bytes -= buffer.nbytes
+            self.moved -= not buffer.segments
 
 
 class MappingFailed(Exception):

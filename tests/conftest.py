@@ -3,13 +3,22 @@ Every test gets its own topic, table and pipeline name, so tests never share sta
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services import KafkaFaults, Pipeline, Services, new_pipeline, services_from_env
+from connector.embedded.apache import ApacheKafka, KafkaUnavailable
+from tests.services import (
+    KafkaFaults,
+    Pipeline,
+    Services,
+    new_pipeline,
+    real_kafka_beside,
+    services_from_env,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,10 +27,21 @@ def services() -> Iterator[Services]:
         yield found
 
 
-@pytest.fixture
-def make_pipeline(services: Services, tmp_path: Path) -> Iterator[Any]:
-    """Factory: make_pipeline(ddl, partitions=4) -> Pipeline with a fresh topic and table.
-    `ddl` uses {table} for the table name."""
+@pytest.fixture(scope="session")
+def apache_services(services: Services) -> Iterator[Services]:
+    """The same database beside a real Apache Kafka cluster (the suite's own Kafka when the
+    backend is `apache`). Without Java or Maven the test skips, naming what is missing —
+    except on CI (CI=true), where it fails: the guarantee is proven on real Kafka there."""
+    try:
+        with real_kafka_beside(services) as found:
+            yield found
+    except KafkaUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"real Apache Kafka is required on CI: {exc}")
+        pytest.skip(f"needs real Apache Kafka: {exc}")
+
+
+def _pipelines(services: Services, tmp_path: Path) -> Iterator[Any]:
     made: list[Pipeline] = []
 
     def make(ddl: str, partitions: int = 4) -> Pipeline:
@@ -31,6 +51,26 @@ def make_pipeline(services: Services, tmp_path: Path) -> Iterator[Any]:
     yield make
     for pipeline in made:
         pipeline.stop_all()
+
+
+@pytest.fixture
+def make_pipeline(services: Services, tmp_path: Path) -> Iterator[Any]:
+    """Factory: make_pipeline(ddl, partitions=4) -> Pipeline with a fresh topic and table.
+    `ddl` uses {table} for the table name."""
+    yield from _pipelines(services, tmp_path)
+
+
+@pytest.fixture
+def make_apache_pipeline(apache_services: Services, tmp_path: Path) -> Iterator[Any]:
+    """make_pipeline on real Apache Kafka (topics replicated three ways)."""
+    yield from _pipelines(apache_services, tmp_path)
+
+
+@pytest.fixture
+def apache(apache_services: Services) -> ApacheKafka:
+    """The real cluster itself, for its faults (kill, pause, leader, coordinator...)."""
+    assert isinstance(apache_services.kafka, ApacheKafka)
+    return apache_services.kafka
 
 
 @pytest.fixture

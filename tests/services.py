@@ -9,6 +9,9 @@ Services are chosen by the environment (`services_from_env`):
   image. Images: EOS_TEST_IMAGES=local (default; built by docker/podman-setup.sh, the
   Kafka-protocol stand-in hosting the mock cluster) or EOS_TEST_IMAGES=official (the
   official `postgres` and `apache/kafka` KRaft images, pulled from a registry);
+- apache (EOS_TEST_BACKEND=apache): PostgreSQL from `pgserver` and a real Apache Kafka
+  KRaft cluster of three nodes as local JVMs (connector/embedded/apache.py; Java and
+  Maven needed, the jars resolved from Maven Central on first use);
 - external: TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS point at real services
   (topics are created with the admin client; broker faults are not available).
 """
@@ -29,7 +32,14 @@ from typing import Any, Protocol
 
 import psycopg
 
-from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, produce, wait_until
+from connector.embedded.apache import ApacheKafka
+from connector.embedded.harness import (
+    ConnectorProcess,
+    ContainerReplica,
+    fast_group,
+    produce,
+    wait_until,
+)
 from connector.embedded.kafka import EmbeddedKafka
 from connector.embedded.kafka_control import RemoteKafka
 from connector.embedded.postgres import EmbeddedPostgres
@@ -97,9 +107,25 @@ def services_from_env() -> Iterator[Services]:
     elif os.environ.get("EOS_TEST_BACKEND") == "containers":
         with container_services() as services:
             yield services
+    elif os.environ.get("EOS_TEST_BACKEND") == "apache":
+        with EmbeddedPostgres() as pg, ApacheKafka(nodes=3) as kafka:
+            yield Services(pg.url, kafka.bootstrap_servers, kafka, restart_database=pg.restart)
     else:
         with EmbeddedPostgres() as pg, EmbeddedKafka(brokers=3) as kafka:
             yield Services(pg.url, kafka.bootstrap_servers, kafka, restart_database=pg.restart)
+
+
+@contextlib.contextmanager
+def real_kafka_beside(services: Services) -> Iterator[Services]:
+    """`services` if its Kafka is Apache Kafka; else the same database beside a real
+    Apache Kafka cluster started for the tests that only a real broker can answer.
+    Without Java or Maven this raises KafkaUnavailable (the caller skips, or fails on CI)."""
+    if isinstance(services.kafka, ApacheKafka):
+        yield services
+        return
+    with ApacheKafka(nodes=3) as kafka:
+        yield Services(services.database_url, kafka.bootstrap_servers, kafka,
+                       restart_database=services.restart_database)
 
 
 def _free_port() -> int:
@@ -251,7 +277,7 @@ class Pipeline:
             "DATABASE_URL": self.services.database_url, "SINK_TABLE": self.table,
             "CONNECTOR_NAME": self.name, "CHECKPOINT_INTERVAL_MS": "200",
             "STATE_DIR": str(self.workdir / f"state-{host}"), "LOG_LEVEL": "INFO", "HTTP_PORT": "0",
-            **FAST_GROUP, **overrides,
+            **fast_group(overrides.get("KAFKA_GROUP_PROTOCOL", "classic")), **overrides,
         }
 
     def start(self, host: str = "a", **overrides: str) -> ConnectorProcess:

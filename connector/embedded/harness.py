@@ -20,6 +20,13 @@ FAST_GROUP = {
     "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
     "KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
 }
+# Under the consumer group protocol (KIP-848) the broker sets session and heartbeat.
+CLASSIC_ONLY = ("KAFKA_SESSION_TIMEOUT_MS", "KAFKA_HEARTBEAT_INTERVAL_MS", "KAFKA_PARTITION_ASSIGNMENT_STRATEGY")
+
+
+def fast_group(protocol: str = "classic") -> dict[str, str]:
+    """FAST_GROUP for the group protocol `protocol` (KAFKA_GROUP_PROTOCOL)."""
+    return FAST_GROUP if protocol == "classic" else {k: v for k, v in FAST_GROUP.items() if k not in CLASSIC_ONLY}
 
 
 def make_producer(bootstrap_servers: str) -> Producer:

@@ -33,7 +33,7 @@ def get(port: int, path: str) -> tuple[int, str]:
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))  # as exposed: sorted
     pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)"
     match = re.search(r"^" + pattern + "$", text, re.M)
     return float(match.group(1)) if match else None

@@ -198,3 +198,29 @@ def test_a_database_url_libpq_refuses_is_a_settings_error(url, problem):
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**BASE, "DATABASE_URL": url})
     assert problem in str(err.value) and "secret" not in str(err.value) and "pw" not in str(err.value)
+
+
+def test_consumer_group_protocol_leaves_the_session_to_the_broker():
+    """KAFKA_GROUP_PROTOCOL=consumer (KIP-848): no session default is passed (librdkafka
+    refuses it with that protocol); setting a classic-only variable is a settings error
+    naming it; an unknown protocol is one too."""
+    s = Settings.from_env({**BASE, "KAFKA_GROUP_PROTOCOL": "consumer"})
+    conf = s.consumer_config()
+    assert conf["group.protocol"] == "consumer" and "session.timeout.ms" not in conf
+    assert Settings.from_env(BASE).consumer_config()["session.timeout.ms"] == "10000"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "KAFKA_GROUP_PROTOCOL": "consumer", "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                           "KAFKA_PARTITION_ASSIGNMENT_STRATEGY": "range"})
+    assert len(err.value.problems) == 2
+    assert all("not allowed with KAFKA_GROUP_PROTOCOL=consumer" in p for p in err.value.problems)
+    with pytest.raises(ConfigError, match="KAFKA_GROUP_PROTOCOL='kip848': allowed: classic, consumer"):
+        Settings.from_env({**BASE, "KAFKA_GROUP_PROTOCOL": "kip848"})
+
+
+def test_data_loss_policy_and_where_new_partitions_start():
+    assert Settings.from_env(BASE).on_data_loss == "fail"
+    assert Settings.from_env({**BASE, "ON_DATA_LOSS": "Skip"}).on_data_loss == "skip"
+    with pytest.raises(ConfigError, match="ON_DATA_LOSS"):
+        Settings.from_env({**BASE, "ON_DATA_LOSS": "ignore"})
+    with pytest.raises(ConfigError, match="KAFKA_AUTO_OFFSET_RESET='error': where a partition with no offset"):
+        Settings.from_env({**BASE, "KAFKA_AUTO_OFFSET_RESET": "error"})

@@ -9,7 +9,7 @@ from connector.errors import MappingError
 from connector.pipeline import Runner
 from connector.runs import runs_of
 
-from .fakes import FakeBackend, FakeOffsets, FakeStore, rec
+from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, rec
 
 
 class ScriptedSource(FakeOffsets):
@@ -20,13 +20,21 @@ class ScriptedSource(FakeOffsets):
         super().__init__()
         self.script = list(script)
         self.closed = False
+        self.ends = {}
 
     def start(self, listener):
         self.listener = listener
 
     def poll(self, max_records, timeout_s):
         item = self.script.pop(0) if self.script else []
+        if isinstance(item, dict):  # partitions read to their end: {tp: next record's offset}
+            self.ends.update(item)
+            return []
         return runs_of(item(self.listener) or [] if callable(item) else item)
+
+    def take_ends(self):
+        ends, self.ends = getattr(self, "ends", {}), {}
+        return ends
 
     def close(self):
         self.closed = True
@@ -198,3 +206,37 @@ def test_records_fetched_before_a_retried_seek_takes_are_not_buffered():
     r.step()
     r.coordinator.checkpoint("t")
     assert store.offsets == {("t", 0): 3} and store.rows == [1, 2]
+
+
+def test_the_end_of_a_partition_past_a_commit_marker_is_its_next_offset():
+    """Under read_committed a transaction's commit marker follows its last record: the
+    partition's end (the offset its next record will have) is committed as next_offset,
+    so lag reaches 0; with records buffered it rides their checkpoint, alone it is a
+    checkpoint of no rows. An end not past the position changes nothing."""
+    r, store, _ = runner([assign(("t", 0), ("t", 1)), [rec(0), rec(1), rec(2)], {("t", 0): 4, ("t", 1): 7}])
+    r.step()
+    r.step()
+    r.step()
+    r.request_stop()
+    r.shutdown()
+    assert store.rows == [0, 1, 2] and store.offsets == {("t", 0): 4, ("t", 1): 7}
+
+
+def test_an_end_alone_waits_for_the_interval_then_commits():
+    store, backend = Sink(), FakeBackend()
+    clock = Clock()
+    source = ScriptedSource([assign(("t", 0)), [rec(0)], [], {("t", 0): 2}, [], []])
+    r = Runner(source, store, backend, CheckpointPolicy(interval_ms=1000, max_records=100, max_bytes=10**9),
+               clock=clock)
+    r.start()
+    for _ in range(2):
+        r.step()
+    clock.now += 2
+    r.step()
+    assert store.offsets == {("t", 0): 1}  # the record's checkpoint, on the interval
+    r.step()  # the end arrives: nothing is due before the interval
+    assert store.offsets == {("t", 0): 1} and not r.coordinator.state.empty()
+    clock.now += 2
+    r.step()
+    r.step()
+    assert store.offsets == {("t", 0): 2} and store.rows == [0] and r.coordinator.state.empty()

@@ -1,0 +1,378 @@
+"""A real Apache Kafka cluster on loopback: KRaft nodes as local JVM processes.
+
+The broker comes from Maven Central (docker/kafka/pom.xml pins the version), copied once
+into a cache outside the work tree (`EOS_KAFKA_CACHE`, default ~/.cache/eos-connector).
+`ApacheKafka(nodes=3)` formats storage and starts `nodes` combined broker+controller
+nodes with replicated internal topics (`default.replication.factor=3`,
+`min.insync.replicas=2`, the transaction state log on every node), and waits until every
+broker answers metadata. Topics are created through the AdminClient.
+
+Faults, each on the real process: `kill` (SIGKILL) and `restart` a node, `pause`
+(SIGSTOP) and `resume` it, `rolling_restart`, and the nodes to aim them at:
+`leader(topic, partition)`, `group_coordinator(group)`, `active_controller()`.
+
+Group and cleaner timings are shortened so faults resolve in seconds (see
+`TEST_SETTINGS`); everything else is Kafka's default. `python -m connector.embedded.apache`
+resolves the jars and, with `--serve`, runs a cluster until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+KAFKA_VERSION = "4.1.1"  # as in docker/kafka/pom.xml
+POM = Path(__file__).resolve().parents[2] / "docker" / "kafka" / "pom.xml"
+HEAP = "-Xms256m -Xmx1g"  # three nodes on 2 cores and 24 GiB: 3 GiB at most
+# Broker settings that make faults resolve in seconds (the rest is Kafka's default).
+TEST_SETTINGS = {
+    "default.replication.factor": "3", "min.insync.replicas": "2",
+    "offsets.topic.replication.factor": "3", "offsets.topic.num.partitions": "10",
+    "transaction.state.log.replication.factor": "3", "transaction.state.log.min.isr": "2",
+    "transaction.state.log.num.partitions": "10",
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "1000",  # the tests' replicas use 3 s sessions
+    # The consumer group protocol (KIP-848): the broker owns session and heartbeat.
+    "group.consumer.min.session.timeout.ms": "3000", "group.consumer.session.timeout.ms": "6000",
+    "group.consumer.min.heartbeat.interval.ms": "300", "group.consumer.heartbeat.interval.ms": "500",
+    "log.cleaner.backoff.ms": "500", "log.retention.check.interval.ms": "1000",
+    "log.segment.delete.delay.ms": "0", "log.initial.task.delay.ms": "0",
+    "num.network.threads": "2", "num.io.threads": "4", "num.partitions": "1",
+    "controller.quorum.election.timeout.ms": "1000", "controller.quorum.fetch.timeout.ms": "2000",
+    "broker.session.timeout.ms": "4000", "broker.heartbeat.interval.ms": "500",
+    "replica.lag.time.max.ms": "5000",
+}
+_LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: INFO
+"""
+
+
+class KafkaUnavailable(RuntimeError):
+    """Java or Maven is missing, or Maven Central did not serve the broker."""
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("EOS_KAFKA_CACHE") or Path.home() / ".cache" / "eos-connector")
+    return root / f"kafka-{KAFKA_VERSION}"
+
+
+def kafka_libs() -> Path:
+    """The directory of the broker's jars, resolved from Maven Central on first use."""
+    libs = cache_dir() / "libs"
+    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        return libs
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            raise KafkaUnavailable(f"Apache Kafka needs `{tool}` on PATH (Java 17 and Maven 3.8)")
+    if not POM.exists():
+        raise KafkaUnavailable(f"{POM} is missing: resolve the jars from a checkout of the project")
+    partial = libs.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    done = subprocess.run(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                           f"-DoutputDirectory={partial}"], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise KafkaUnavailable(f"mvn could not resolve Apache Kafka {KAFKA_VERSION} from {POM}:\n"
+                               f"{(done.stdout + done.stderr)[-3000:]}")
+    partial.rename(libs)  # whole or not at all: a cut download is never mistaken for the jars
+    return libs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _admin(bootstrap_servers: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 2})
+
+
+def _lists(bootstrap: str, brokers: set[int]) -> bool:
+    """Whether the broker at `bootstrap` answers metadata naming all of `brokers`."""
+    try:
+        return brokers <= set(_admin(bootstrap).list_topics(timeout=2).brokers)
+    except Exception:  # not answering yet
+        return False
+
+
+class Node:
+    """One KRaft node (broker and controller) and its JVM."""
+
+    def __init__(self, node_id: int, directory: Path, port: int, controller_port: int) -> None:
+        self.node_id, self.directory = node_id, directory
+        self.port, self.controller_port = port, controller_port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def properties(self) -> Path:
+        return self.directory / "server.properties"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "kafka.log"
+
+    def write_properties(self, voters: str, settings: Mapping[str, str]) -> None:
+        lines = {
+            "process.roles": "broker,controller", "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.directory / "data"), **settings,
+        }
+        self.properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+
+    def start(self, libs: Path) -> None:
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen(_java(libs, "kafka.Kafka", str(self.properties)), stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM: a controlled shutdown (leadership moves first); SIGKILL past the timeout."""
+        if self.proc is None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def _java(libs: Path, main: str, *args: str) -> list[str]:
+    log4j = libs.parent / "log4j2.yaml"
+    if not log4j.exists():
+        log4j.write_text(_LOG4J2)
+    return ["java", *HEAP.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
+
+
+class ApacheKafka:
+    """A KRaft cluster of `nodes` combined broker+controller nodes; `start()` (or `with`)."""
+
+    supports_request_errors = False  # a real broker fails requests only for real reasons
+
+    def __init__(self, nodes: int = 3, directory: str | None = None,
+                 settings: Mapping[str, str] | None = None) -> None:
+        self._owned = directory is None
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="eos-kafka-"))
+        self.settings = {**TEST_SETTINGS, **(settings or {})}
+        self.nodes = {i: Node(i, self.directory / f"node-{i}", _free_port(), _free_port())
+                      for i in range(1, nodes + 1)}
+        self.bootstrap_servers = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes.values())
+        self._libs: Path | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, timeout_s: float = 120) -> ApacheKafka:
+        libs = self._libs = kafka_libs()
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
+        cluster_id = _cluster_id()
+        for node in self.nodes.values():
+            node.directory.mkdir(parents=True, exist_ok=True)
+            node.write_properties(voters, self.settings)
+            formatted = subprocess.run(_java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                             "-c", str(node.properties), "--ignore-formatted"),
+                                       capture_output=True, text=True, timeout=120)
+            if formatted.returncode != 0:
+                raise KafkaUnavailable(f"formatting node {node.node_id} failed: {formatted.stdout}{formatted.stderr}")
+        for node in self.nodes.values():
+            node.start(libs)
+        try:
+            self.wait_for_brokers(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.signal(signal.SIGCONT)
+            node.signal(signal.SIGTERM)
+        for node in self.nodes.values():
+            node.stop(20)
+        if self._owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> ApacheKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_for_brokers(self, timeout_s: float = 120) -> None:
+        """Until every live node answers metadata on its own port and lists itself, and
+        every live node is among the brokers the cluster reports."""
+        deadline = time.monotonic() + timeout_s
+        live = [n for n in self.nodes.values() if n.alive()]
+        while not all(_lists(f"127.0.0.1:{n.port}", {m.node_id for m in live}) for n in live):
+            for node in live:
+                if not node.alive():
+                    raise KafkaUnavailable(f"Kafka node {node.node_id} exited: {self.tail(node.node_id)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka nodes {[n.node_id for n in live]} not all up after {timeout_s:.0f}s")
+            time.sleep(0.3)
+
+    def tail(self, node_id: int, lines: int = 30) -> str:
+        log = self.nodes[node_id].log
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+    # -- topics ------------------------------------------------------------------------------
+    def create_topic(self, name: str, partitions: int, replication_factor: int = -1,
+                     config: Mapping[str, str] | None = None) -> None:
+        """A topic (replication: the broker default, 3), waited for until every partition
+        has a leader."""
+        from confluent_kafka.admin import NewTopic
+
+        admin = _admin(self.bootstrap_servers)
+        futures = admin.create_topics([NewTopic(name, partitions, replication_factor, config=dict(config or {}))])
+        futures[name].result(60)
+        deadline = time.monotonic() + 60
+        while True:
+            topic = admin.list_topics(name, timeout=5).topics.get(name)
+            if topic is not None and topic.error is None and len(topic.partitions) == partitions \
+                    and all(p.leader >= 0 for p in topic.partitions.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {name!r} has no leader for every partition after 60 s")
+            time.sleep(0.1)
+
+    def configure_topic(self, name: str, settings: Mapping[str, str]) -> None:
+        """Set topic-level configuration (cleanup.policy, retention.ms, segment.ms, ...)."""
+        from confluent_kafka.admin import (
+            AlterConfigOpType,
+            ConfigEntry,
+            ConfigResource,
+            ResourceType,
+        )
+
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in settings.items()]
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        admin = _admin(self.bootstrap_servers)  # alive until the futures resolve
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(30)
+
+    # -- where to aim a fault ----------------------------------------------------------------------
+    def leader(self, topic: str, partition: int) -> int:
+        metadata = _admin(self.bootstrap_servers).list_topics(topic, timeout=10)
+        return int(metadata.topics[topic].partitions[partition].leader)
+
+    def group_coordinator(self, group: str) -> int:
+        admin = _admin(self.bootstrap_servers)  # alive until the future resolves
+        description = admin.describe_consumer_groups([group])[group].result(10)
+        return int(description.coordinator.id)
+
+    def active_controller(self) -> int:
+        """The KRaft quorum's leader, as the metadata quorum tool reports it."""
+        assert self._libs is not None, "start() first"
+        done = subprocess.run(_java(self._libs, "org.apache.kafka.tools.MetadataQuorumCommand",
+                                    "--bootstrap-server", self.bootstrap_servers, "describe", "--status"),
+                              capture_output=True, text=True, timeout=60)
+        found = re.search(r"^LeaderId:\s+(\d+)", done.stdout, re.M)
+        if found is None:
+            raise RuntimeError(f"no quorum leader in: {done.stdout}{done.stderr}")
+        return int(found.group(1))
+
+    # -- faults --------------------------------------------------------------------------------------
+    def kill(self, node_id: int) -> None:
+        """SIGKILL the node's JVM: no controlled shutdown, no leadership hand-over."""
+        self.nodes[node_id].kill()
+
+    def restart(self, node_id: int, timeout_s: float = 120) -> None:
+        """Start a stopped or killed node again (same ports and log directory) and wait
+        until it is a registered broker."""
+        node = self.nodes[node_id]
+        if not node.alive():
+            assert self._libs is not None, "start() first"
+            node.start(self._libs)
+        self.wait_for_brokers(timeout_s)
+
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP: the JVM stops answering, its sessions expire; `resume` continues it."""
+        self.nodes[node_id].signal(signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> None:
+        self.nodes[node_id].signal(signal.SIGCONT)
+
+    def rolling_restart(self) -> None:
+        """Each node in turn: controlled shutdown, start, wait until it is back."""
+        for node_id, node in self.nodes.items():
+            node.stop()
+            self.restart(node_id)
+
+    # The chaos runner's and the container control API's names for a bounce.
+    broker_down = kill
+    broker_up = restart
+
+    def inject_errors(self, api: str, errors: list[int]) -> None:
+        raise NotImplementedError("Apache Kafka has no request-error injection")
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster ID: 16 random bytes, base64url without padding (22 characters)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m connector.embedded.apache", description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", action="store_true", help="start a cluster and run until interrupted")
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    print(f"Apache Kafka {KAFKA_VERSION} jars: {kafka_libs()}", flush=True)
+    if args.serve:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the cluster as Ctrl-C does
+        with ApacheKafka(args.nodes) as kafka:
+            print(f"bootstrap.servers={kafka.bootstrap_servers}", flush=True)
+            try:
+                signal.pause()
+            except KeyboardInterrupt:
+                pass
+
+
+if __name__ == "__main__":
+    main()
