@@ -8,6 +8,9 @@ scenario, from the first record on (a new pipeline whose partitions have no offs
 rows yet, its first checkpoints) — drawn from:
 
     kill          SIGKILL a replica, start it again on the same host (same STATE_DIR)
+    leader_kill   (real Kafka) SIGKILL the broker leading a random partition, restart it 1-3 s later
+    coordinator_kill  (real Kafka) SIGKILL the group coordinator's broker, restart it 1-3 s later
+    broker_freeze (real Kafka) SIGSTOP a broker past its session with the controller, SIGCONT
     term          SIGTERM a replica (it must exit 0), start it again
     zombie        SIGSTOP a replica past the group session timeout, then SIGCONT (a second
                   replica is started first if it is alone, so its partitions move)
@@ -59,6 +62,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from connector.embedded.apache import TEST_SETTINGS, ApacheKafka
 from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, make_producer, wait_until
 from tests.services import Pipeline, Services, new_pipeline, services_from_env
 
@@ -66,6 +70,11 @@ MODES = ("append", "upsert", "aggregate")
 BACKENDS = ("memory", "filesystem", "postgres")
 ASSIGNORS = ("range", "cooperative-sticky")
 FAULTS = ("kill", "term", "zombie", "scale", "bounce", "kafka_errors", "pg_restart", "pg_terminate", "lock")
+# On real Apache Kafka: no request-error injection, but real broker processes to kill.
+BROKER_FAULTS = ("leader_kill", "coordinator_kill", "broker_freeze")
+FAULTS_ON_APACHE = tuple(f for f in FAULTS if f != "kafka_errors") + BROKER_FAULTS
+# Every long run on real Kafka has these, plus random others.
+REQUIRED_ON_APACHE = ("kill", "kill", "kill", "leader_kill", "coordinator_kill", "scale", "pg_restart")
 # Error codes the next requests of each API fail with: retriable (6 NOT_LEADER_OR_FOLLOWER,
 # 7 REQUEST_TIMED_OUT, 14 COORDINATOR_LOAD_IN_PROGRESS, 15 COORDINATOR_NOT_AVAILABLE,
 # 16 NOT_COORDINATOR), a forced rebalance (27 REBALANCE_IN_PROGRESS) and a fenced member
@@ -73,6 +82,7 @@ FAULTS = ("kill", "term", "zombie", "scale", "bounce", "kafka_errors", "pg_resta
 REQUEST_ERRORS = {"Fetch": [6, 7], "OffsetCommit": [7, 15, 16, 27], "JoinGroup": [14, 15, 16],
                   "SyncGroup": [15, 16, 27], "Heartbeat": [16, 22, 25, 27]}
 SESSION_TIMEOUT_S = int(FAST_GROUP["KAFKA_SESSION_TIMEOUT_MS"]) / 1000
+BROKER_SESSION_S = int(TEST_SETTINGS["broker.session.timeout.ms"]) / 1000
 CHECKPOINT_TIMEOUT_MS = 2000
 REPLICA_SETTINGS = {
     "CHECKPOINT_INTERVAL_MS": "300", "CHECKPOINT_MAX_RECORDS": "2000",
@@ -180,12 +190,13 @@ class Scenario:
 
     @classmethod
     def generate(cls, seed: int, records: int, faults: int = 8, kills: int = 3, kinds: tuple[str, ...] = FAULTS,
-                 partitions: int = 12, rate: int = 0) -> Scenario:
+                 partitions: int = 12, rate: int = 0, required: tuple[str, ...] = ()) -> Scenario:
         """Mode, backend and assignor cycle with the seed (all 18 combinations within 18
-        consecutive seeds); the faults are `kills` kills and random others, shuffled; one
-        run in four injects them from the first record on."""
+        consecutive seeds); the faults are `kills` kills (or the `required` ones) and
+        random others, shuffled; one run in four injects them from the first record on."""
         rng = random.Random(seed)
-        chosen = ["kill"] * kills + [rng.choice(kinds) for _ in range(max(0, faults - kills))]
+        fixed = list(required) or ["kill"] * kills
+        chosen = fixed + [rng.choice(kinds) for _ in range(max(0, faults - len(fixed)))]
         rng.shuffle(chosen)
         return cls(seed, records, partitions, MODES[seed % 3], BACKENDS[seed // 3 % 3], ASSIGNORS[seed // 9 % 2],
                    tuple(chosen), rate, early=seed % 4 == 0)
@@ -409,6 +420,37 @@ class Run:
         kafka.broker_up(broker)
         return f"broker {broker} down for {down:.1f}s"
 
+    def _apache(self) -> ApacheKafka:
+        assert isinstance(self.services.kafka, ApacheKafka), "a real-broker fault needs Apache Kafka"
+        return self.services.kafka
+
+    def _leader_kill(self) -> str:
+        kafka, partition = self._apache(), self.rng.randrange(self.scenario.partitions)
+        node = kafka.leader(self.pipeline.topic, partition)
+        return f"broker {node} (leader of partition {partition}) {self._kill_broker(kafka, node)}"
+
+    def _coordinator_kill(self) -> str:
+        kafka = self._apache()
+        node = kafka.group_coordinator(self.pipeline.name)
+        return f"broker {node} (group coordinator) {self._kill_broker(kafka, node)}"
+
+    def _kill_broker(self, kafka: ApacheKafka, node: int) -> str:
+        down = self.rng.uniform(1, 3)
+        kafka.kill(node)
+        time.sleep(down)
+        kafka.restart(node)
+        return f"SIGKILLed, restarted after {down:.1f}s"
+
+    def _broker_freeze(self) -> str:
+        kafka = self._apache()
+        node = self.rng.choice(sorted(kafka.nodes))
+        pause = BROKER_SESSION_S + self.rng.uniform(1, 3)
+        kafka.pause(node)
+        time.sleep(pause)
+        kafka.resume(node)
+        kafka.wait_for_brokers()
+        return f"broker {node} SIGSTOPped for {pause:.1f}s (past its session), SIGCONT"
+
     def _kafka_errors(self) -> str:
         kafka = self.services.kafka
         if kafka is None or not kafka.supports_request_errors:
@@ -442,6 +484,27 @@ def run_scenario(services: Services, workdir: Path, scenario: Scenario,
 
 
 # -- a set of runs ------------------------------------------------------------------------------------
+def on_real_kafka(scenario: Scenario) -> Scenario:
+    """The scenario for real Apache Kafka: request-error injection, which a real broker
+    does not offer, becomes a SIGKILL of a partition leader's broker."""
+    from dataclasses import replace
+
+    return replace(scenario, faults=tuple("leader_kill" if f == "kafka_errors" else f for f in scenario.faults))
+
+
+def scenario_for(services: Services, seed: int, records: int, faults: int = 8, kills: int = 3, partitions: int = 12,
+                 rate: int = 0) -> Scenario:
+    """Scenario.generate with the faults the services offer: on real Apache Kafka every
+    run kills replicas, the partition leader's and the group coordinator's brokers,
+    rebalances and restarts PostgreSQL (REQUIRED_ON_APACHE, and `kills` replica kills)."""
+    if not isinstance(services.kafka, ApacheKafka):
+        return Scenario.generate(seed, records, faults, kills, partitions=partitions, rate=rate)
+    required = ("kill",) * kills + tuple(f for f in REQUIRED_ON_APACHE if f != "kill")
+    return Scenario.generate(seed, records, max(faults, len(required) + 1), kills, FAULTS_ON_APACHE,
+                             partitions=partitions, rate=rate, required=required)
+
+
+
 def summarize(results: list[RunResult], elapsed_s: float) -> dict[str, Any]:
     faults: collections.Counter[str] = collections.Counter()
     observed: collections.Counter[str] = collections.Counter()
@@ -484,12 +547,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the summary and every run as JSON")
     parser.add_argument("--verbose", action="store_true", help="print each fault as it is injected")
     args = parser.parse_args(argv)
-    scenarios = [Scenario.generate(args.seed + k, args.records, args.faults, args.kills, partitions=args.partitions,
-                                   rate=args.rate) for k in range(args.runs)]
     log = print if args.verbose else (lambda line: None)
     results: list[RunResult] = []
     started = time.monotonic()
     with services_from_env() as services, tempfile.TemporaryDirectory(prefix="eos-chaos-") as tmp:
+        scenarios = [scenario_for(services, args.seed + k, args.records, args.faults, args.kills, args.partitions,
+                                  args.rate) for k in range(args.runs)]
         for scenario in scenarios:
             result = run_scenario(services, Path(tmp), scenario, log)
             results.append(result)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos.runner import Scenario, run_scenario
+from connector.embedded.apache import ApacheKafka
+from tests.chaos.runner import Scenario, on_real_kafka, run_scenario, scenario_for
 
 pytestmark = pytest.mark.chaos
 
@@ -25,6 +26,10 @@ FAST = [
              ("scale", "kill", "zombie", "pg_restart", "lock", "bounce", "kill")),
     Scenario(104, 6000, 8, "upsert", "filesystem", "range", ("scale", "kill", "zombie", "kill", "scale"), early=True),
 ]
+# Real Apache Kafka's own faults: brokers killed (a partition leader, the group
+# coordinator, any) and frozen past their session, while replicas are killed.
+FAST_REAL_BROKERS = Scenario(105, 6000, 8, "append", "postgres", "cooperative-sticky",
+                             ("leader_kill", "kill", "coordinator_kill", "broker_freeze", "bounce", "scale"))
 LONG = [Scenario.generate(seed, 100_000, faults=8, kills=3) for seed in range(1, 31)]
 
 
@@ -37,20 +42,27 @@ def check(result) -> None:
 
 @pytest.mark.parametrize("scenario", FAST, ids=lambda s: f"{s.mode}-{s.backend}-{s.assignor}" + ("-early" if s.early else ""))
 def test_fast(services, tmp_path, scenario):
-    check(run_scenario(services, tmp_path, scenario))
+    check(run_scenario(services, tmp_path, on_real_kafka(scenario) if isinstance(services.kafka, ApacheKafka)
+                       else scenario))
+
+
+def test_fast_real_brokers(apache_services, tmp_path):
+    check(run_scenario(apache_services, tmp_path, FAST_REAL_BROKERS))
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("scenario", LONG, ids=lambda s: f"seed{s.seed}-{s.mode}-{s.backend}-{s.assignor}")
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("scenario", LONG, ids=lambda s: f"seed{s.seed}")
 def test_long(services, tmp_path, scenario):
-    check(run_scenario(services, tmp_path, scenario))
+    """The long set on the suite's services (on Apache Kafka, with its broker faults)."""
+    check(run_scenario(services, tmp_path, scenario_for(services, scenario.seed, scenario.records)))
 
 
 def test_sets_cover_every_fault_kind_mode_backend_and_assignor():
-    from tests.chaos.runner import ASSIGNORS, BACKENDS, FAULTS, MODES
+    from tests.chaos.runner import ASSIGNORS, BACKENDS, BROKER_FAULTS, FAULTS, MODES
 
     assert {f for s in FAST for f in s.faults} == set(FAULTS)
+    assert set(BROKER_FAULTS) <= set(FAST_REAL_BROKERS.faults)
     assert {s.mode for s in FAST} == set(MODES) and {s.backend for s in FAST} == set(BACKENDS)
     assert {(s.mode, s.backend, s.assignor) for s in LONG} == {
         (m, b, a) for m in MODES for b in BACKENDS for a in ASSIGNORS}
