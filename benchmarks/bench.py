@@ -1,11 +1,14 @@
 """eos-connector against the bare limits, measured in one run on the same data.
 
-    python -m benchmarks.bench [--records 1000000] [--partitions 64] [--json bench.json]
-                               [--skip-floor] [--latency-seconds 30] [--backlog-records 5000000]
-                               [--replicas 1,2,3]
+    python -m benchmarks.bench [--kafka embedded|apache] [--records 1000000] [--partitions 64]
+                               [--json bench.json] [--skip-floor] [--latency-seconds 30]
+                               [--backlog-records 5000000] [--replicas 1,2,3]
 
-Services: the embedded ones (pgserver's PostgreSQL, the librdkafka mock cluster), or
+Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
+default) or with a real Apache Kafka KRaft cluster of three nodes on loopback (`--kafka
+apache`: replication factor 3, min.insync.replicas 2; connector/embedded/apache.py), or
 external ones with TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS (tests/services.py).
+The bare limits and the connector always run against the same broker in one run.
 One topic of `--records` JSON records (~120 bytes each) is produced once; then, each on
 its own consumer group and table:
 
@@ -263,6 +266,9 @@ def percentile(values: list[float], q: int) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--kafka", choices=("embedded", "apache"),
+                        help="the broker: the librdkafka mock cluster, or real Apache Kafka (3 KRaft nodes); "
+                             "default: EOS_TEST_BACKEND's, else embedded")
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
@@ -280,8 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}", "records": args.records,
-                               "partitions": args.partitions}
-    with services_from_env() as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:
+                               "partitions": args.partitions,
+                               "kafka": args.kafka or os.environ.get("EOS_TEST_BACKEND", "embedded")}
+    if args.kafka == "apache":
+        from connector.embedded.apache import KAFKA_VERSION
+
+        results["kafka"] = f"Apache Kafka {KAFKA_VERSION}, 3 KRaft nodes, replication factor 3"
+    with services_from_env(args.kafka) as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:
         workdir = Path(tmp)
         topic = f"bench_{uuid.uuid4().hex[:8]}"
         services.create_topic(topic, args.partitions)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a Docker-compatible engine (podman) and the images the containerized tests
-# use, on a machine with no Docker engine and no registry (the recipe of the project's
+# use (the connector, PostgreSQL, an Apache Kafka node), on a machine with no Docker
+# engine and no registry (the recipe of the project's
 # CONTAINERS.md: runc + cgroupfs, a debootstrap base image, host networking).
 # Idempotent. Prints the environment the tests need; `source` its last line or use
 # `eval "$(bash docker/podman-setup.sh | tail -1)"`.
@@ -44,7 +45,14 @@ if ! podman image exists "$BASE"; then
         --change "ENV REQUESTS_CA_BUNDLE=/etc/ssl/host-ca-bundle.crt" - "$BASE" >/dev/null
     rm -rf "$rootfs"
 fi
-# The connector image (also hosts the Kafka-protocol stand-in) and PostgreSQL.
+# The connector image, PostgreSQL, and an Apache Kafka KRaft node: Debian's JRE and the
+# jars docker/kafka/pom.xml resolves from Maven Central (cached outside the work tree).
 podman build -q --format docker --network host --build-arg BASE_IMAGE="$BASE" -f docker/Dockerfile -t localhost/eos-connector:test . >/dev/null
 podman build -q --format docker --network host --build-arg BASE_IMAGE="$BASE" -f docker/postgres.Dockerfile -t localhost/eos-postgres:test docker >/dev/null
+libs=$(python3 -m connector.embedded.apache)
+context=$(mktemp -d /tmp/kafka-image.XXXX)
+cp -r "$libs" "$context/libs"
+cp "$(dirname "$libs")/log4j2.yaml" docker/kafka/start-node.sh "$context/"
+podman build -q --format docker --network host --build-arg BASE_IMAGE="$BASE" -f docker/kafka/Dockerfile -t localhost/eos-kafka:test "$context" >/dev/null
+rm -rf "$context"
 echo "export DOCKER_HOST=unix://$SOCK TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_CONNECTION_MODE=docker_host TC_HOST=127.0.0.1 EOS_TEST_BACKEND=containers"

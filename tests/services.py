@@ -6,9 +6,10 @@ Services are chosen by the environment (`services_from_env`):
 - embedded (default): PostgreSQL from `pgserver` and the librdkafka mock cluster;
 - containers (EOS_TEST_BACKEND=containers, a Docker-compatible engine at DOCKER_HOST):
   PostgreSQL and Kafka in containers, and every replica as a container of the connector
-  image. Images: EOS_TEST_IMAGES=local (default; built by docker/podman-setup.sh, the
-  Kafka-protocol stand-in hosting the mock cluster) or EOS_TEST_IMAGES=official (the
-  official `postgres` and `apache/kafka` KRaft images, pulled from a registry);
+  image. Images: EOS_TEST_IMAGES=local (default; built by docker/podman-setup.sh: Apache
+  Kafka as three KRaft node containers of docker/kafka/Dockerfile) or
+  EOS_TEST_IMAGES=official (the official `postgres` and `apache/kafka` images, pulled from
+  a registry; Kafka one KRaft node);
 - apache (EOS_TEST_BACKEND=apache): PostgreSQL from `pgserver` and a real Apache Kafka
   KRaft cluster of three nodes as local JVMs (connector/embedded/apache.py; Java and
   Maven needed, the jars resolved from Maven Central on first use);
@@ -25,14 +26,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 
-from connector.embedded.apache import ApacheKafka
+from connector.embedded.apache import ApacheKafka, Node, node_properties
 from connector.embedded.harness import (
     ConnectorProcess,
     ContainerReplica,
@@ -41,17 +42,17 @@ from connector.embedded.harness import (
     wait_until,
 )
 from connector.embedded.kafka import EmbeddedKafka
-from connector.embedded.kafka_control import RemoteKafka
 from connector.embedded.postgres import EmbeddedPostgres
 
 CONNECTOR_IMAGE = os.environ.get("EOS_TEST_CONNECTOR_IMAGE", "localhost/eos-connector:test")
 OFFICIAL = os.environ.get("EOS_TEST_IMAGES", "local") == "official"
 POSTGRES_IMAGE = os.environ.get("EOS_TEST_POSTGRES_IMAGE", "postgres:15" if OFFICIAL else "localhost/eos-postgres:test")
-KAFKA_IMAGE = os.environ.get("EOS_TEST_KAFKA_IMAGE", "apache/kafka:3.9.0")
+KAFKA_IMAGE = os.environ.get("EOS_TEST_KAFKA_IMAGE", "apache/kafka:4.1.1")  # EOS_TEST_IMAGES=official
+KAFKA_NODE_IMAGE = os.environ.get("EOS_TEST_KAFKA_NODE_IMAGE", "localhost/eos-kafka:test")  # local
 
 
 class KafkaFaults(Protocol):
-    """What fault injection a Kafka service offers (EmbeddedKafka, RemoteKafka, KafkaContainer)."""
+    """What fault injection a Kafka service offers (EmbeddedKafka, ApacheKafka, KafkaContainer)."""
 
     bootstrap_servers: str
     supports_request_errors: bool
@@ -100,14 +101,16 @@ class Services:
 
 
 @contextlib.contextmanager
-def services_from_env() -> Iterator[Services]:
+def services_from_env(backend: str | None = None) -> Iterator[Services]:
+    """The services `backend` names (default: EOS_TEST_BACKEND, else embedded)."""
     url, bootstrap = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
+    backend = backend or os.environ.get("EOS_TEST_BACKEND", "embedded")
     if url and bootstrap:
         yield Services(url, bootstrap, None)
-    elif os.environ.get("EOS_TEST_BACKEND") == "containers":
+    elif backend == "containers":
         with container_services() as services:
             yield services
-    elif os.environ.get("EOS_TEST_BACKEND") == "apache":
+    elif backend == "apache":
         with EmbeddedPostgres() as pg, ApacheKafka(nodes=3) as kafka:
             yield Services(pg.url, kafka.bootstrap_servers, kafka, restart_database=pg.restart)
     else:
@@ -152,24 +155,70 @@ def container_services() -> Iterator[Services]:
             postgres.get_wrapped_container().restart(timeout=10)
             wait_until(lambda: _answers(url), 60, "PostgreSQL to restart")
 
-        with (official_kafka() if OFFICIAL else stand_in_kafka()) as kafka:
-            yield Services(url, kafka.bootstrap_servers, kafka, CONNECTOR_IMAGE, restart_database,
-                           brokers=1 if OFFICIAL else 3)
+        if OFFICIAL:
+            with official_kafka() as kafka:
+                yield Services(url, kafka.bootstrap_servers, kafka, CONNECTOR_IMAGE, restart_database, brokers=1)
+            return
+        with ApacheKafka(nodes=3, node_type=NodeContainer) as cluster:
+            yield Services(url, cluster.bootstrap_servers, cluster, CONNECTOR_IMAGE, restart_database)
 
 
-@contextlib.contextmanager
-def stand_in_kafka() -> Iterator[KafkaFaults]:
-    """The mock cluster in a container of the connector image, with its control API."""
-    from testcontainers.core.container import DockerContainer
+class NodeContainer(Node):
+    """A KRaft node of ApacheKafka as a container of the local Kafka image (Debian's JRE,
+    the same jars) on the host network: the cluster's faults act on the container — a
+    SIGKILL or SIGSTOP reaches its JVM, a restart starts the same container again with
+    its log directory."""
 
-    control_port = _free_port()
-    kafka = DockerContainer(CONNECTOR_IMAGE).with_kwargs(
-        network_mode="host", entrypoint=["python", "-m", "connector.embedded.kafka_control"]) \
-        .with_command(f"--port {control_port} --brokers 3")
-    with kafka:
-        remote: list[RemoteKafka] = []
-        wait_until(lambda: _control(f"http://127.0.0.1:{control_port}", remote), 60, "Kafka in its container")
-        yield remote[0]
+    def __init__(self, node_id: int, directory: Path, port: int, controller_port: int) -> None:
+        super().__init__(node_id, directory, port, controller_port)
+        self.container: Any = None
+        self._started = False
+
+    def prepare(self, libs: Path, voters: str, settings: Mapping[str, str], cluster_id: str) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        properties = node_properties(self.node_id, self.port, self.controller_port, voters, "/var/lib/kafka", settings)
+        self.container = DockerContainer(KAFKA_NODE_IMAGE).with_kwargs(network_mode="host") \
+            .with_env("KAFKA_PROPERTIES", properties).with_env("CLUSTER_ID", cluster_id)
+
+    def start(self, libs: Path) -> None:
+        if self._started:
+            self.container.get_wrapped_container().start()
+        else:
+            self.container.start()
+            self._started = True
+
+    def _state(self) -> dict[str, Any]:
+        if not self._started:
+            return {}
+        wrapped = self.container.get_wrapped_container()
+        wrapped.reload()
+        return dict(wrapped.attrs["State"])
+
+    def alive(self) -> bool:
+        return bool(self._state().get("Running"))
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            self.container.get_wrapped_container().kill(signal=sig.name)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGKILL)
+        wait_until(lambda: not self.alive(), 30, f"Kafka node {self.node_id}'s container to die")
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.alive():
+            self.signal(signal.SIGCONT)
+            self.container.get_wrapped_container().stop(timeout=int(timeout_s))
+
+    def output(self) -> str:
+        return self.container.get_wrapped_container().logs().decode(errors="replace") if self._started else ""
+
+    def remove(self) -> None:
+        if self._started:
+            self.container.stop()  # and removes it
+            self._started = False
 
 
 class KafkaContainer:
@@ -237,14 +286,6 @@ def _answers(url: str) -> bool:
         psycopg.connect(url, connect_timeout=2).close()
         return True
     except psycopg.OperationalError:
-        return False
-
-
-def _control(url: str, found: list[RemoteKafka]) -> bool:
-    try:
-        found.append(RemoteKafka(url))
-        return True
-    except OSError:
         return False
 
 

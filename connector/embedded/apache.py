@@ -103,6 +103,14 @@ def kafka_libs() -> Path:
     return libs
 
 
+def log4j_config(libs: Path) -> Path:
+    """The Log4j 2 configuration the nodes log with (readable lines on stdout)."""
+    config = libs.parent / "log4j2.yaml"
+    if not config.exists():
+        config.write_text(_LOG4J2)
+    return config
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -123,8 +131,22 @@ def _lists(bootstrap: str, brokers: set[int]) -> bool:
         return False
 
 
+def node_properties(node_id: int, port: int, controller_port: int, voters: str, log_dir: str,
+                    settings: Mapping[str, str]) -> str:
+    """One KRaft node's server.properties: broker and controller on loopback."""
+    lines = {
+        "process.roles": "broker,controller", "node.id": str(node_id), "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": log_dir, **settings,
+    }
+    return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
 class Node:
-    """One KRaft node (broker and controller) and its JVM."""
+    """One KRaft node (broker and controller) as a local JVM process."""
 
     def __init__(self, node_id: int, directory: Path, port: int, controller_port: int) -> None:
         self.node_id, self.directory = node_id, directory
@@ -139,23 +161,28 @@ class Node:
     def log(self) -> Path:
         return self.directory / "kafka.log"
 
-    def write_properties(self, voters: str, settings: Mapping[str, str]) -> None:
-        lines = {
-            "process.roles": "broker,controller", "node.id": str(self.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.directory / "data"), **settings,
-        }
-        self.properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    def prepare(self, libs: Path, voters: str, settings: Mapping[str, str], cluster_id: str) -> None:
+        """Write its configuration and format its storage (once)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(node_properties(self.node_id, self.port, self.controller_port, voters,
+                                                   str(self.directory / "data"), settings))
+        formatted = subprocess.run(_java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                         "-c", str(self.properties), "--ignore-formatted"),
+                                   capture_output=True, text=True, timeout=120)
+        if formatted.returncode != 0:
+            raise KafkaUnavailable(f"formatting node {self.node_id} failed: {formatted.stdout}{formatted.stderr}")
 
     def start(self, libs: Path) -> None:
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(_java(libs, "kafka.Kafka", str(self.properties)), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def remove(self) -> None:
+        """Release what the stopped node holds beyond its directory (a process: nothing)."""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -184,9 +211,7 @@ class Node:
 
 
 def _java(libs: Path, main: str, *args: str) -> list[str]:
-    log4j = libs.parent / "log4j2.yaml"
-    if not log4j.exists():
-        log4j.write_text(_LOG4J2)
+    log4j = log4j_config(libs)
     return ["java", *HEAP.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
 
@@ -197,11 +222,11 @@ class ApacheKafka:
     supports_request_errors = False  # a real broker fails requests only for real reasons
 
     def __init__(self, nodes: int = 3, directory: str | None = None,
-                 settings: Mapping[str, str] | None = None) -> None:
+                 settings: Mapping[str, str] | None = None, node_type: type[Node] = Node) -> None:
         self._owned = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="eos-kafka-"))
         self.settings = {**TEST_SETTINGS, **(settings or {})}
-        self.nodes = {i: Node(i, self.directory / f"node-{i}", _free_port(), _free_port())
+        self.nodes = {i: node_type(i, self.directory / f"node-{i}", _free_port(), _free_port())
                       for i in range(1, nodes + 1)}
         self.bootstrap_servers = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes.values())
         self._libs: Path | None = None
@@ -212,13 +237,7 @@ class ApacheKafka:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
         cluster_id = _cluster_id()
         for node in self.nodes.values():
-            node.directory.mkdir(parents=True, exist_ok=True)
-            node.write_properties(voters, self.settings)
-            formatted = subprocess.run(_java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                             "-c", str(node.properties), "--ignore-formatted"),
-                                       capture_output=True, text=True, timeout=120)
-            if formatted.returncode != 0:
-                raise KafkaUnavailable(f"formatting node {node.node_id} failed: {formatted.stdout}{formatted.stderr}")
+            node.prepare(libs, voters, self.settings, cluster_id)
         for node in self.nodes.values():
             node.start(libs)
         try:
@@ -234,6 +253,7 @@ class ApacheKafka:
             node.signal(signal.SIGTERM)
         for node in self.nodes.values():
             node.stop(20)
+            node.remove()
         if self._owned:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -257,8 +277,7 @@ class ApacheKafka:
             time.sleep(0.3)
 
     def tail(self, node_id: int, lines: int = 30) -> str:
-        log = self.nodes[node_id].log
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        return "\n".join(self.nodes[node_id].output().splitlines()[-lines:])
 
     # -- topics ------------------------------------------------------------------------------
     def create_topic(self, name: str, partitions: int, replication_factor: int = -1,
@@ -360,10 +379,13 @@ def _cluster_id() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m connector.embedded.apache", description=__doc__.split("\n")[0])
-    parser.add_argument("--serve", action="store_true", help="start a cluster and run until interrupted")
+    parser.add_argument("--serve", action="store_true", help="start a cluster and run until interrupted "
+                                                              "(else: resolve the jars and print their directory)")
     parser.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args()
-    print(f"Apache Kafka {KAFKA_VERSION} jars: {kafka_libs()}", flush=True)
+    libs = kafka_libs()
+    log4j_config(libs)
+    print(libs, flush=True)
     if args.serve:
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the cluster as Ctrl-C does
         with ApacheKafka(args.nodes) as kafka:

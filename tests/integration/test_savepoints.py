@@ -13,8 +13,6 @@ import orjson
 import pytest
 
 from connector.embedded.harness import wait_until
-from connector.embedded.kafka import EmbeddedKafka
-from connector.embedded.kafka_control import RemoteKafka
 
 pytestmark = pytest.mark.integration
 DDL = "CREATE TABLE {table} (event_id bigint NOT NULL)"
@@ -96,12 +94,10 @@ def test_offsets_reset(make_pipeline):
     assert code == 1 and "expected earliest, latest" in out
 
 
-def test_offsets_reset_to_a_timestamp(services, make_pipeline):
-    """Needs a broker that answers ListOffsets by timestamp: the librdkafka mock cluster
-    answers every such lookup with -1 (no offset), so this runs against real Kafka only."""
-    if isinstance(services.kafka, (EmbeddedKafka, RemoteKafka)):
-        pytest.skip("the Kafka-protocol mock cluster does not look offsets up by timestamp")
-    p = make_pipeline(DDL, partitions=1)
+def test_offsets_reset_to_a_timestamp(make_apache_pipeline):
+    """Needs a broker that answers ListOffsets by timestamp (the librdkafka mock cluster
+    answers every such lookup with -1): always real Apache Kafka."""
+    p = make_apache_pipeline(DDL, partitions=1)
     p.produce(events(0, 10))
     code, out = cli(p, "offsets", "reset", "--to", "timestamp:2000-01-01T00:00:00Z")
     assert code == 0 and p.offsets() == {0: 0}
