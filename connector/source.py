@@ -4,11 +4,13 @@ Messages become frozen `Record`s right after poll; librdkafka errors become the
 project's own types where they occur. Partition assignment asks the listener where
 to start each partition (the database's next_offset); a partition without one starts
 from the group's committed offset, then where `auto.offset.reset` says (earliest by
-default). Every partition is thus given its start, so librdkafka's own reset
-(`auto.offset.reset=error` underneath) fires only when the broker no longer has the
-offset asked for: records deleted before they were read. ON_DATA_LOSS decides: `fail`
-stops the replica naming the partition and the offsets, `skip` continues from the
-earliest offset kept, with a warning and `eos_records_deleted_unread_total`.
+default). librdkafka's own reset is `error` underneath, so its reset event means one
+of two things: no offset anywhere (the event has none; only when the group's offsets
+could not be read at assignment) starts the partition where `auto.offset.reset` says;
+an offset the broker no longer has means records deleted before they were read, and
+ON_DATA_LOSS decides: `fail` stops the replica naming the
+partition and the offsets, `skip` continues from the earliest offset kept, with a
+warning and `eos_records_deleted_unread_total`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal, Protocol, cast
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    OFFSET_INVALID,
     Consumer,
     KafkaException,
     Message,
@@ -143,6 +146,8 @@ class KafkaSource:
             return False
         if error.code() == RdKafkaError._PARTITION_EOF:
             self._ends[(cast(str, message.topic()), cast(int, message.partition()))] = message.offset()
+        elif error.code() == RdKafkaError._AUTO_OFFSET_RESET and (message.offset() or -1) < 0:
+            self._start_new_partition(message)
         elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
             self._records_deleted(message, error)
         elif error.code() not in _BENIGN:
@@ -162,6 +167,25 @@ class KafkaSource:
         if error.fatal() or error.code() in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError.TOPIC_AUTHORIZATION_FAILED):
             raise KafkaError(f"Kafka error on {where}: {error.str()}")
         log.warning("Kafka error on %s (will retry): %s", where, error.str())
+
+    def _group_offsets(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[TP, int]:
+        """Where partitions with no row in the database start: the group's committed
+        offset, else where auto.offset.reset says. If the coordinator does not answer,
+        none: librdkafka looks the offsets up itself, and its reset event for a partition
+        with none starts it (`_start_new_partition`)."""
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            log.warning("the group's committed offsets could not be read (%s); librdkafka looks them up", exc.args[0])
+            return {}
+        return {(c.topic, c.partition): c.offset if c.offset >= 0 else self._new_start for c in committed}
+
+    def _start_new_partition(self, message: Message) -> None:
+        """No offset in the database nor in the group: start where auto.offset.reset says."""
+        tp = (cast(str, message.topic()), cast(int, message.partition()))
+        log.info("%s[%d] has no committed offset: reading from the %s", *tp,
+                 "beginning" if self._new_start == OFFSET_BEGINNING else "end")
+        self._restart_fetch(tp, self._new_start)
 
     def _records_deleted(self, message: Message, error: RdKafkaError) -> None:
         """The broker no longer has the offset this partition was to be read from."""
@@ -197,6 +221,7 @@ class KafkaSource:
         is refused then): assign it again; under the eager protocol the whole assignment,
         every other partition from where the application has read it."""
         assert self._consumer is not None
+        self._starts[tp] = offset
         if self._cooperative:
             self._consumer.incremental_unassign([TopicPartition(*tp)])
             self._consumer.incremental_assign([TopicPartition(*tp, offset)])
@@ -259,12 +284,10 @@ class KafkaSource:
             starts = self._listener.on_assigned(_tps(partitions))
             unknown = [TopicPartition(p.topic, p.partition) for p in partitions
                        if starts.get((p.topic, p.partition)) is None]
-            # No row in the database: the group's committed offset, then auto.offset.reset.
-            grouped = {(c.topic, c.partition): c.offset for c in consumer.committed(unknown, timeout=30)
-                       if c.offset >= 0} if unknown else {}
+            grouped = self._group_offsets(consumer, unknown) if unknown else {}
             for p in partitions:
                 offset = starts.get((p.topic, p.partition))
-                p.offset = offset if offset is not None else grouped.get((p.topic, p.partition), self._new_start)
+                p.offset = offset if offset is not None else grouped.get((p.topic, p.partition), OFFSET_INVALID)
                 self._starts[(p.topic, p.partition)] = p.offset
             log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing")
             if self._cooperative:

@@ -229,7 +229,7 @@ class OperatorState:
         if tp not in self._positions or tp in self._unpositioned:
             return
         position = self.position(tp)
-        if position is not None and end <= position:
+        if end <= (0 if position is None else position):  # nothing read past: an empty partition's 0 too
             return
         buffer = self._buffers.get(tp)
         if buffer is None:

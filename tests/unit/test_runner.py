@@ -240,3 +240,12 @@ def test_an_end_alone_waits_for_the_interval_then_commits():
     r.step()
     r.step()
     assert store.offsets == {("t", 0): 2} and store.rows == [0] and r.coordinator.state.empty()
+
+
+def test_an_empty_partition_read_to_its_end_commits_nothing():
+    r, store, _ = runner([assign(("t", 0), ("t", 1)), [rec(0)], {("t", 0): 1, ("t", 1): 0}])
+    for _ in range(3):
+        r.step()
+    r.request_stop()
+    r.shutdown()
+    assert store.offsets == {("t", 0): 1}
