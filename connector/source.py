@@ -8,9 +8,9 @@ default). librdkafka's own reset is `error` underneath, so its reset event means
 of two things: no offset anywhere (the event has none; only when the group's offsets
 could not be read at assignment) starts the partition where `auto.offset.reset` says;
 an offset the broker no longer has means records deleted before they were read, and
-ON_DATA_LOSS decides: `fail` stops the replica naming the
-partition and the offsets, `skip` continues from the earliest offset kept, with a
-warning and `eos_records_deleted_unread_total`.
+ON_DATA_LOSS decides: `fail` stops the replica naming the partition and the offsets,
+`skip` continues from the earliest offset kept, with a warning and
+`eos_records_deleted_unread_total`.
 """
 
 from __future__ import annotations
@@ -144,12 +144,13 @@ class KafkaSource:
         error = message.error()
         if error is None:
             return False
-        if error.code() == RdKafkaError._PARTITION_EOF:
-            self._ends[(cast(str, message.topic()), cast(int, message.partition()))] = message.offset()
-        elif error.code() == RdKafkaError._AUTO_OFFSET_RESET and (message.offset() or -1) < 0:
+        offset = message.offset()
+        if error.code() == RdKafkaError._PARTITION_EOF and offset is not None:
+            self._ends[(cast(str, message.topic()), cast(int, message.partition()))] = offset
+        elif error.code() == RdKafkaError._AUTO_OFFSET_RESET and (offset is None or offset < 0):
             self._start_new_partition(message)
         elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
-            self._records_deleted(message, error)
+            self._records_deleted(message, cast(int, offset), error)
         elif error.code() not in _BENIGN:
             self._message_error(message, error)
         return True
@@ -187,10 +188,10 @@ class KafkaSource:
                  "beginning" if self._new_start == OFFSET_BEGINNING else "end")
         self._restart_fetch(tp, self._new_start)
 
-    def _records_deleted(self, message: Message, error: RdKafkaError) -> None:
-        """The broker no longer has the offset this partition was to be read from."""
+    def _records_deleted(self, message: Message, needed: int, error: RdKafkaError) -> None:
+        """The broker no longer has the offset `needed` this partition was to be read from."""
         assert self._consumer is not None
-        topic, partition, needed = cast(str, message.topic()), cast(int, message.partition()), message.offset()
+        topic, partition = cast(str, message.topic()), cast(int, message.partition())
         where = f"{topic}[{partition}]"
         try:
             low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)

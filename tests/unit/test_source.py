@@ -71,6 +71,8 @@ def test_a_reset_without_an_offset_starts_the_partition_one_with_an_offset_is_da
         assert source._is_error(Reset(None)) and consumer.assigned == {0: new_start}
     with pytest.raises(RecordsDeleted, match=r"t\[0\]: records 10\.\.49 \(40\) were deleted by the broker"):
         source._is_error(Reset(10))
+    with pytest.raises(RecordsDeleted, match=r"t\[0\]: records 0\.\.49 \(50\) were deleted by the broker"):
+        source._is_error(Reset(0))  # offset 0 is an offset, not "none"
 
 
 def test_a_partition_without_a_database_offset_starts_at_the_groups_then_at_the_reset():
