@@ -264,8 +264,7 @@ class ApacheKafka:
         self.stop()
 
     def wait_for_brokers(self, timeout_s: float = 120) -> None:
-        """Until every live node answers metadata on its own port and lists itself, and
-        every live node is among the brokers the cluster reports."""
+        """Until each live node answers metadata on its own port, listing every live node."""
         deadline = time.monotonic() + timeout_s
         live = [n for n in self.nodes.values() if n.alive()]
         while not all(_lists(f"127.0.0.1:{n.port}", {m.node_id for m in live}) for n in live):
@@ -280,14 +279,13 @@ class ApacheKafka:
         return "\n".join(self.nodes[node_id].output().splitlines()[-lines:])
 
     # -- topics ------------------------------------------------------------------------------
-    def create_topic(self, name: str, partitions: int, replication_factor: int = -1,
-                     config: Mapping[str, str] | None = None) -> None:
+    def create_topic(self, name: str, partitions: int) -> None:
         """A topic (replication: the broker default, 3), waited for until every partition
-        has a leader."""
+        has a leader. Topic settings: `configure_topic`."""
         from confluent_kafka.admin import NewTopic
 
         admin = _admin(self.bootstrap_servers)
-        futures = admin.create_topics([NewTopic(name, partitions, replication_factor, config=dict(config or {}))])
+        futures = admin.create_topics([NewTopic(name, partitions)])
         futures[name].result(60)
         deadline = time.monotonic() + 60
         while True:
