@@ -46,6 +46,11 @@ VALUE_FORMATS = ("json", "avro", "json-schema", "protobuf")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
 
 
+def group_protocol(kafka: Mapping[str, str]) -> str:
+    """The consumer group protocol the librdkafka settings `kafka` ask for."""
+    return kafka.get("group.protocol", "classic").strip().lower()
+
+
 def redact_url(url: str) -> str:
     """The URL (or libpq key=value string) with every password (and sslpassword) replaced
     by ***; the rest is left as written. A password holding `/`, `?`, `#` or `@` unencoded
@@ -282,14 +287,10 @@ class Settings(BaseModel):
     def libpq_url(self) -> str:
         return libpq_url(self.database_url, self.database_password)
 
-    @property
-    def group_protocol(self) -> str:
-        return self.kafka.get("group.protocol", "classic").strip().lower()
-
     def consumer_config(self) -> dict[str, str]:
         """The librdkafka configuration of the replica's consumer (under the consumer group
         protocol, without the classic protocol's session default: the broker sets it)."""
-        defaults = KAFKA_DEFAULTS if self.group_protocol == "classic" else \
+        defaults = KAFKA_DEFAULTS if group_protocol(self.kafka) == "classic" else \
             {k: v for k, v in KAFKA_DEFAULTS.items() if k not in CLASSIC_ONLY}
         return {
             **defaults,
@@ -343,7 +344,7 @@ def kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, 
         problems.append(f"KAFKA_AUTO_OFFSET_RESET={config['auto.offset.reset']!r}: where a partition with no "
                         f"offset starts; allowed: {', '.join(START_OF_NEW_PARTITION)} (records deleted before "
                         "they were read: ON_DATA_LOSS)")
-    protocol = config.get("group.protocol", "classic").strip().lower()
+    protocol = group_protocol(config)
     if protocol not in GROUP_PROTOCOLS:
         problems.append(f"KAFKA_GROUP_PROTOCOL={config['group.protocol']!r}: allowed: {', '.join(GROUP_PROTOCOLS)}")
     elif protocol == "consumer":

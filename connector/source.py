@@ -31,6 +31,7 @@ from confluent_kafka import (
 )
 from confluent_kafka import KafkaError as RdKafkaError
 
+from connector.config import group_protocol
 from connector.errors import KafkaError, RecordsDeleted
 from connector.runs import Fields, Run, key_value_bytes
 from connector.state import Record
@@ -88,7 +89,7 @@ class KafkaSource:
         # Incremental assignment: the cooperative assignor, or the consumer group protocol
         # (KIP-848), whose assignments are always incremental.
         self._cooperative = "cooperative" in self._config.get("partition.assignment.strategy", "") \
-            or self._config.get("group.protocol", "classic").strip().lower() == "consumer"
+            or group_protocol(self._config) == "consumer"
         self._consumer: Consumer | None = None
         self._listener: RebalanceListener | None = None
         self._failure: BaseException | None = None

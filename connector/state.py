@@ -116,7 +116,6 @@ class OperatorState:
         self.records = 0
         self.bytes = 0
         self.gaps = 0  # offsets the broker skipped past a partition's read position
-        self.moved = 0  # buffers of no record: partitions read past markers to their end
 
     # -- assignment -------------------------------------------------------------------
     def assign(self, tp: TopicPartition, next_offset: int | None, read_from: int | None = None) -> None:
@@ -211,8 +210,6 @@ class OperatorState:
             self.gaps += run.offset(stop - 1) + 1 - position - (stop - start)
         if buffer is None:
             buffer = self._buffers[tp] = _Buffer(self._starts[tp], 0)
-        elif not buffer.segments:  # it held only a move to the partition's end
-            self.moved -= 1
         buffer.segments.append((run, start, stop))
         buffer.ops.extend(ops)
         buffer.end = run.offset(stop - 1) + 1
@@ -231,11 +228,12 @@ class OperatorState:
         position = self.position(tp)
         if end <= (0 if position is None else position):  # nothing read past: an empty partition's 0 too
             return
-        buffer = self._buffers.get(tp)
-        if buffer is None:
-            buffer = self._buffers[tp] = _Buffer(self._starts[tp], end)
-            self.moved += 1
-        buffer.end = end
+        self._buffers.setdefault(tp, _Buffer(self._starts[tp], end)).end = end
+
+    @property
+    def moved(self) -> int:
+        """Buffers of no record: partitions only read past markers to their end."""
+        return sum(not buffer.segments for buffer in self._buffers.values())
 
     def empty(self) -> bool:
         return not self._buffers
@@ -252,7 +250,7 @@ class OperatorState:
             ops.extend(buffer.ops)
             self._starts[tp] = self._positions[tp] = buffer.end
         self._buffers.clear()
-        self.records = self.bytes = self.moved = 0
+        self.records = self.bytes = 0
         return Snapshot(checkpoint_id, tuple(ranges), RecordsView(segments), tuple(ops))
 
     def _drop_buffer(self, tp: TopicPartition) -> None:
@@ -260,7 +258,6 @@ class OperatorState:
         if buffer is not None:
             self.records -= len(buffer.ops)
             self.bytes -= buffer.nbytes
-            self.moved -= not buffer.segments
 
 
 class MappingFailed(Exception):

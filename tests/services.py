@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -38,6 +37,7 @@ from connector.embedded.harness import (
     ConnectorProcess,
     ContainerReplica,
     fast_group,
+    free_port,
     produce,
     wait_until,
 )
@@ -131,19 +131,13 @@ def real_kafka_beside(services: Services) -> Iterator[Services]:
                        restart_database=services.restart_database)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def container_services() -> Iterator[Services]:
     """PostgreSQL and Kafka as containers on the host network: the official images, or
     this project's local ones (PostgreSQL from Debian; the Kafka-protocol stand-in)."""
     from testcontainers.core.container import DockerContainer
 
-    pg_port = _free_port()
+    pg_port = free_port()
     # The official image and the local one both honour these two variables.
     postgres = DockerContainer(POSTGRES_IMAGE).with_env("PGPORT", str(pg_port)) \
         .with_env("POSTGRES_HOST_AUTH_METHOD", "trust").with_kwargs(network_mode="host")
@@ -231,7 +225,7 @@ class KafkaContainer:
     def __init__(self) -> None:
         from testcontainers.core.container import DockerContainer
 
-        port, controller = _free_port(), _free_port()
+        port, controller = free_port(), free_port()
         self.bootstrap_servers = f"127.0.0.1:{port}"
         env = {
             "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
@@ -381,11 +375,19 @@ class Pipeline:
                                  "WHERE pipeline = %s ORDER BY checkpoint_id", (self.name,))
 
     def watermarks(self) -> dict[int, int]:
+        """Per partition the high watermark."""
+        return self._watermark(1)
+
+    def log_starts(self) -> dict[int, int]:
+        """Per partition the low watermark: the first offset the broker still holds."""
+        return self._watermark(0)
+
+    def _watermark(self, index: int) -> dict[int, int]:
         from confluent_kafka import Consumer, TopicPartition
 
         consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers, "group.id": "watermarks"})
         try:
-            return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), 10)[1]
+            return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), 10)[index]
                     for p in range(self.partitions)}
         finally:
             consumer.close()

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from connector.embedded.harness import free_port
 
 KAFKA_VERSION = "4.1.1"  # as in docker/kafka/pom.xml
 POM = Path(__file__).resolve().parents[2] / "docker" / "kafka" / "pom.xml"
@@ -109,12 +110,6 @@ def log4j_config(libs: Path) -> Path:
     if not config.exists():
         config.write_text(_LOG4J2)
     return config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _admin(bootstrap_servers: str) -> Any:
@@ -226,7 +221,7 @@ class ApacheKafka:
         self._owned = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="eos-kafka-"))
         self.settings = {**TEST_SETTINGS, **(settings or {})}
-        self.nodes = {i: node_type(i, self.directory / f"node-{i}", _free_port(), _free_port())
+        self.nodes = {i: node_type(i, self.directory / f"node-{i}", free_port(), free_port())
                       for i in range(1, nodes + 1)}
         self.bootstrap_servers = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes.values())
         self._libs: Path | None = None
@@ -248,7 +243,7 @@ class ApacheKafka:
         return self
 
     def stop(self) -> None:
-        for node in self.nodes.values():
+        for node in self.nodes.values():  # every node shuts down at once; then each is waited for
             node.signal(signal.SIGCONT)
             node.signal(signal.SIGTERM)
         for node in self.nodes.values():

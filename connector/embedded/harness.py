@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,19 +15,30 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from connector.config import CLASSIC_ONLY
+
 # Group timings that let a killed replica's partitions move within seconds.
 FAST_GROUP = {
     "KAFKA_SESSION_TIMEOUT_MS": "3000",
     "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
     "KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
 }
-# Under the consumer group protocol (KIP-848) the broker sets session and heartbeat.
-CLASSIC_ONLY = ("KAFKA_SESSION_TIMEOUT_MS", "KAFKA_HEARTBEAT_INTERVAL_MS", "KAFKA_PARTITION_ASSIGNMENT_STRATEGY")
 
 
 def fast_group(protocol: str = "classic") -> dict[str, str]:
-    """FAST_GROUP for the group protocol `protocol` (KAFKA_GROUP_PROTOCOL)."""
-    return FAST_GROUP if protocol == "classic" else {k: v for k, v in FAST_GROUP.items() if k not in CLASSIC_ONLY}
+    """FAST_GROUP for the group protocol `protocol` (KAFKA_GROUP_PROTOCOL): under the
+    consumer protocol (KIP-848) the broker sets session and heartbeat."""
+    if protocol == "classic":
+        return FAST_GROUP
+    refused = {"KAFKA_" + key.upper().replace(".", "_") for key in CLASSIC_ONLY}
+    return {k: v for k, v in FAST_GROUP.items() if k not in refused}
+
+
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def make_producer(bootstrap_servers: str) -> Producer:

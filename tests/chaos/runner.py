@@ -63,7 +63,13 @@ import orjson
 import psycopg
 
 from connector.embedded.apache import TEST_SETTINGS, ApacheKafka
-from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, make_producer, wait_until
+from connector.embedded.harness import (
+    FAST_GROUP,
+    ConnectorProcess,
+    ContainerReplica,
+    make_producer,
+    wait_until,
+)
 from tests.services import Pipeline, Services, new_pipeline, services_from_env
 
 MODES = ("append", "upsert", "aggregate")
@@ -73,8 +79,8 @@ FAULTS = ("kill", "term", "zombie", "scale", "bounce", "kafka_errors", "pg_resta
 # On real Apache Kafka: no request-error injection, but real broker processes to kill.
 BROKER_FAULTS = ("leader_kill", "coordinator_kill", "broker_freeze")
 FAULTS_ON_APACHE = tuple(f for f in FAULTS if f != "kafka_errors") + BROKER_FAULTS
-# Every long run on real Kafka has these, plus random others.
-REQUIRED_ON_APACHE = ("kill", "kill", "kill", "leader_kill", "coordinator_kill", "scale", "pg_restart")
+# Every long run on real Kafka has these besides its replica kills, plus random others.
+REQUIRED_ON_APACHE = ("leader_kill", "coordinator_kill", "scale", "pg_restart")
 # Error codes the next requests of each API fail with: retriable (6 NOT_LEADER_OR_FOLLOWER,
 # 7 REQUEST_TIMED_OUT, 14 COORDINATOR_LOAD_IN_PROGRESS, 15 COORDINATOR_NOT_AVAILABLE,
 # 16 NOT_COORDINATOR), a forced rebalance (27 REBALANCE_IN_PROGRESS) and a fenced member
@@ -499,10 +505,9 @@ def scenario_for(services: Services, seed: int, records: int, faults: int = 8, k
     rebalances and restarts PostgreSQL (REQUIRED_ON_APACHE, and `kills` replica kills)."""
     if not isinstance(services.kafka, ApacheKafka):
         return Scenario.generate(seed, records, faults, kills, partitions=partitions, rate=rate)
-    required = ("kill",) * kills + tuple(f for f in REQUIRED_ON_APACHE if f != "kill")
+    required = ("kill",) * kills + REQUIRED_ON_APACHE
     return Scenario.generate(seed, records, max(faults, len(required) + 1), kills, FAULTS_ON_APACHE,
                              partitions=partitions, rate=rate, required=required)
-
 
 
 def summarize(results: list[RunResult], elapsed_s: float) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connector.embedded.harness import wait_until
+from connector.embedded.harness import free_port, wait_until
 
 pytestmark = pytest.mark.chaos
 BACKENDS = ["memory", "filesystem", "postgres"]
@@ -28,12 +27,6 @@ def events(n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
     return [(str(i).encode(), orjson.dumps({"event_id": i, "body": f"event {i}"})) for i in range(start, start + n)]
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def buffered(port: int) -> float | None:

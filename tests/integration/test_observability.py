@@ -10,16 +10,10 @@ import urllib.request
 import orjson
 import pytest
 
-from connector.embedded.harness import wait_until
+from connector.embedded.harness import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 DDL = "CREATE TABLE {table} (event_id bigint NOT NULL)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str) -> tuple[int, str]:

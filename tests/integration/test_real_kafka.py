@@ -6,21 +6,19 @@ database). Without Java or Maven they skip, naming what is missing; on CI they f
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import orjson
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Producer
 
-from connector.embedded.harness import make_producer, wait_until
-from tests.integration.test_observability import free_port, get, metric
+from connector.embedded.harness import free_port, make_producer, wait_until
+from tests.chaos.test_crash_steps import is_stopped
+from tests.integration.test_observability import get, metric
 
 pytestmark = pytest.mark.integration
 DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, body text)"
@@ -39,8 +37,7 @@ def transactional(bootstrap: str) -> Producer:
 
 
 def status_lags(p) -> dict[int, int]:
-    done = subprocess.run([sys.executable, "-m", "connector", "status", "--json"], env={**os.environ, **p.env()},
-                          capture_output=True, text=True, timeout=60)
+    done = p.cli(["status", "--json"])
     assert done.returncode == 0, done.stderr
     return {r["partition"]: r["lag"] for r in orjson.loads(done.stdout)["partitions"]}
 
@@ -191,7 +188,7 @@ def test_leader_and_coordinator_killed_during_a_commit(make_apache_pipeline, apa
     p = make_apache_pipeline(DDL, partitions=4)
     p.produce([(None, event(i)) for i in range(1200)], partition_of=lambda i: i % 4)
     replica = p.start(CONNECTOR_FAULT=f"{step}:2:stop", CHECKPOINT_MAX_RECORDS="300", KAFKA_SESSION_TIMEOUT_MS="60000")
-    wait_until(lambda: replica.check_alive() or _stopped(replica.pid), 60, "the replica to freeze inside its commit")
+    wait_until(lambda: replica.check_alive() or is_stopped(replica.pid), 60, "the replica to freeze inside its commit")
     victims = {apache.leader(p.topic, 0), apache.group_coordinator(p.name)}
     for node in victims:
         apache.kill(node)
@@ -203,11 +200,6 @@ def test_leader_and_coordinator_killed_during_a_commit(make_apache_pipeline, apa
     p.wait_caught_up(replica, timeout_s=120)
     assert replica.stop() == 0
     p.assert_exact(1600)
-
-
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
 def test_broker_faults_while_records_flow(make_apache_pipeline, apache):
@@ -272,20 +264,11 @@ def test_records_deleted_by_retention_before_they_were_read(make_apache_pipeline
     for start in range(100, 150, 10):
         p.produce([(None, event(i)) for i in range(start, start + 10)])
         time.sleep(0.3)  # segments roll, so retention deletes them one by one
-
-    def low() -> int:
-        from confluent_kafka import Consumer
-
-        consumer = Consumer({"bootstrap.servers": p.services.bootstrap_servers, "group.id": "low"})
-        try:
-            return int(consumer.get_watermark_offsets(TopicPartition(p.topic, 0), 10)[0])
-        finally:
-            consumer.close()
-    wait_until(lambda: low() == 150, 90, "retention to delete the 50 records the pipeline has not read")
+    wait_until(lambda: p.log_starts() == {0: 150}, 90, "retention to delete the 50 records the pipeline has not read")
     apache.configure_topic(p.topic, {"retention.ms": "-1"})  # what comes next stays
     time.sleep(2)  # the brokers apply it
     p.produce([(None, event(i)) for i in range(150, 200)])
-    assert low() == 150
+    assert p.log_starts() == {0: 150}
 
     failing = p.start()
     wait_until(lambda: not failing.alive(), 60, "the replica to stop")
