@@ -104,7 +104,8 @@ def check_table(settings: Settings) -> Check:
 
 def check_bookkeeping(settings: Settings) -> Check:
     from connector import migrate
-    from connector.sink.postgres import convert_db_error, engine_for
+    from connector.sink.postgres import engine_for
+    from connector.sink.sqlstate import convert_db_error
 
     schema = settings.connector_schema
     try:

@@ -104,7 +104,8 @@ def _migrate(url: str, schema: str) -> str:
     import sqlalchemy as sa
 
     from connector import migrate
-    from connector.sink.postgres import convert_db_error, engine_for
+    from connector.sink.postgres import engine_for
+    from connector.sink.sqlstate import convert_db_error
 
     try:
         revision = migrate.upgrade(engine_for(url), schema)
@@ -171,7 +172,7 @@ def _database_errors(doing: str) -> Iterator[None]:
     """Driver errors of a database command, as the project's own (named) errors."""
     import sqlalchemy as sa
 
-    from connector.sink.postgres import convert_db_error
+    from connector.sink.sqlstate import convert_db_error
 
     try:
         yield

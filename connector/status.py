@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from connector import bookkeeping as bk
 from connector.errors import KafkaError
-from connector.sink.postgres import convert_db_error, engine_for
+from connector.sink.postgres import engine_for
+from connector.sink.sqlstate import convert_db_error
 
 
 def pipeline_status(url: str, schema: str, pipeline: str) -> dict[str, Any]:

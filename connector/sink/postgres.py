@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,7 +31,8 @@ from sqlalchemy.pool import NullPool
 
 from connector import bookkeeping as bk
 from connector.checkpoint import Commit, CommitOutcome
-from connector.errors import CheckpointTimeout, PermanentError, RecordRejected, SchemaError, TransientError
+from connector.errors import RecordRejected, SchemaError, TransientError
+from connector.sink.sqlstate import convert_db_error
 from connector.faults import NO_FAULTS, FaultHook
 from connector.savepoints import seed_from_savepoint
 from connector.config import Settings
@@ -47,9 +47,6 @@ from connector.state import Snapshot, TopicPartition
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes and codes worth retrying: connection, resources, serialization,
-# deadlock, lock timeout, cancelled statement, server shutting down.
-TRANSIENT_CLASSES = ("08", "53", "57P")
 APPLICATION_NAME = "eos-connector"
 REQUEST_TTL_S = 300  # an operator request older than this, still there, was abandoned by its command
 PRUNE_EVERY = 300  # heartbeats (about 10 minutes) between prunings of the checkpoints table
@@ -57,28 +54,6 @@ PRUNE_EVERY = 300  # heartbeats (about 10 minutes) between prunings of the check
 # its row is pruned is fenced instead (the offsets moved past its start), so pruning only
 # bounds the table. The newest row of a pipeline is always kept (`status` shows it).
 CHECKPOINTS_KEPT_FOR = "1 day"
-TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57014", "25P03"})  # 25P03: idle in transaction too long
-
-
-# libpq reports a refused login without a SQLSTATE; these say retrying will not help.
-PERMANENT_LOGIN = re.compile(r"authentication failed|no pg_hba\.conf entry|does not exist|permission denied"
-                             r"|not permitted to log in|certificate|SSL is not enabled"
-                             r"|invalid \S+ value|invalid connection option|invalid percent-encoded|invalid URI", re.I)
-
-
-def convert_db_error(exc: BaseException, doing: str) -> Exception:
-    """A driver error as the project's own type: Transient (retry) or Permanent."""
-    orig = getattr(exc, "orig", exc)
-    sqlstate = getattr(orig, "sqlstate", None) or ""
-    message = f"{doing}: {type(orig).__name__}: {str(orig).strip()}"
-    if sqlstate == "57014":
-        return CheckpointTimeout(message)
-    invalidated = getattr(exc, "connection_invalidated", False)
-    if invalidated or isinstance(orig, psycopg.OperationalError) and not sqlstate:
-        return PermanentError(message) if PERMANENT_LOGIN.search(str(orig)) else TransientError(message)
-    if sqlstate in TRANSIENT_CODES or sqlstate.startswith(TRANSIENT_CLASSES):
-        return TransientError(message)
-    return PermanentError(message)
 
 
 # A connection whose peer is gone is noticed in about half a minute, not after the

@@ -3,7 +3,8 @@
 Every batch runs under a SAVEPOINT. When the database refuses a batch for something a
 record carries — a data exception (SQLSTATE class 22: a value out of range, too long,
 malformed), an integrity violation (class 23: NOT NULL, foreign key, unique, check,
-exclusion) or a value too large for an index (54000) — or Python cannot send a row (a
+exclusion) or a value too large for an index (54000): `sink/sqlstate.py` decides — or
+Python cannot send a row (a
 lone surrogate COPY cannot encode), the batch is rolled back to its savepoint and probed
 in halves, each probe rolled back, down to the single rows that are refused; every other
 row is then written at once. A refused row that merges several records (upsert: one key's
@@ -31,15 +32,11 @@ import sqlalchemy as sa
 
 from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, as_op
+from connector.sink.sqlstate import Kind, classify, session_trouble, sqlstate_of
 
 log = logging.getLogger(__name__)
 _BATCH, _WHOLE = "eos_batch", "eos_checkpoint"  # savepoint names: one batch's try; a checkpoint's upserts
 CARDINALITY_VIOLATION = "21000"  # INSERT … ON CONFLICT DO UPDATE meeting one key twice
-RECORD_FAULT_CLASSES = ("22", "23")
-RECORD_FAULT_CODES = frozenset({"54000"})  # program_limit_exceeded: e.g. an index row too large
-# SQLSTATE classes of a failing session, not of what it sent: connection, resources,
-# operator intervention (a cancelled statement, a shutdown), transaction rollback.
-_NOT_THE_BATCH = ("08", "53", "57", "40")
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,6 @@ class Rejection:
 
     error_class: str
     error: str
-
-
-def sqlstate_of(exc: BaseException) -> str:
-    """The SQLSTATE of a driver error (SQLAlchemy's wrapper or psycopg's own); "" if none."""
-    return getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
 
 
 # Raised by Python while a record's row is written (a lone surrogate COPY cannot encode, an
@@ -67,7 +59,7 @@ def record_fault(exc: BaseException) -> Rejection | None:
         return Rejection(type(exc).__name__, str(exc))
     orig = getattr(exc, "orig", exc)
     sqlstate = sqlstate_of(exc)
-    if not (sqlstate.startswith(RECORD_FAULT_CLASSES) or sqlstate in RECORD_FAULT_CODES):
+    if not sqlstate or classify(sqlstate) is not Kind.RECORD:
         return None
     diag = getattr(orig, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(orig)).strip()
@@ -302,8 +294,7 @@ class BatchWriter:
             with self._savepoint():
                 self._copy(self._target, batch)
         except _WRITE_ERRORS as exc:
-            sqlstate = sqlstate_of(exc)
-            if not isinstance(exc, PYTHON_FAULTS) and (not sqlstate or sqlstate.startswith(_NOT_THE_BATCH)):  # the session's trouble: retried as it is
+            if not isinstance(exc, PYTHON_FAULTS) and session_trouble(exc):  # retried as it is
                 raise
             # A stored key or a refused row: merged as usual. Anything else (COPY refused
             # on this table, e.g. under row-level security) will not change soon.
