@@ -83,22 +83,24 @@ def check_kafka(settings: Settings) -> Check:
 
 
 def check_table(settings: Settings) -> Check:
-    from connector.sink.postgres import PostgresStore
+    """The sink table fits the settings: read in a READ ONLY transaction (`check`
+    writes nothing; START_FROM_SAVEPOINT is for `run` to apply)."""
+    from connector.sink.connection import Database
+    from connector.sink.table import TableConfig, load_target
 
     where = f"database {redact_url(settings.libpq_url)}"
-    store = PostgresStore.from_settings(settings, replica="check")
+    db = Database(settings.libpq_url, settings.connector_schema)
     try:
-        mapper = store.prepare()
+        with db.reading("reading the sink table's definition") as conn:
+            target = load_target(conn, TableConfig.from_settings(settings))
     except ConnectorError as exc:
         return Check("database", False, f"{where}: {exc}")
     finally:
-        store.close()
-    target = store.target
-    assert target is not None
-    keys = f", key ({', '.join(mapper.key_columns)})" if mapper.key_columns else ""
-    as_text = [c.name for c in target.columns if c.kind == "other"]
+        db.close()
+    keys = f", key ({', '.join(target.key_columns)})" if target.key_columns else ""
+    as_text = [c.name for c in target.spec.columns if c.kind == "other"]
     note = f"; passed to PostgreSQL as text for it to cast: {', '.join(as_text)}" if as_text else ""
-    return Check("database", True, f"{where}: table {settings.sink_table!r} with {len(target.columns)} "
+    return Check("database", True, f"{where}: table {settings.sink_table!r} with {len(target.spec.columns)} "
                                    f"mappable column(s){keys}{note}")
 
 

@@ -36,23 +36,10 @@ from typing import Any, NamedTuple, Protocol
 
 from connector.faults import NO_FAULTS, FaultHook
 from connector.runs import Run, runs_of
-from connector.state import MappingFailed, OperatorState, Record, Snapshot, TopicPartition
+from connector.models import Commit, CommitOutcome, Record, Snapshot, TopicPartition
+from connector.state import MappingFailed, OperatorState
 
 log = logging.getLogger(__name__)
-
-
-class CommitOutcome(enum.Enum):
-    COMMITTED = "committed"
-    ALREADY_COMMITTED = "already-committed"
-    FENCED = "fenced"
-
-
-class Commit(NamedTuple):
-    """What the commit transaction did: its outcome, and how many of the snapshot's
-    records it dead-lettered (ERRORS_TOLERANCE=all) rather than wrote."""
-
-    outcome: CommitOutcome
-    deadlettered: int = 0
 
 
 class Store(Protocol):

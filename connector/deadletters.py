@@ -175,9 +175,7 @@ def replay(settings: Settings, limit: int, dry_run: bool) -> tuple[int, list[str
     """Replay the pipeline's dead letters into its table (see PostgresStore.replay_deadletters)."""
     from connector.sink.postgres import PostgresStore
 
-    # A replay moves no offsets: never seed them from START_FROM_SAVEPOINT here.
-    store = PostgresStore.from_settings(settings.model_copy(update={"start_from_savepoint": None}),
-                                        replica="deadletters-replay")
+    store = PostgresStore.from_settings(settings, replica="deadletters-replay")
     try:
         return store.replay_deadletters(store.prepare(), limit, dry_run)
     finally:

@@ -35,7 +35,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CheckpointResult, CommitOutcome, StateBackend, Store
+from connector.models import CommitOutcome
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CheckpointResult, StateBackend, Store
 from connector.config import Settings
 from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.faults import NO_FAULTS, FaultHook
@@ -43,7 +44,7 @@ from connector.observability import Health, Metrics, Progress
 from connector.retry import Interrupted, RestartStrategy, retrying
 from connector.sink.mapping import RowMapper, tolerant
 from connector.runs import Run
-from connector.state import TopicPartition
+from connector.models import TopicPartition
 
 if TYPE_CHECKING:
     from connector.deadletters import Forwarder
@@ -75,6 +76,7 @@ class Sink(Store, Protocol):
     """The store as the runner sees it: the commit protocol's Store, plus set-up, the
     replica's heartbeat (which brings operator requests) and close."""
 
+    def start_from_savepoint(self) -> Mapping[TopicPartition, int]: ...
     def prepare(self) -> RowMapper: ...
     def heartbeat(self, acked: int | None) -> tuple[int, list[tuple[int, str]]]: ...
     def leave(self) -> None: ...
@@ -175,6 +177,7 @@ class Runner:
         return 0
 
     def start(self) -> None:
+        self._store.start_from_savepoint()
         mapper = self._store.prepare()
         self.coordinator = CheckpointCoordinator(self._store, self._backend, self._source,
                                                  tolerant(mapper) if self._tolerate_errors else mapper,

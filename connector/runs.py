@@ -13,10 +13,9 @@ import bisect
 import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:  # connector.state imports this module
-    from connector.state import Record, TopicPartition
+from connector.models import Record, TopicPartition
 
 
 class Fields(NamedTuple):

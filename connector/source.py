@@ -34,8 +34,8 @@ from confluent_kafka import KafkaError as RdKafkaError
 from connector.config import group_protocol
 from connector.errors import KafkaError, RecordsDeleted
 from connector.runs import Fields, Run, key_value_bytes
-from connector.state import Record
-from connector.state import TopicPartition as TP
+from connector.models import Record
+from connector.models import TopicPartition as TP
 
 log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".

@@ -21,78 +21,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
+from connector.models import PartitionRange, Record, Snapshot, TopicPartition
 from connector.runs import RecordsView, Run
-
-TopicPartition = tuple[str, int]
-
-
-class Record(NamedTuple):
-    """One Kafka message, converted at the edge right after poll (a tuple: the loop
-    makes one per record, and a tuple is the cheapest immutable object to make)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-    @property
-    def tp(self) -> TopicPartition:
-        return (self.topic, self.partition)
-
-    @property
-    def size(self) -> int:
-        return len(self.key or b"") + len(self.value or b"") + sum(len(n) + len(v or b"") for n, v in self.headers)
-
-    def where(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionRange:
-    """The offsets one checkpoint covers in one partition: `[start, end)`."""
-
-    topic: str
-    partition: int
-    start: int | None  # the database's next_offset this checkpoint builds on
-    end: int  # the next_offset once this checkpoint is committed
-    records: int
-
-    @property
-    def tp(self) -> TopicPartition:
-        return (self.topic, self.partition)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Checkpoint `checkpoint_id`: the frozen buffer of every partition that had records.
-
-    `records` are in arrival order (offset order within a partition); `ops[i]` is the
-    mapped form of `records[i]` (opaque here: the sink defines it)."""
-
-    checkpoint_id: int
-    ranges: tuple[PartitionRange, ...]
-    records: Sequence[Record]
-    ops: Sequence[Any]
-
-    @property
-    def partitions(self) -> tuple[TopicPartition, ...]:
-        return tuple(r.tp for r in self.ranges)
-
-    @property
-    def size(self) -> int:
-        return len(self.records)
-
-    def describe(self) -> str:
-        """`topic[p]:start-end` for every partition, for logs (`first` for a partition's
-        first commit: its start is whatever offset was read first)."""
-        return ", ".join(f"{r.topic}[{r.partition}]:{'first' if r.start is None else r.start}-{r.end}"
-                         for r in self.ranges)
-
 
 @dataclass
 class _Buffer:

@@ -23,7 +23,7 @@ def build_backend(settings: Settings, store: PostgresStore, faults: FaultHook = 
     if settings.state_backend == "postgres":
         from connector.backends.postgres import PostgresBackend
 
-        return PostgresBackend(store, faults)
+        return PostgresBackend(store.rows, faults)
     from connector.backends.memory import MemoryBackend
 
     return MemoryBackend()

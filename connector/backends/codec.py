@@ -25,7 +25,7 @@ import orjson
 
 from connector.errors import SnapshotCorrupt
 from connector.runs import RecordsView, Run, runs_of
-from connector.state import PartitionRange, Record, Snapshot
+from connector.models import PartitionRange, Record, Snapshot
 
 MAGIC = b"EOSSNAP3"  # 3: columnar segments
 MAGIC_V2 = b"EOSSNAP2"  # 2: each record carries its headers

@@ -22,7 +22,7 @@ from pathlib import Path
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
 from connector.faults import NO_FAULTS, FaultHook
-from connector.state import Snapshot
+from connector.models import Snapshot
 
 log = logging.getLogger(__name__)
 SUFFIX = ".snapshot"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from connector.state import Snapshot
+from connector.models import Snapshot
 
 
 class MemoryBackend:

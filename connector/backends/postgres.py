@@ -11,7 +11,7 @@ from typing import Protocol
 
 from connector.backends import codec
 from connector.faults import NO_FAULTS, FaultHook
-from connector.state import Snapshot
+from connector.models import Snapshot
 
 
 class SnapshotRows(Protocol):

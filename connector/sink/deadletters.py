@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from connector import bookkeeping as bk
 from connector.sink.writer import Rejection
-from connector.state import Record
+from connector.models import Record
 
 KEY_COLUMNS = ("topic", "partition", "offset", "checkpoint_id")
 

@@ -19,7 +19,7 @@ from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json, exact_json
 from connector.sink.copytext import CONVERTERS, ESCAPED, NULL, Converter, column_converter, escape, parse_row
 from connector.sink.fastpath import FastPath, compile_fast_path
-from connector.state import Record
+from connector.models import Record
 
 REJECT = "reject"
 _ABSENT: Any = object()  # a column the record does not name

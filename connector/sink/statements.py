@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql as pg
 from connector import bookkeeping as bk
 from connector.sink.mapping import REJECT, Op, as_op
 from connector.sink.upserts import reduce_by_key
-from connector.state import PartitionRange, TopicPartition
+from connector.models import PartitionRange, TopicPartition
 
 DIALECT = pg.dialect()
 _quote = DIALECT.identifier_preparer

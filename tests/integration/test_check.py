@@ -82,3 +82,27 @@ def test_dead_letter_topic_must_exist(make_pipeline):
     p.services.create_topic(f"{p.topic}_dlq", 1)
     code, out = check(p, ERRORS_TOLERANCE="all", ERRORS_DEADLETTER_TOPIC=f"{p.topic}_dlq")
     assert code == 0, out
+
+
+def bookkeeping_contents(p, schema: str = "eos_connector") -> dict[str, str]:
+    tables = [r[0] for r in p.services.sql("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))]
+    return {t: p.services.sql(f"SELECT md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) "
+                              f"FROM {schema}.{t} r")[0][0] for t in tables}
+
+
+def test_check_writes_nothing_even_with_start_from_savepoint(make_pipeline):
+    """START_FROM_SAVEPOINT is applied by `run`, never by `check`: the bookkeeping tables
+    stay as they were, and a schema not created yet is no error of the database check."""
+    p = make_pipeline(DDL)
+    fresh = f"fresh_{p.name}"[:60]
+    code, out = check(p, CONNECTOR_SCHEMA=fresh, START_FROM_SAVEPOINT="before-upgrade")
+    assert code == 0 and "ok    database:" in out and f"schema '{fresh}' not created yet" in out, out
+    assert p.services.sql("SELECT to_regnamespace(%s)", (fresh,))[0][0] is None
+
+    assert p.cli(["migrate"]).returncode == 0
+    p.services.sql("INSERT INTO eos_connector.savepoints (name, pipeline, offsets) VALUES (%s, 'old', %s)",
+                   (f"sp-{p.name}", f'[["{p.topic}", 0, 5], ["{p.topic}", 1, 7]]'))
+    before = bookkeeping_contents(p)
+    code, out = check(p, START_FROM_SAVEPOINT=f"sp-{p.name}")
+    assert code == 0, out
+    assert bookkeeping_contents(p) == before and p.offsets() == {}

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from connector.migrate import upgrade
 from connector.sink.mapping import tolerant
 from connector.sink.postgres import PostgresStore, engine_for
-from connector.state import PartitionRange, Record, Snapshot
+from connector.models import PartitionRange, Record, Snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -284,7 +284,7 @@ def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter
     from connector.migrate import upgrade
     from connector.sink.mapping import tolerant
     from connector.sink.postgres import PostgresStore, engine_for
-    from connector.state import PartitionRange, Record, Snapshot
+    from connector.models import PartitionRange, Record, Snapshot
 
     engine = engine_for(services.database_url)
     upgrade(engine, "eos")

@@ -11,9 +11,9 @@ import pytest
 
 from connector.sink.mapping import Op, RowMapper
 from connector.sink.postgres import engine_for
-from connector.sink.schema import reflect_table
+from connector.sink.table import reflect_table
 from connector.sink.writer import BatchWriter
-from connector.state import Record
+from connector.models import Record
 
 pytestmark = pytest.mark.integration
 

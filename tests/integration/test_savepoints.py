@@ -81,7 +81,7 @@ def test_offsets_reset(make_pipeline):
     code, out = cli(p, "offsets", "reset", "--to", "latest")  # skip the 40 new records
     assert code == 0 and p.offsets() == {0: 70, 1: 70}
     from connector.backends.filesystem import FilesystemBackend
-    from connector.state import PartitionRange, Record, Snapshot
+    from connector.models import PartitionRange, Record, Snapshot
 
     backend = FilesystemBackend(p.env()["STATE_DIR"], p.name)  # a snapshot left pending on this host
     backend.save(Snapshot(7, (PartitionRange(p.topic, 0, 70, 71, 1),), (Record(p.topic, 0, 70, None, b"{}"),), ()))

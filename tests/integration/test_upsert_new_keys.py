@@ -12,9 +12,9 @@ import pytest
 
 from connector.sink.postgres import engine_for
 from connector.sink.mapping import RowMapper
-from connector.sink.schema import reflect_table
+from connector.sink.table import reflect_table
 from connector.sink.writer import BatchWriter, NewKeys
-from connector.state import Record
+from connector.models import Record
 
 pytestmark = pytest.mark.integration
 

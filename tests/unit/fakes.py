@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from connector.checkpoint import Commit, CommitOutcome
-from connector.state import Record, Snapshot
+from connector.models import Commit, CommitOutcome
+from connector.models import Record, Snapshot
 
 
 class FakeStore:

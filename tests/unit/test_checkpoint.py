@@ -2,7 +2,8 @@
 
 import pytest
 
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CommitOutcome
+from connector.models import CommitOutcome
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy
 from connector.faults import FaultHook, FaultSpec
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec

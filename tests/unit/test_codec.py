@@ -5,7 +5,8 @@ import pytest
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
 from connector.runs import runs_of
-from connector.state import OperatorState, PartitionRange, Record, Snapshot
+from connector.models import PartitionRange, Record, Snapshot
+from connector.state import OperatorState
 
 SNAPSHOT = Snapshot(
     9,

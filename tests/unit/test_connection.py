@@ -3,7 +3,7 @@ bound on unacknowledged data), unless DATABASE_URL chooses otherwise."""
 
 import pytest
 
-from connector.sink import postgres
+from connector.sink import connection
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -12,9 +12,9 @@ from connector.sink import postgres
 ])
 def test_liveness_options_unless_the_url_sets_them(monkeypatch, url, expected):
     seen = {}
-    monkeypatch.setattr(postgres.psycopg, "connect", lambda dsn, **options: seen.update(options) or 1 / 0)
+    monkeypatch.setattr(connection.psycopg, "connect", lambda dsn, **options: seen.update(options) or 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        postgres.engine_for(url).connect()
+        connection.engine_for(url).connect()
     assert expected.items() <= seen.items()
     for name in ("tcp_user_timeout", "keepalives_idle"):
         assert (name in seen) == (name not in url)

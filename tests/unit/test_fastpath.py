@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from connector.errors import MappingError
 from connector.sink.mapping import CONVERTERS, ColumnSpec, RowMapper, as_op
-from connector.state import Record
+from connector.models import Record
 
 NAMES = ["id", "name", "at", "n", "x", "flag", "Ü ñ", 'q"uote\'s']
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)

@@ -4,7 +4,7 @@ import os
 import time
 
 from connector.backends.filesystem import STALE_TEMP_S, FilesystemBackend
-from connector.state import PartitionRange, Record, Snapshot
+from connector.models import PartitionRange, Record, Snapshot
 
 
 def snapshot(cid: int) -> Snapshot:

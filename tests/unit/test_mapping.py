@@ -4,7 +4,7 @@ import pytest
 
 from connector.errors import MappingError
 from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, tolerant
-from connector.state import Record
+from connector.models import Record
 
 COLUMNS = [
     ColumnSpec("id", "bigint", nullable=False),
@@ -139,7 +139,7 @@ def test_metadata_columns():
     """SINK_METADATA_COLUMNS: topic, partition, offset, timestamp and headers land in
     columns (renamed with field=column); a same-named value field does not override them."""
     from connector.sink.mapping import ColumnSpec, RowMapper
-    from connector.state import Record
+    from connector.models import Record
 
     columns = [ColumnSpec("id", "integer"), ColumnSpec("topic", "text"), ColumnSpec("kafka_partition", "integer"),
                ColumnSpec("kafka_offset", "bigint"), ColumnSpec("ts", "timestamptz"), ColumnSpec("headers", "json")]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from connector.errors import MappingError
 from connector.sink.mapping import CONVERTERS, REJECT, ColumnSpec, Op, RowMapper, tolerant
-from connector.state import Record
+from connector.models import Record
 
 NAMES = ["id", "name", "at", "n", "doc", "flag", "Ü ñ", 'q"uote']
 json_values = st.recursive(

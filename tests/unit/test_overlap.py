@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy, CommitOutcome
+from connector.models import CommitOutcome
+from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy
 from connector.errors import TransientError
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec

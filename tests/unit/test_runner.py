@@ -54,6 +54,9 @@ class Sink(FakeStore):
     def leave(self):
         self.left = True
 
+    def start_from_savepoint(self):
+        return {}
+
     def prepare(self):
         def mapper(record):
             if record.value == b"bad":

@@ -6,7 +6,8 @@ import pytest
 
 from connector.errors import MappingError
 from connector.runs import runs_of
-from connector.state import MappingFailed, OperatorState, Record
+from connector.models import Record
+from connector.state import MappingFailed, OperatorState
 
 from .fakes import rec
 

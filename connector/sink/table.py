@@ -1,4 +1,5 @@
-"""What the sink table looks like: reflected once at start, then plain data."""
+"""What the sink table looks like: reflected once at start, checked against the
+settings, then plain data. Reads only: `check` and `deadletters` use it as `run` does."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
+from connector.config import Settings
 from connector.errors import SchemaError
-from connector.sink.mapping import ColumnSpec
+from connector.formats import ValueDecoder
+from connector.sink.mapping import ColumnSpec, RowMapper
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,56 @@ def check_additive_columns(table: TableSpec, keys: Sequence[str], additive: Sequ
     bad = [c for c in additive if kinds.get(c) not in NUMERIC_KINDS or c in keys]
     if bad:
         raise SchemaError(f"SINK_ADDITIVE_COLUMNS {bad} must be numeric, non-key columns of {table.qualified!r}")
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """What the settings say of the sink table (SINK_TABLE, SINK_MODE, SINK_KEY_COLUMNS,
+    SINK_ADDITIVE_COLUMNS, SINK_METADATA_COLUMNS)."""
+
+    name: tuple[str | None, str]
+    mode: str = "append"
+    key_columns: tuple[str, ...] = ()
+    additive_columns: tuple[str, ...] = ()
+    metadata_columns: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TableConfig:
+        return cls(settings.table, settings.sink_mode, tuple(settings.sink_key_columns or ()),
+                   tuple(settings.sink_additive_columns or ()), tuple(settings.sink_metadata_columns))
+
+
+@dataclass(frozen=True)
+class Target:
+    """The sink table as the writer needs it: reflected, validated against the settings."""
+
+    spec: TableSpec
+    table: sa.Table  # names only, for building statements
+    mode: str
+    key_columns: tuple[str, ...]
+    additive_columns: tuple[str, ...]
+    summed_by_database: frozenset[str]  # floating-point additive columns: PostgreSQL sums them
+    keys_by_database: bool  # key texts that differ may be one key to PostgreSQL
+
+    def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder) -> RowMapper:
+        return RowMapper(self.spec.columns, self.mode, self.key_columns, metadata_columns, decode_value)
+
+
+def load_target(conn: sa.Connection, config: TableConfig) -> Target:
+    """Reflect the sink table and check it fits the settings; reads only (SchemaError
+    names what does not fit)."""
+    spec = reflect_table(conn, *config.name)
+    keys: tuple[str, ...] = ()
+    keys_by_database = False
+    summed: frozenset[str] = frozenset()
+    if config.mode == "upsert":
+        keys = resolve_key_columns(spec, config.key_columns)
+        keys_by_database = not keys_equal_as_text(conn, spec, keys)
+        check_additive_columns(spec, keys, config.additive_columns)
+        summed = frozenset(c.name for c in spec.columns if c.name in config.additive_columns and c.kind == "float")
+    names = {c.name for c in spec.columns}
+    missing = [f"{column!r} (for the record's {field})" for field, column in config.metadata_columns
+               if column not in names]
+    if missing:
+        raise SchemaError(f"SINK_METADATA_COLUMNS: table {spec.qualified!r} has no column {', '.join(missing)}")
+    return Target(spec, spec.sa_table(), config.mode, keys, config.additive_columns, summed, keys_by_database)

@@ -1,0 +1,138 @@
+"""The commit transaction (DESIGN.md, "The commit transaction"), one per checkpoint:
+
+1. If (pipeline, C) is in the checkpoints table: ALREADY_COMMITTED.
+2. Create missing offsets rows (ON CONFLICT DO NOTHING), lock the snapshot's rows
+   FOR UPDATE in (topic, partition) order and compare-and-set: each stored
+   next_offset must equal the range's start (NULL only before a first commit).
+   Any mismatch: roll back, FENCED.
+3. Write the rows: COPY (append), or COPY into a stage table and INSERT … ON CONFLICT
+   DO UPDATE, plus DELETE for tombstones (upsert; the batch reduced per key first).
+   Records the database refuses are isolated (connector/sink/writer.py) and, with
+   ERRORS_TOLERANCE=all, inserted as dead letters with the records the mapping
+   rejected; with `none` the transaction is rolled back naming the first of them.
+4. Set each partition's next_offset to the range's end; insert the checkpoint row.
+5. COMMIT.
+
+Nothing else runs here: the small bookkeeping queries are connector/bookkeeping/repository.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from connector.errors import RecordRejected
+from connector.faults import NO_FAULTS, FaultHook
+from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot
+from connector.sink import deadletters as dl
+from connector.sink import statements as st
+from connector.sink.connection import DRIVER_ERRORS, Database
+from connector.sink.table import Target
+from connector.sink.writer import BatchWriter, NewKeys
+
+log = logging.getLogger(__name__)
+
+
+def set_timeouts(conn: sa.Connection, timeout_ms: int) -> None:
+    """A statement that hangs is aborted; so is the whole session if this process
+    freezes mid-transaction (a zombie), so its row locks cannot stall the others.
+    Timestamps without an offset are UTC (the rows' COPY text leaves them as sent)."""
+    timeout = str(timeout_ms)
+    conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
+                           sa.func.set_config("idle_in_transaction_session_timeout", timeout, True),
+                           sa.func.set_config("TimeZone", "UTC", True)))
+
+
+def writer(conn: sa.Connection, target: Target, new_keys: NewKeys | None = None) -> BatchWriter:
+    return BatchWriter(conn, target.table, target.mode, target.key_columns, target.additive_columns, new_keys,
+                       target.summed_by_database, target.keys_by_database)
+
+
+class CommitTransaction:
+    """Commits snapshots of one replica of one pipeline into `target`, steps 1-5."""
+
+    def __init__(self, db: Database, pipeline: str, replica: str, target: Target, *, timeout_ms: int,
+                 tolerate_errors: bool, faults: FaultHook = NO_FAULTS) -> None:
+        self._db, self._pipeline, self._replica, self._target = db, pipeline, replica, target
+        self._timeout_ms, self._tolerate_errors, self._faults = timeout_ms, tolerate_errors, faults
+        self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
+
+    def commit(self, snapshot: Snapshot) -> Commit:
+        conn = self._db.connection()
+        transaction = conn.begin()
+        try:
+            commit = self._steps(conn, snapshot)
+            if commit.outcome is CommitOutcome.COMMITTED:
+                self._faults.reached("after_rows_written")
+                transaction.commit()  # Step 5.
+            else:
+                transaction.rollback()
+        except DRIVER_ERRORS as exc:
+            _rollback_quietly(transaction)
+            raise self._db.failed(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
+        except BaseException:
+            _rollback_quietly(transaction)
+            raise
+        return commit
+
+    def _steps(self, conn: sa.Connection, snapshot: Snapshot) -> Commit:
+        """Steps 1-4."""
+        cid, ranges, pipeline = snapshot.checkpoint_id, snapshot.ranges, self._pipeline
+        set_timeouts(conn, self._timeout_ms)
+        # Step 1.
+        if conn.execute(st.checkpoint_exists(pipeline, cid)).first() is not None:
+            return Commit(CommitOutcome.ALREADY_COMMITTED)
+        # Step 2.
+        conn.execute(st.ensure_offsets(), st.ensure_params(pipeline, snapshot.partitions))
+        stored = {(r.topic, r.partition): r.next_offset
+                  for r in conn.execute(st.lock_offsets(pipeline, snapshot.partitions))}
+        stale = [r for r in ranges if stored.get(r.tp) != r.start]
+        if stale:
+            return Commit(self._fenced(conn, cid, stale, stored))
+        self._faults.reached("after_offsets_locked")
+        # Step 3.
+        rows = writer(conn, self._target, self._new_keys)
+        counts = rows.write(snapshot.ops)
+        self._deadletter(conn, snapshot, rows)
+        # Step 4.
+        conn.execute(st.advance_offsets(pipeline), st.advance_params(cid, self._replica, ranges))
+        counts.update(records=snapshot.size, deadlettered=len(rows.rejected))
+        conn.execute(st.record_checkpoint(pipeline, cid, self._replica, ranges, counts))
+        return Commit(CommitOutcome.COMMITTED, len(rows.rejected))
+
+    def _deadletter(self, conn: sa.Connection, snapshot: Snapshot, rows: BatchWriter) -> None:
+        """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""
+        if not rows.rejected:
+            return
+        if not self._tolerate_errors:
+            first = min(rows.rejected)
+            why = rows.rejected[first]
+            raise RecordRejected(snapshot.records[first].where(), snapshot.checkpoint_id, why.error_class, why.error)
+        for index, why in sorted(rows.rejected.items()):
+            log.warning("checkpoint %d: record %s dead-lettered: %s: %s", snapshot.checkpoint_id,
+                        snapshot.records[index].where(), why.error_class, why.error)
+        letters = dl.rows(self._pipeline, snapshot.checkpoint_id, self._replica, snapshot.records, rows.rejected)
+        # A record read again (an offsets reset) and refused again has one dead letter to replay: the newest.
+        conn.execute(dl.supersede(self._pipeline, [(row["topic"], row["partition"], row["offset"])
+                                                   for row in letters]))
+        conn.execute(dl.insert(), letters)
+
+    def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[PartitionRange],
+                stored: Mapping[Any, Any]) -> CommitOutcome:
+        # A concurrent re-commit of this very checkpoint may have won the lock race.
+        if conn.execute(st.checkpoint_exists(self._pipeline, cid)).first() is not None:
+            return CommitOutcome.ALREADY_COMMITTED
+        detail = ", ".join(f"{r.topic}[{r.partition}] expected {r.start} found {stored.get(r.tp)}" for r in stale)
+        log.warning("checkpoint %d fenced: %s", cid, detail)
+        return CommitOutcome.FENCED
+
+
+def _rollback_quietly(transaction: sa.RootTransaction) -> None:
+    try:
+        if transaction.is_active:
+            transaction.rollback()
+    except Exception as exc:  # the original error matters more than the failed rollback
+        log.debug("rollback failed too: %s", exc)
