@@ -193,7 +193,7 @@ def steady_rate(checkpoints: list[tuple[Any, ...]], logs: list[str]) -> dict[str
     """The aggregate rate once every replica holds its partitions: from the group's last
     assignment to the last commit (replicas join one by one, and each join stops the
     group for a rebalance first)."""
-    assigned = [max(re.findall(r"^(\S+ \S+) INFO connector.source \[\d+\] assigned", log, re.M), default="")
+    assigned = [max(re.findall(r"^(\S+ \S+) INFO connector.kafka.source \[\d+\] assigned", log, re.M), default="")
                 for log in logs]
     if not all(assigned):
         return {}

@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 
 from connector import __version__, redaction
-from connector.config import Settings, kafka_passthrough, libpq_url, read_secret_files, redact_url
+from connector.config import Settings, libpq_url, read_secret_files, redact_url
 from connector.errors import ConfigError, ConnectorError
 from connector.redaction import RedactingFilter
-from connector.retry import Interrupted, retrying
+from connector.runtime.retry import Interrupted, retrying
 
 log = logging.getLogger("connector")
 EXIT_ERROR, EXIT_CONFIG = 1, 2
@@ -59,7 +59,8 @@ def _settings(env: Mapping[str, str]) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector.pipeline import Runner
+    from connector.runtime.build import runner_from_settings
+    from connector.runtime.tuning import tune_interpreter
 
     settings = _settings(env)
     log.info("eos-connector %s starting: %r", __version__, settings)
@@ -69,7 +70,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                      "migrating the bookkeeping schema", STOP.wait)
         except Interrupted:
             return 0
-    runner = Runner.from_settings(settings, stop=STOP)
+    runner = runner_from_settings(settings, stop=STOP)
     server = None
     if settings.http_port:
         from connector.observability import serve
@@ -79,6 +80,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         except OSError as exc:
             raise ConfigError([f"HTTP_PORT={settings.http_port}: cannot listen on {settings.http_host}:"
                                f"{settings.http_port}: {exc.strerror}; choose another port, or 0 to disable"]) from None
+    tune_interpreter()
     try:
         return runner.run()
     finally:
@@ -103,7 +105,7 @@ def _database_only(env: Mapping[str, str]) -> tuple[str, str, str]:
 def _migrate(url: str, schema: str) -> str:
     import sqlalchemy as sa
 
-    from connector import migrate
+    from connector.ops import migrate
     from connector.sink.postgres import engine_for
     from connector.sink.sqlstate import convert_db_error
 
@@ -122,17 +124,13 @@ def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector.status import kafka_positions, pipeline_status
+    from connector.kafka.client import command_config
+    from connector.ops.status import kafka_positions, pipeline_status
 
     url, schema, pipeline = _database_only(env)
     status = pipeline_status(url, schema, pipeline)
-    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        problems: list[str] = []
-        kafka = kafka_passthrough(read_secret_files(env, problems), problems)
-        if problems:
-            raise ConfigError(problems)
-        config = {**kafka, "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
-                  "group.id": env.get("KAFKA_GROUP_ID") or pipeline, "logger": logging.getLogger("librdkafka")}
+    config = command_config(env, pipeline)
+    if config is not None:
         topics = [t.strip() for t in env.get("KAFKA_TOPICS", "").split(",") if t.strip()]
         kafka_positions(config, topics, status["partitions"])
     if args.json:
@@ -181,14 +179,15 @@ def _database_errors(doing: str) -> Iterator[None]:
 
 
 def cmd_savepoint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector import savepoints
+    from connector.bookkeeping import positions
+    from connector.ops import savepoints
 
     url, schema, pipeline = _database_only(env)
     engine = _bookkeeping_engine(url, schema)
     with _database_errors(f"savepoint {args.action}"):
         if args.action == "list":
             with engine.connect() as conn:
-                rows = savepoints.list_savepoints(conn)
+                rows = positions.list_savepoints(conn)
             print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() if args.json else "\n".join(
                 f"{r['name']}\t{r['pipeline']}\t{r['partitions']} partitions\t{r['created_at']}" for r in rows)
                 or "no savepoints")
@@ -204,7 +203,9 @@ def cmd_savepoint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_offsets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector import savepoints
+    from connector.bookkeeping import positions
+    from connector.kafka.client import command_config
+    from connector.ops import savepoints
 
     url, schema, pipeline = _database_only(env)
     engine = _bookkeeping_engine(url, schema)
@@ -212,17 +213,12 @@ def cmd_offsets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with _database_errors("resetting offsets"):
         if args.to.startswith("savepoint:"):
             with engine.connect() as conn:
-                _, stored = savepoints.savepoint_offsets(conn, args.to.split(":", 1)[1])
+                _, stored = positions.savepoint_offsets(conn, args.to.split(":", 1)[1])
             target = {tp: o for tp, o in stored.items() if not topics or tp[0] in topics}
         else:
-            if not env.get("KAFKA_BOOTSTRAP_SERVERS") or not topics:
+            config = command_config(env, pipeline)
+            if config is None or not topics:
                 raise ConfigError([f"--to {args.to} needs KAFKA_BOOTSTRAP_SERVERS and KAFKA_TOPICS"])
-            problems: list[str] = []
-            kafka = kafka_passthrough(read_secret_files(env, problems), problems)
-            if problems:
-                raise ConfigError(problems)
-            config = {**kafka, "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": pipeline,
-                      "logger": logging.getLogger("librdkafka")}
             target = savepoints.kafka_targets(config, topics, args.to)
         before, after = savepoints.reset_offsets(engine, pipeline, target, args.dry_run)
     print(f"{'would reset' if args.dry_run else 'reset'} pipeline {pipeline!r} to {args.to}:")
@@ -237,7 +233,7 @@ def cmd_offsets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_deadletters(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector import deadletters
+    from connector.ops import deadletters
 
     if args.action == "list":
         url, schema, pipeline = _database_only(env)
@@ -255,7 +251,7 @@ def cmd_deadletters(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector.check import run_checks
+    from connector.ops.check import run_checks
 
     checks = run_checks(_settings(env))
     for check in checks:
@@ -264,14 +260,14 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector.demo import run_demo
+    from connector.ops.demo import run_demo
 
     configure_logging(env.get("LOG_LEVEL", "WARNING").upper())
     return run_demo(records=args.records, partitions=args.partitions, kills=args.kills)
 
 
 def cmd_demo_producer(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from connector.demo import produce_forever
+    from connector.ops.demo import produce_forever
 
     configure_logging(env.get("LOG_LEVEL", "INFO").upper(), env.get("LOG_FORMAT", "text").lower())
     missing = [name for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS") if not env.get(name)]

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connector.errors import ConfigError
-from connector.faults import FaultSpec
+from connector.protocol.faults import FaultSpec
 from connector.redaction import MASK, is_secret_name, remember, secrets_in
-from connector.retry import RestartStrategy
+from connector.runtime.retry import RestartStrategy
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")

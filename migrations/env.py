@@ -1,6 +1,6 @@
 """Alembic environment: runs on the connection and schema the caller hands in.
 
-`connector.migrate.upgrade()` passes `connection` and `schema` through
+`connector.ops.migrate.upgrade()` passes `connection` and `schema` through
 `config.attributes`. Concurrent replicas starting at once serialise on an advisory
 lock, and PostgreSQL's transactional DDL makes a half-applied revision impossible.
 """

@@ -1,16 +1,16 @@
 """State backends: where a snapshot is made durable before its commit.
 
-All three implement `connector.checkpoint.StateBackend`: `save`, `pending`, `discard`.
+All three implement `connector.protocol.checkpoint.StateBackend`: `save`, `pending`, `discard`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connector.faults import NO_FAULTS, FaultHook
+from connector.protocol.faults import NO_FAULTS, FaultHook
 
 if TYPE_CHECKING:
-    from connector.checkpoint import StateBackend
+    from connector.protocol.checkpoint import StateBackend
     from connector.config import Settings
     from connector.sink.postgres import PostgresStore
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import orjson
 
 from connector.errors import SnapshotCorrupt
-from connector.runs import RecordsView, Run, runs_of
+from connector.protocol.runs import RecordsView, Run, runs_of
 from connector.models import PartitionRange, Record, Snapshot
 
 MAGIC = b"EOSSNAP3"  # 3: columnar segments

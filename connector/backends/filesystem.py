@@ -21,7 +21,7 @@ from pathlib import Path
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
-from connector.faults import NO_FAULTS, FaultHook
+from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.models import Snapshot
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from connector.backends import codec
-from connector.faults import NO_FAULTS, FaultHook
+from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.models import Snapshot
 
 

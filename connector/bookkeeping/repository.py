@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from connector import bookkeeping as bk
 from connector.models import TopicPartition
-from connector.savepoints import Offsets, seed_from_savepoint
+from connector.bookkeeping.positions import Offsets, seed_from_savepoint
 from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.connection import Database
@@ -47,7 +47,7 @@ class Repository:
         return {tp: stored.get(tp) for tp in wanted}
 
     def seed_from_savepoint(self, name: str, topics: Sequence[str]) -> Offsets:
-        """START_FROM_SAVEPOINT, a start-up step of `run`: see savepoints.seed_from_savepoint."""
+        """START_FROM_SAVEPOINT, a start-up step of `run`: see positions.seed_from_savepoint."""
         with self._db.transaction(f"starting from savepoint {name!r}") as conn:
             return seed_from_savepoint(conn, self.pipeline, name, topics)
 

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connector.errors import RecordRejected
-from connector.faults import NO_FAULTS, FaultHook
+from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot
 from connector.sink import deadletters as dl
 from connector.sink import statements as st

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from connector.bookkeeping.repository import Repository
 from connector.config import Settings
-from connector.faults import NO_FAULTS, FaultHook
+from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.formats import ValueDecoder, decode_json, value_decoder
 from connector.models import Commit, Snapshot, TopicPartition
-from connector.savepoints import Offsets
+from connector.ops.savepoints import Offsets
 from connector.sink.commit import CommitTransaction
 from connector.sink.connection import Database, engine_for
 from connector.sink.mapping import RowMapper

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.chaos
 BACKENDS = ["memory", "filesystem", "postgres"]
 DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, body text)"
 N = 900
-# Steps a checkpoint passes through, in order (connector.faults.STEPS less in_revoke).
+# Steps a checkpoint passes through, in order (connector.protocol.faults.STEPS less in_revoke).
 STEPS = ["before_snapshot", "mid_snapshot_write", "after_snapshot_durable", "after_offsets_locked",
          "after_rows_written", "after_db_commit", "after_kafka_commit", "after_discard"]
 

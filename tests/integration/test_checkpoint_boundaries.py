@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.migrate import upgrade
+from connector.ops.migrate import upgrade
 from connector.sink.mapping import tolerant
 from connector.sink.postgres import PostgresStore, engine_for
 from connector.models import PartitionRange, Record, Snapshot

@@ -245,7 +245,7 @@ def test_dead_letters_forwarded_to_a_topic(make_pipeline, services):
 def test_two_replicas_never_forward_the_same_dead_letter(services):
     """Each forwarder claims its batch with SKIP LOCKED: while one holds rows, another
     forwards only the rest, and each dead letter is marked forwarded once."""
-    from connector.migrate import upgrade
+    from connector.ops.migrate import upgrade
     from connector.sink.postgres import PostgresStore, engine_for
 
     engine = engine_for(services.database_url)
@@ -281,7 +281,7 @@ def test_two_replicas_never_forward_the_same_dead_letter(services):
 def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter(services):
     """Read again after `offsets reset` and refused again: the newest dead letter stays, so a
     replay applies the record once."""
-    from connector.migrate import upgrade
+    from connector.ops.migrate import upgrade
     from connector.sink.mapping import tolerant
     from connector.sink.postgres import PostgresStore, engine_for
     from connector.models import PartitionRange, Record, Snapshot

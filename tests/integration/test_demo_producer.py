@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from connector.demo import CREATE_TABLE
+from connector.ops.demo import CREATE_TABLE
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from connector.cli import _migrate
 from connector.config import Settings
 from connector.embedded.harness import wait_until
 from connector.formats import registry_client
-from connector.pipeline import Runner
+from connector.runtime.build import runner_from_settings
 
 pytestmark = pytest.mark.integration
 DDL = ("CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, amount numeric(8, 2), "
@@ -90,7 +90,7 @@ def test_registry_format_lands_exactly_once(make_pipeline, fmt):
                                        CHECKPOINT_MAX_RECORDS="64"))
     _migrate(settings.libpq_url, settings.connector_schema)
     stop = threading.Event()
-    runner = Runner.from_settings(settings, stop)
+    runner = runner_from_settings(settings, stop)
     exit_code: list[int] = []
     thread = threading.Thread(target=lambda: exit_code.append(runner.run()), daemon=True)
     thread.start()

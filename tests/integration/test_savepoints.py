@@ -110,7 +110,7 @@ def bookkeeping(services):
     """A PostgresStore of a fresh pipeline over the migrated bookkeeping schema `eos`."""
     import uuid
 
-    from connector.migrate import upgrade
+    from connector.ops.migrate import upgrade
     from connector.sink.postgres import PostgresStore, engine_for
 
     engine = engine_for(services.database_url)
@@ -150,7 +150,7 @@ def test_the_checkpoints_table_is_pruned_but_for_the_newest_row(services, bookke
 def test_a_finished_savepoint_leaves_no_request_behind(services, bookkeeping):
     """A replica started after `savepoint create --stop` returned must not stop on it."""
     from connector import bookkeeping as bk
-    from connector.savepoints import create_savepoint
+    from connector.ops.savepoints import create_savepoint
     from connector.sink.postgres import engine_for
 
     engine = engine_for(services.database_url).execution_options(schema_translate_map=bk.translate("eos"))

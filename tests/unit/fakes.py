@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+from connector.sink.dispatch import RunMapping
 from connector.models import Commit, CommitOutcome
 from connector.models import Record, Snapshot
 
@@ -66,6 +69,18 @@ class FakeOffsets:
         return [tp for tp in offsets if tp in self.failing]
 
 
+class InstantStop(threading.Event):
+    """A stop event whose timed waits (a retry's backoff) return at once, each recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.is_set()
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -78,6 +93,8 @@ def rec(offset: int, partition: int = 0, topic: str = "t", value: bytes = b"{}")
     return Record(topic, partition, offset, None, value)
 
 
-def identity(record: Record) -> int:
-    """A mapper whose op is the record's offset, so committed rows are easy to compare."""
+def offset_of(record: Record) -> int:
     return record.offset
+
+
+identity = RunMapping(offset_of)  # a mapper whose op is the record's offset: committed rows are easy to compare

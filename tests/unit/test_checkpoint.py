@@ -3,8 +3,9 @@
 import pytest
 
 from connector.models import CommitOutcome
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy
-from connector.faults import FaultHook, FaultSpec
+from connector.protocol.checkpoint import CheckpointPolicy
+from connector.protocol.coordinator import CheckpointCoordinator
+from connector.protocol.faults import FaultHook, FaultSpec
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec
 
@@ -36,7 +37,7 @@ def test_interval_trigger_without_new_records():
     assert coord.due() is None
     clock.now = 1.0
     assert coord.due() == "interval"
-    result = coord.checkpoint("interval")
+    result = coord.checkpoint_now("interval")
     assert result.outcome is CommitOutcome.COMMITTED and store.rows == [0]
 
 
@@ -46,7 +47,7 @@ def test_checkpoint_order_and_offsets():
     coord.assign([("t", 0), ("t", 1)])
     for r in (rec(0), rec(1), rec(7, partition=1)):
         coord.add(r)
-    result = coord.checkpoint("test")
+    result = coord.checkpoint_now("test")
     assert result.checkpoint_id == 1 and result.records == 3
     assert store.offsets == {("t", 0): 2, ("t", 1): 8}
     assert offsets.commits == [{("t", 0): 2, ("t", 1): 8}]
@@ -56,7 +57,7 @@ def test_checkpoint_order_and_offsets():
 def test_empty_checkpoint_takes_no_id():
     coord, store, *_ = make()
     coord.assign([("t", 0)])
-    assert coord.checkpoint("interval") is None
+    assert coord.checkpoint_now("interval") is None
     assert store.next_checkpoint_id() == 1
 
 
@@ -69,7 +70,7 @@ def test_stale_records_are_refused():
     assert not coord.add(rec(0, partition=3))
     assert coord.add(rec(10)) and coord.add(rec(12))  # gaps (compaction, markers) are fine
     assert not coord.add(rec(12))
-    coord.checkpoint("t")
+    coord.checkpoint_now("t")
     assert store.rows == [10, 12] and store.offsets[("t", 0)] == 13
 
 
@@ -79,7 +80,7 @@ def test_range_start_is_the_position_not_the_first_offset():
     store.offsets[("t", 0)] = 100
     coord.assign([("t", 0)])
     coord.add(rec(105))
-    assert coord.checkpoint("t").outcome is CommitOutcome.COMMITTED
+    assert coord.checkpoint_now("t").outcome is CommitOutcome.COMMITTED
     assert store.offsets[("t", 0)] == 106
 
 
@@ -121,7 +122,7 @@ def test_fenced_snapshot_is_dropped_and_partitions_reread():
     coord.add(rec(0))
     coord.add(rec(1))
     store.offsets[("t", 0)] = 5  # the new owner committed [0, 5)
-    result = coord.checkpoint("t")
+    result = coord.checkpoint_now("t")
     assert result.outcome is CommitOutcome.FENCED
     assert store.rows == [] and offsets.commits == [] and backend.pending() == []
     assert offsets.seeks == [{("t", 0): 5}]
@@ -136,7 +137,7 @@ def test_release_drops_buffer():
     coord.add(rec(0, partition=1))
     coord.release([("t", 0)])
     assert coord.state.records == 1
-    coord.checkpoint("t")
+    coord.checkpoint_now("t")
     assert store.offsets == {("t", 1): 1}
 
 
@@ -155,11 +156,11 @@ def test_fault_hook_fires_on_nth_occurrence(monkeypatch):
     fired = []
     monkeypatch.setattr("os.kill", lambda pid, sig: fired.append(sig))
     hook = FaultHook(FaultSpec("after_db_commit", 2))
-    coord = CheckpointCoordinator(FakeStore(), FakeBackend(), FakeOffsets(), identity, POLICY, faults=hook)
+    coord = CheckpointCoordinator(FakeStore(), FakeBackend(), FakeOffsets(), identity, POLICY, Clock(), faults=hook)
     coord.assign([("t", 0)])
     for o in range(3):
         coord.add(rec(o))
-        coord.checkpoint("t")
+        coord.checkpoint_now("t")
     assert len(fired) == 1
 
 
@@ -171,12 +172,12 @@ def test_a_fenced_partition_without_an_offsets_row_is_read_again_from_its_fenced
     coord.assign([("t", 0), ("t", 1), ("t", 2)])
     coord.add_many([rec(o, partition=p) for p in range(3) for o in range(3, 6)])
     store.offsets.update({("t", 0): 3, ("t", 1): 3})  # a re-committed snapshot of [?, 3) of t[0] and t[1]
-    assert coord.checkpoint("t").outcome is CommitOutcome.FENCED
+    assert coord.checkpoint_now("t").outcome is CommitOutcome.FENCED
     assert offsets.seeks == [{("t", 0): 3, ("t", 1): 3, ("t", 2): 3}]
     assert coord.state.position(("t", 2)) == 3
     assert not coord.add(rec(2, partition=2))  # before the fenced range: stale
     coord.add_many([rec(o, partition=p) for p in range(3) for o in range(3, 6)])  # read again
-    result = coord.checkpoint("t")
+    result = coord.checkpoint_now("t")
     assert result.outcome is CommitOutcome.COMMITTED
     assert store.offsets == {("t", 0): 6, ("t", 1): 6, ("t", 2): 6}
     assert sorted(store.rows) == [3, 3, 3, 4, 4, 4, 5, 5, 5]
@@ -190,7 +191,7 @@ def test_a_partition_whose_seek_fails_buffers_nothing_until_a_seek_takes():
     coord.add_many([rec(0), rec(1)])
     store.offsets[("t", 0)] = 1
     offsets.failing.add(("t", 0))
-    assert coord.checkpoint("t").outcome is CommitOutcome.FENCED
+    assert coord.checkpoint_now("t").outcome is CommitOutcome.FENCED
     assert not coord.add(rec(2))  # the consumer read on past the fence: refused
     coord.reposition()
     assert not coord.add(rec(3))  # still failing
@@ -198,5 +199,5 @@ def test_a_partition_whose_seek_fails_buffers_nothing_until_a_seek_takes():
     coord.reposition()
     assert offsets.seeks[-1] == {("t", 0): 1}
     assert coord.add(rec(1)) and coord.add(rec(2))
-    coord.checkpoint("t")
+    coord.checkpoint_now("t")
     assert store.rows == [1, 2] and store.offsets[("t", 0)] == 3

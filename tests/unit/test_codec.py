@@ -4,9 +4,9 @@ import pytest
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
-from connector.runs import runs_of
+from connector.protocol.runs import runs_of
 from connector.models import PartitionRange, Record, Snapshot
-from connector.state import OperatorState
+from connector.protocol.state import OperatorState
 
 SNAPSHOT = Snapshot(
     9,

@@ -1,14 +1,17 @@
 """Metrics the runner reports (driven with fakes) and the probes' logic."""
 
+import threading
+
+import pytest
 from prometheus_client import generate_latest
 
-from connector.checkpoint import CheckpointPolicy
+from connector.protocol.checkpoint import CheckpointPolicy
 from connector.errors import CheckpointTimeout
 from connector.observability import Health, Progress
-from connector.pipeline import Runner
-from connector.retry import RestartStrategy
+from connector.runtime.runner import Runner
+from connector.runtime.retry import RestartStrategy
 
-from .fakes import Clock, FakeBackend, rec
+from .fakes import Clock, FakeBackend, InstantStop, rec
 from .test_retry import FailingOnce
 from .test_runner import ScriptedSource, Sink, assign
 
@@ -23,8 +26,9 @@ def test_runner_metrics():
     source.high = {("t", 0): 10, ("t", 1): 6}
     store = Sink()
     store.commit = FailingOnce(store.commit, after=False)
-    r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 3, 10**9), restart=RestartStrategy(2, 1, 1))
-    r._stop.wait = lambda s: False
+    clock = Clock()
+    r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 3, 10**9), restart=RestartStrategy(2, 1, 1),
+               stop=InstantStop(), clock=clock)
     r.start()
     r.step()  # assignment
     r.step()  # 3 records: full, commit fails once, retried
@@ -35,12 +39,10 @@ def test_runner_metrics():
     assert sample(r, "eos_retries_total") == 1
     assert sample(r, "eos_commit_latency_seconds_count") == 1
     assert sample(r, "eos_assigned_partitions") == 2
-    r._gauges_at = 0  # gauges refresh at most once a second
-    r._refresh_gauges()
+    clock.now += 1  # gauges refresh at most once a second
+    r.step()  # one more record buffered
     assert sample(r, "eos_consumer_lag_records", topic="t", partition="0") == 8  # 10 - next_offset 2
     assert sample(r, "eos_consumer_lag_records", topic="t", partition="1") == 0  # 6 - 6
-    r._gauges_at = 0
-    r.step()  # one more record buffered
     assert sample(r, "eos_buffered_records") == 1
     r.step()  # partition 1 lost
     assert sample(r, "eos_rebalances_total", kind="lost") == 1 and sample(r, "eos_assigned_partitions") == 1
@@ -59,8 +61,8 @@ def test_timed_out_commits_are_counted_apart():
             raise CheckpointTimeout("statement timeout")
         return commit(snapshot)
     store.commit = slow_once
-    r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 1, 10**9), restart=RestartStrategy(2, 1, 1))
-    r._stop.wait = lambda s: False
+    r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 1, 10**9), restart=RestartStrategy(2, 1, 1),
+               stop=InstantStop())
     r.start()
     r.step()
     r.step()
@@ -96,3 +98,29 @@ def test_progress_line_while_a_backlog_drains():
     assert progress.line(11.0, lag=500) == ("progress: 0 records/s written over the last 6s, lag 500 records, "
                                             "ETA unknown (nothing written)")
     assert progress.line(12.0, lag=0) is None and progress.line(30.0, lag=0) is None  # caught up: silent
+
+
+def test_every_completed_checkpoint_is_observed_under_a_steady_backlog():
+    """Each checkpoint the loop completes — most of them inside the next one's
+    take_overlapped — is one observation of both histograms, the commit timed alone."""
+    from .test_overlap import TimedStore
+
+    class Timed(Sink, TimedStore):
+        def commit(self, snapshot):
+            threading.Event().wait(0.02)  # the worker is still busy when the loop's step ends
+            return super().commit(snapshot)
+
+    clock = Clock()
+    store = Timed(clock, 0.25)
+    batches = [[rec(i * 3 + j) for j in range(3)] for i in range(8)]
+    r = Runner(ScriptedSource([assign(("t", 0)), *batches]), store, FakeBackend(), CheckpointPolicy(10**9, 3, 10**9),
+               clock=clock)
+    r.start()
+    for _ in range(9):
+        r.step()
+    r.shutdown()
+    assert len(store.committed) == 8 and store.rows == list(range(24))
+    assert sample(r, "eos_checkpoints_total", outcome="committed") == 8
+    assert sample(r, "eos_checkpoint_duration_seconds_count") == 8
+    assert sample(r, "eos_commit_latency_seconds_count") == 8
+    assert sample(r, "eos_commit_latency_seconds_sum") == pytest.approx(8 * 0.25)

@@ -7,8 +7,10 @@ import threading
 import pytest
 
 from connector.models import CommitOutcome
-from connector.checkpoint import CheckpointCoordinator, CheckpointPolicy
+from connector.protocol.checkpoint import CheckpointPolicy
+from connector.protocol.coordinator import CheckpointCoordinator
 from connector.errors import TransientError
+from connector.runtime.worker import CommitWorker
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec
 
@@ -35,7 +37,7 @@ class GatedStore(FakeStore):
 
 def make(store):
     backend, offsets = FakeBackend(), FakeOffsets()
-    return CheckpointCoordinator(store, backend, offsets, identity, POLICY, clock=Clock()), backend, offsets
+    return CheckpointCoordinator(store, backend, offsets, identity, POLICY, clock=Clock(), worker=CommitWorker()), backend, offsets
 
 
 def test_reading_goes_on_while_the_commit_runs_and_commits_stay_in_order():
@@ -43,13 +45,13 @@ def test_reading_goes_on_while_the_commit_runs_and_commits_stay_in_order():
     coord, backend, offsets = make(store)
     coord.assign([("t", 0)])
     coord.add_many([rec(0), rec(1)])
-    assert coord.checkpoint("interval", overlap=True) is None
-    assert coord.busy and store.rows == []
+    assert coord.take_overlapped("interval") is None
+    assert coord.busy() and store.rows == []
     coord.add_many([rec(2), rec(3)])  # read on into checkpoint 2 while 1 is committing
     store.gate.set()
-    assert coord.checkpoint("interval", overlap=True) is None  # settles 1 first, then seals 2
+    assert coord.take_overlapped("interval") is None  # settles 1 first, then seals 2
     assert offsets.commits == [{("t", 0): 2}]  # step 4 of 1 ran in the loop, before 2 was sealed
-    result = coord.settle()
+    result = coord.finish_in_flight()
     assert result.checkpoint_id == 2 and result.outcome is CommitOutcome.COMMITTED
     assert store.order == [1, 2] and store.rows == [0, 1, 2, 3] and store.offsets == {("t", 0): 4}
     assert backend.discarded == [1, 2] and coord.settled()
@@ -64,13 +66,13 @@ def test_a_failed_commit_surfaces_in_the_loop_and_is_finished_before_the_next():
     coord.add_many([rec(0), rec(1)])
     store.fail_next = True
     store.gate.set()
-    coord.checkpoint("interval", overlap=True)
+    coord.take_overlapped("interval")
     coord.add_many([rec(2)])
     with pytest.raises(TransientError):
-        coord.checkpoint("interval", overlap=True)
+        coord.take_overlapped("interval")
     assert backend.pending()[0].checkpoint_id == 1  # still durable, still in flight
-    coord.checkpoint("interval", overlap=True)  # the retry: 1 again, then 2 sealed
-    coord.settle()
+    coord.take_overlapped("interval")  # the retry: 1 again, then 2 sealed
+    coord.finish_in_flight()
     assert store.order == [1, 1, 2] and store.rows == [0, 1, 2]
 
 
@@ -82,14 +84,41 @@ def test_a_fence_found_in_flight_drops_what_was_read_past_it():
     coord, _, offsets = make(store)
     coord.assign([("t", 0), ("t", 1)])
     coord.add_many([rec(0), rec(1), rec(0, partition=1)])
-    coord.checkpoint("interval", overlap=True)
+    coord.take_overlapped("interval")
     coord.add_many([rec(2), rec(1, partition=1)])  # on top of checkpoint 1
     store.offsets[("t", 0)] = 5  # another owner committed [0, 5) meanwhile
     store.gate.set()
-    result = coord.settle()
+    result = coord.finish_in_flight()
     assert result.outcome is CommitOutcome.FENCED and store.rows == []
     # t[1] has no offsets row: it is read again from its fenced range's first offset (I11)
     assert coord.refetched == {("t", 0), ("t", 1)} and offsets.seeks == [{("t", 0): 5, ("t", 1): 0}]
     assert coord.state.empty()  # both partitions' later records dropped with it
     assert not coord.add(rec(4)) and coord.add(rec(5))
     assert coord.add(rec(0, partition=1))
+
+
+class TimedStore(FakeStore):
+    """A store whose every commit takes `seconds` of the clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def commit(self, snapshot):
+        self.clock.now += self.seconds
+        return super().commit(snapshot)
+
+
+def test_a_commit_is_timed_when_it_returns_not_when_the_loop_reads_its_result():
+    """The commit's latency is step 3's own duration, even when the loop finishes the
+    checkpoint long after; the checkpoint's duration runs from sealing to step 5."""
+    clock = Clock()
+    store = TimedStore(clock, 0.05)
+    coord = CheckpointCoordinator(store, FakeBackend(), FakeOffsets(), identity, POLICY, clock)  # inline worker
+    coord.assign([("t", 0)])
+    coord.add_many([rec(0), rec(1)])
+    coord.take_overlapped("interval")  # steps 2-3 ran, inline
+    clock.now += 3.0  # the loop reads on for 3 s before it finishes the checkpoint
+    result = coord.finish_in_flight()
+    assert result.commit_s == pytest.approx(0.05)
+    assert result.duration_s == pytest.approx(3.05)

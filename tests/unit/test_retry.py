@@ -3,12 +3,12 @@ failed part-way (the retry must neither lose nor repeat a record)."""
 
 import pytest
 
-from connector.checkpoint import CheckpointPolicy
+from connector.protocol.checkpoint import CheckpointPolicy
 from connector.errors import RetriesExhausted, TransientError
-from connector.pipeline import Runner
-from connector.retry import Interrupted, RestartStrategy, parse_duration_ms, retrying
+from connector.runtime.runner import Runner
+from connector.runtime.retry import Interrupted, RestartStrategy, parse_duration_ms, retrying
 
-from .fakes import FakeBackend, rec
+from .fakes import FakeBackend, InstantStop, rec
 from .test_checkpoint import make
 from .test_runner import ScriptedSource, Sink, assign
 
@@ -92,9 +92,9 @@ def test_checkpoint_resumes_after_a_transient_failure(target, after):
     for i in range(3):
         coord.add(rec(i))
     with pytest.raises(TransientError):
-        coord.checkpoint("interval")
+        coord.checkpoint_now("interval")
     coord.add(rec(3))
-    coord.checkpoint("interval")
+    coord.checkpoint_now("interval")
     assert sorted(store.rows) == [0, 1, 2, 3]
     assert store.offsets == {("t", 0): 4} and backend.saved == {}
 
@@ -104,15 +104,14 @@ def test_runner_retries_a_failed_commit_without_losing_the_buffer():
     source = ScriptedSource([assign(("t", 0)), [rec(0), rec(1)]])
     store = Sink()
     store.commit = FailingOnce(store.commit, after=False)
-    waits = []
+    stop = InstantStop()  # records the backoff instead of sleeping
     r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 2, 10**9),
-               restart=RestartStrategy(2, 10, 10))
-    r._stop.wait = lambda s: waits.append(s) or False  # record the backoff instead of sleeping
+               restart=RestartStrategy(2, 10, 10), stop=stop)
     r.start()
     r.step()
     r.step()  # the buffer is full: checkpoint, whose commit fails once and is retried
     assert store.rows == [0, 1] and store.offsets == {("t", 0): 2}
-    assert waits == [0.01]
+    assert stop.waits == [0.01]
 
 
 def test_commit_outcome_of_a_lost_acknowledgement_is_already_committed():
@@ -121,6 +120,6 @@ def test_commit_outcome_of_a_lost_acknowledgement_is_already_committed():
     coord.assign([("t", 0)])
     coord.add(rec(0))
     with pytest.raises(TransientError):
-        coord.checkpoint("interval")
-    assert coord.checkpoint("interval") is None  # nothing new buffered
+        coord.checkpoint_now("interval")
+    assert coord.checkpoint_now("interval") is None  # nothing new buffered
     assert store.rows == [0] and offsets.commits == [{("t", 0): 1}]

@@ -4,10 +4,11 @@ import threading
 
 import pytest
 
-from connector.checkpoint import CheckpointPolicy
+from connector.protocol.checkpoint import CheckpointPolicy
 from connector.errors import MappingError
-from connector.pipeline import Runner
-from connector.runs import runs_of
+from connector.runtime.heartbeat import HEARTBEAT_EVERY_S
+from connector.runtime.runner import Runner
+from connector.protocol.runs import runs_of
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, rec
 
@@ -68,10 +69,10 @@ class Sink(FakeStore):
         pass
 
 
-def runner(script, max_records=100):
+def runner(script, max_records=100, clock=None, stop=None):
     store, backend, source = Sink(), FakeBackend(), ScriptedSource(script)
     policy = CheckpointPolicy(interval_ms=10**9, max_records=max_records, max_bytes=10**9)
-    r = Runner(source, store, backend, policy)
+    r = Runner(source, store, backend, policy, stop=stop, clock=clock or Clock())
     r.start()
     return r, store, source
 
@@ -123,18 +124,19 @@ def test_stop_takes_a_final_checkpoint_and_closes():
 def test_operator_requests_checkpoint_then_stop():
     """A `checkpoint` request commits what is buffered and is acknowledged; a `stop`
     request ends the loop (the final checkpoint and leaving acknowledge it)."""
-    r, store, source = runner([assign(("t", 0)), [rec(0), rec(1)], [], []])
+    clock, stop = Clock(), threading.Event()
+    r, store, source = runner([assign(("t", 0)), [rec(0), rec(1)], [], []], clock=clock, stop=stop)
     r.step()
     r.step()
     assert store.rows == []  # buffered, no trigger yet
     store.requests = [(5, "checkpoint")]
-    r._heartbeat_at = 0
+    clock.now += HEARTBEAT_EVERY_S
     r.step()
     assert store.rows == [0, 1] and store.acked == 5
     store.requests = [(5, "checkpoint"), (6, "stop")]
-    r._heartbeat_at = 0
+    clock.now += HEARTBEAT_EVERY_S
     r.step()
-    assert r._stop.is_set() and store.acked == 5
+    assert stop.is_set() and store.acked == 5
     r.shutdown()
     assert store.left
 
@@ -151,21 +153,24 @@ def test_heartbeat_keeps_coming_under_a_steady_backlog():
             return super().commit(snapshot)
 
     source = ScriptedSource([assign(("t", 0))] + [[rec(i * 3 + j) for j in range(3)] for i in range(4)])
-    r = Runner(source, SlowSink(), FakeBackend(), CheckpointPolicy(interval_ms=10**9, max_records=3, max_bytes=10**9))
+    clock, store = Clock(), SlowSink()
+    r = Runner(source, store, FakeBackend(), CheckpointPolicy(interval_ms=10**9, max_records=3, max_bytes=10**9),
+               clock=clock)
     r.start()
     r.step()
     r.step()
-    assert r.coordinator.busy
-    r._heartbeat_at = 0  # overdue
+    assert r.coordinator.busy()
+    store.acked = None  # forget the first heartbeat
+    clock.now += HEARTBEAT_EVERY_S  # overdue
     r.step()
-    assert r._heartbeat_at > 0 and r._store.acked == 0
+    assert store.acked == 0
 
 
 def test_a_stop_ends_the_replica_within_the_shutdown_timeout_even_inside_a_hung_commit(monkeypatch):
     """I8 from the stop request on: a commit that never returns (a dead connection) cannot
     keep the replica alive past SHUTDOWN_TIMEOUT_MS."""
     polled, release, exited = threading.Event(), threading.Event(), threading.Event()
-    monkeypatch.setattr("connector.pipeline.os._exit", lambda code: exited.set())
+    monkeypatch.setattr("connector.runtime.lifecycle.os._exit", lambda code: exited.set())
 
     class HungSink(Sink):
         def commit(self, snapshot):
@@ -199,7 +204,7 @@ def test_records_fetched_before_a_retried_seek_takes_are_not_buffered():
     r.step()
     store.offsets[("t", 0)] = 1  # another owner committed [0, 1): this replica is fenced
     source.failing.add(("t", 0))
-    r.coordinator.checkpoint("t")
+    r.coordinator.checkpoint_now("t")
     assert r.coordinator.state.waiting_for_position == (("t", 0),)
     source.failing.clear()
     source.script = [[rec(2), rec(3)], [rec(1), rec(2)]]  # fetched from where it stood; then from the seek
@@ -207,7 +212,7 @@ def test_records_fetched_before_a_retried_seek_takes_are_not_buffered():
     assert r.coordinator.state.records == 0 and r.coordinator.state.waiting_for_position == ()
     assert source.seeks[-1] == {("t", 0): 1}
     r.step()
-    r.coordinator.checkpoint("t")
+    r.coordinator.checkpoint_now("t")
     assert store.offsets == {("t", 0): 3} and store.rows == [1, 2]
 
 

@@ -3,7 +3,8 @@ monitoring and a first start; the database stays the source of truth)."""
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from connector.source import KafkaSource
+from connector.kafka.offsets import OffsetCommits
+from connector.kafka.source import KafkaSource
 
 
 class RecordingConsumer:
@@ -15,12 +16,11 @@ class RecordingConsumer:
 
 
 def test_a_failed_commit_is_not_retried_once_a_newer_one_was_sent():
-    source = KafkaSource({}, ["t"])
-    consumer = source._consumer = RecordingConsumer()
-    source.commit_offsets({("t", 0): 5, ("t", 1): 3})
-    source.commit_offsets({("t", 0): 9})
-    source._on_commit(KafkaError(KafkaError._TIMED_OUT), [TopicPartition("t", 0, 5), TopicPartition("t", 1, 3)])
-    source.commit_offsets({})  # the next checkpoint had nothing new
+    commits, consumer = OffsetCommits(), RecordingConsumer()
+    commits.send(consumer, {("t", 0): 5, ("t", 1): 3})
+    commits.send(consumer, {("t", 0): 9})
+    commits.on_commit(KafkaError(KafkaError._TIMED_OUT), [TopicPartition("t", 0, 5), TopicPartition("t", 1, 3)])
+    commits.send(consumer, {})  # the next checkpoint had nothing new
     assert consumer.commits == [{("t", 0): 5, ("t", 1): 3}, {("t", 0): 9}, {("t", 1): 3}]
 
 

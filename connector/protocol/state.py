@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.models import PartitionRange, Record, Snapshot, TopicPartition
-from connector.runs import RecordsView, Run
+from connector.protocol.runs import RecordsView, Run
 
 @dataclass
 class _Buffer:

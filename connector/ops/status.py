@@ -5,13 +5,14 @@ nothing joins the consumer group."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from connector import bookkeeping as bk
-from connector.errors import KafkaError
-from connector.sink.postgres import engine_for
+from connector.kafka.admin import admin
+from connector.sink.connection import engine_for
 from connector.sink.sqlstate import convert_db_error
 
 
@@ -55,32 +56,22 @@ def pipeline_status(url: str, schema: str, pipeline: str) -> dict[str, Any]:
     }
 
 
-def kafka_positions(config: dict[str, Any], topics: list[str], partitions: list[dict[str, Any]],
+def kafka_positions(config: Mapping[str, Any], topics: Sequence[str], partitions: list[dict[str, Any]],
                     timeout_s: float = 10.0) -> None:
     """Add to each partition row (and to every partition of `topics` the database has no
     row for yet) Kafka's committed offset for the group, the high watermark, and the lag
     (high watermark minus the database's next_offset). The group is only read."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-    consumer = Consumer({**config, "enable.auto.commit": "false"})
-    try:
-        metadata = consumer.list_topics(timeout=timeout_s)
+    with admin(config, "reading offsets from Kafka", timeout_s) as kafka:
         known = {(p["topic"], p["partition"]) for p in partitions}
-        for topic in topics:
-            meta = metadata.topics.get(topic)
-            for partition in sorted(meta.partitions) if meta is not None and meta.error is None else []:
+        for topic, found in kafka.partitions(topics).items():
+            for partition in found if isinstance(found, list) else []:
                 if (topic, partition) not in known:
                     partitions.append({"topic": topic, "partition": partition, "next_offset": None, "replica": None})
         partitions.sort(key=lambda p: (p["topic"], p["partition"]))
-        tps = [TopicPartition(p["topic"], p["partition"]) for p in partitions]
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=timeout_s)}
+        committed = kafka.committed([(p["topic"], p["partition"]) for p in partitions])
         for row in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(row["topic"], row["partition"]), timeout=timeout_s)
-            offset = committed.get((row["topic"], row["partition"]))
-            row["kafka_committed"] = offset if offset is not None and offset >= 0 else None
+            tp = (row["topic"], row["partition"])
+            high = kafka.watermarks(tp)[1]
+            row["kafka_committed"] = committed.get(tp)
             row["high_watermark"] = high
             row["lag"] = high - (row["next_offset"] or 0)
-    except KafkaException as exc:
-        raise KafkaError(f"reading offsets from Kafka: {exc.args[0]}") from exc
-    finally:
-        consumer.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from connector.config import Settings, redact_url
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, KafkaError
 
 KAFKA_TIMEOUT_S = 10.0
 
@@ -53,33 +53,25 @@ def check_registry(settings: Settings) -> list[Check]:
 
 
 def check_kafka(settings: Settings) -> Check:
-    from confluent_kafka import Consumer, KafkaException
+    """Metadata through the pipeline's own consumer configuration (security settings are
+    exercised): every topic exists, the dead-letter topic too."""
+    from connector.kafka.admin import admin
 
     where = f"Kafka at {settings.kafka_bootstrap_servers}"
     problems: list[str] = []
     config = {**settings.consumer_config(), "error_cb": lambda error: problems.append(error.str())}
-    try:
-        consumer = Consumer(config)
-    except KafkaException as exc:
-        return Check("kafka", False, f"{where}: invalid client configuration: {exc.args[0]}")
-    try:
-        metadata = consumer.list_topics(timeout=KAFKA_TIMEOUT_S)
-    except KafkaException as exc:
-        seen = f" ({problems[-1]})" if problems else ""
-        return Check("kafka", False, f"{where}: no metadata within {KAFKA_TIMEOUT_S:.0f}s: {exc.args[0]}{seen}")
-    finally:
-        consumer.close()
-    found, missing = [], []
     dead_letter_topic = (settings.errors_deadletter_topic,) if settings.errors_deadletter_topic else ()
-    for topic in (*settings.kafka_topics, *dead_letter_topic):
-        meta = metadata.topics.get(topic)
-        if meta is None or meta.error is not None:
-            missing.append(f"{topic!r} ({meta.error.str() if meta is not None and meta.error else 'does not exist'})")
-        else:
-            found.append(f"{topic!r} ({len(meta.partitions)} partitions)")
+    try:
+        with admin(config, f"no metadata within {KAFKA_TIMEOUT_S:.0f}s", KAFKA_TIMEOUT_S) as kafka:
+            found = kafka.partitions([*settings.kafka_topics, *dead_letter_topic])
+    except KafkaError as exc:
+        seen = f" ({problems[-1]})" if problems else ""
+        return Check("kafka", False, f"{where}: {exc}{seen}")
+    missing = [f"{topic!r} ({why})" for topic, why in found.items() if isinstance(why, str)]
     if missing:
         return Check("kafka", False, f"{where}: topic(s) not available: {', '.join(missing)}")
-    return Check("kafka", True, f"{where}: {', '.join(found)}")
+    return Check("kafka", True, f"{where}: " + ", ".join(f"{topic!r} ({len(partitions)} partitions)"
+                                                     for topic, partitions in found.items()))
 
 
 def check_table(settings: Settings) -> Check:
@@ -105,7 +97,7 @@ def check_table(settings: Settings) -> Check:
 
 
 def check_bookkeeping(settings: Settings) -> Check:
-    from connector import migrate
+    from connector.ops import migrate
     from connector.sink.postgres import engine_for
     from connector.sink.sqlstate import convert_db_error
 

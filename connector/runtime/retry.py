@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 from connector.errors import RetriesExhausted, TransientError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("connector.retry")
 T = TypeVar("T")
 _DURATION = re.compile(r"^(\d+)(ms|s|m)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, None: 1}
@@ -98,3 +100,34 @@ def retrying(fn: Callable[[], T], strategy: RestartStrategy, doing: str,
             log.warning("%s failed (%s); retry %d of %d in %.1f s", doing, exc, failures, strategy.attempts, delay)
             if wait(delay):
                 raise Interrupted(doing) from exc
+
+
+class Retries:
+    """The replica's two ways to retry: in the loop, where a stop request ends a wait
+    (Interrupted: the final checkpoint resumes the work), and bounded — inside rebalance
+    callbacks and the final checkpoint — where waits go on through a stop request, bounded
+    by the strategy and SHUTDOWN_TIMEOUT_MS. `on_retry` sees every transient failure."""
+
+    def __init__(self, strategy: RestartStrategy, stop: threading.Event,
+                 on_retry: Callable[[TransientError], None]) -> None:
+        self._strategy, self._stop, self._on_retry = strategy, stop, on_retry
+
+    def in_loop(self, fn: Callable[[], T], doing: str,
+                on_failure: Callable[[TransientError], None] | None = None) -> T:
+        return retrying(fn, self._strategy, doing, self._stop.wait, self._failed(on_failure))
+
+    def bounded(self, fn: Callable[[], T], doing: str,
+                on_failure: Callable[[TransientError], None] | None = None) -> T:
+        return retrying(fn, self._strategy, doing, _sleep, self._failed(on_failure))
+
+    def _failed(self, on_failure: Callable[[TransientError], None] | None) -> Callable[[TransientError], None]:
+        def failed(exc: TransientError) -> None:
+            self._on_retry(exc)
+            if on_failure is not None:
+                on_failure(exc)
+        return failed
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False

@@ -1,5 +1,4 @@
-"""Dead letters beyond their table: forwarding to ERRORS_DEADLETTER_TOPIC, and the
-`eos-connector deadletters list | replay` command.
+"""Dead letters forwarded to ERRORS_DEADLETTER_TOPIC.
 
 The table is the record of truth: a dead letter is inserted by the commit transaction
 of the checkpoint that read it, so it exists exactly once. Forwarding runs on a thread
@@ -17,14 +16,14 @@ A forwarded message has the record's key and value, its headers, and these:
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from connector.config import KAFKA_DEFAULTS, Settings
+from connector.config import Settings
 from connector.errors import ConnectorError, KafkaError
+from connector.kafka.client import producer_config
 from connector.sink import deadletters as dl
 
 if TYPE_CHECKING:
@@ -60,12 +59,8 @@ class Forwarder:
             return None
         from connector.sink.postgres import PostgresStore
 
-        store = PostgresStore.from_settings(settings, replica)
-        # The pipeline's own client settings (security included), less the consumer tuning.
-        config: dict[str, Any] = {k: v for k, v in settings.kafka.items() if k not in KAFKA_DEFAULTS}
-        config.update({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": "true",
-                       "acks": "all", "logger": logging.getLogger("librdkafka")})
-        return cls(store, config, settings.errors_deadletter_topic)
+        return cls(PostgresStore.from_settings(settings, replica), producer_config(settings),
+                   settings.errors_deadletter_topic)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="deadletter-forwarder")
@@ -140,43 +135,3 @@ class Forwarder:
         except (KafkaException, BufferError) as exc:
             raise KafkaError(f"producing to {self.topic!r}: {exc}") from exc
         return acked
-
-
-# -- `eos-connector deadletters` --------------------------------------------------------------
-def _shown(data: bytes | None) -> Any:
-    """Bytes as people read them: UTF-8 text, else base64 (marked as such)."""
-    if data is None:
-        return None
-    try:
-        return bytes(data).decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(bytes(data)).decode()}
-
-
-def list_deadletters(engine: Any, pipeline: str, limit: int, include_replayed: bool) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        found = conn.execute(dl.listing(pipeline, limit, include_replayed)).all()
-    return [{"source": f"{r.topic}[{r.partition}]@{r.offset}", "topic": r.topic, "partition": r.partition,
-             "offset": r.offset, "checkpoint_id": r.checkpoint_id, "error_class": r.error_class, "error": r.error,
-             "key": _shown(r.key), "value": _shown(r.value), "headers": r.headers,
-             "created_at": r.created_at.isoformat(), "replayed_at": r.replayed_at and r.replayed_at.isoformat(),
-             "forwarded_at": r.forwarded_at and r.forwarded_at.isoformat()} for r in found]
-
-
-def format_listing(letters: list[dict[str, Any]]) -> str:
-    if not letters:
-        return "no dead letters"
-    return "\n".join(f"{d['source']}\tcheckpoint {d['checkpoint_id']}\t{d['created_at']}\t{d['error_class']}: "
-                     f"{d['error']}" + (f"\t(replayed {d['replayed_at']})" if d["replayed_at"] else "")
-                     for d in letters)
-
-
-def replay(settings: Settings, limit: int, dry_run: bool) -> tuple[int, list[str]]:
-    """Replay the pipeline's dead letters into its table (see PostgresStore.replay_deadletters)."""
-    from connector.sink.postgres import PostgresStore
-
-    store = PostgresStore.from_settings(settings, replica="deadletters-replay")
-    try:
-        return store.replay_deadletters(store.prepare(), limit, dry_run)
-    finally:
-        store.close()

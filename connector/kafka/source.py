@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, cast
 
@@ -31,33 +32,18 @@ from confluent_kafka import (
 )
 from confluent_kafka import KafkaError as RdKafkaError
 
-from connector.config import group_protocol
+from connector.config import Settings, group_protocol
 from connector.errors import KafkaError, RecordsDeleted
-from connector.runs import Fields, Run, key_value_bytes
-from connector.models import Record
+from connector.kafka.offsets import OffsetCommits
+from connector.kafka.messages import MESSAGE_FIELDS, tps_of
+from connector.protocol.runs import Run, key_value_bytes
 from connector.models import TopicPartition as TP
 
 log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".
 _BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
-_make = tuple.__new__  # a Record without the keyword-argument handling of its constructor
 _EARLIEST = frozenset({"earliest", "smallest", "beginning"})
 DataLoss = Literal["fail", "skip"]
-
-
-def to_record(message: Message) -> Record:
-    """A message as the project's Record (converted at the edge, when needed whole)."""
-    ts_type, ts = message.timestamp()
-    headers = message.headers()
-    return _make(Record, (message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                          ts if ts_type else None, tuple(headers) if headers else ()))
-
-
-def _timestamps(messages: Sequence[Message]) -> list[int]:
-    return [ts if ts_type else -1 for ts_type, ts in map(Message.timestamp, messages)]
-
-
-MESSAGE_FIELDS = Fields(to_record, Message.offset, Message.key, _timestamps, Message.headers)
 
 
 class RebalanceListener(Protocol):
@@ -67,8 +53,13 @@ class RebalanceListener(Protocol):
     def on_records_deleted(self, tp: TP, count: int) -> None: ...
 
 
-def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
-    return [(p.topic, p.partition) for p in partitions]
+@dataclass(frozen=True)
+class Resets:
+    """Where a partition with no offset anywhere starts (auto.offset.reset), and what
+    records deleted before they were read do (ON_DATA_LOSS)."""
+
+    new_start: int
+    on_data_loss: DataLoss
 
 
 class KafkaSource:
@@ -77,14 +68,13 @@ class KafkaSource:
     def __init__(self, config: Mapping[str, str], topics: Sequence[str], on_data_loss: DataLoss = "fail") -> None:
         self._config = dict(config)
         reset = self._config.pop("auto.offset.reset", "earliest").strip().lower()
-        self._new_start = OFFSET_BEGINNING if reset in _EARLIEST else OFFSET_END
+        self._resets = Resets(OFFSET_BEGINNING if reset in _EARLIEST else OFFSET_END, on_data_loss)
         self._config["auto.offset.reset"] = "error"  # see the module's docstring
         # The end of a partition is where its next record will be: past a transaction's
         # commit marker or aborted records, which no record marks (see `take_ends`).
         self._config["enable.partition.eof"] = "true"
         self._ends: dict[TP, int] = {}
         self._starts: dict[TP, int] = {}  # where each assigned partition was started
-        self._on_data_loss = on_data_loss
         self._topics = list(topics)
         # Incremental assignment: the cooperative assignor, or the consumer group protocol
         # (KIP-848), whose assignments are always incremental.
@@ -93,14 +83,17 @@ class KafkaSource:
         self._consumer: Consumer | None = None
         self._listener: RebalanceListener | None = None
         self._failure: BaseException | None = None
-        self._retry: dict[TP, int] = {}  # offsets whose Kafka commit failed
-        self._newest: dict[TP, int] = {}  # the newest offset asked to be committed, per partition
+        self._commits = OffsetCommits()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaSource:
+        return cls(settings.consumer_config(), settings.kafka_topics, settings.on_data_loss)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
         # librdkafka's own log lines go through Python logging (so LOG_FORMAT=json holds for them).
-        config: dict[str, Any] = {**self._config, "error_cb": self._on_error, "on_commit": self._on_commit,
+        config: dict[str, Any] = {**self._config, "error_cb": self._on_error, "on_commit": self._commits.on_commit,
                                   "logger": logging.getLogger("librdkafka")}
         try:
             self._consumer = Consumer(config)
@@ -180,14 +173,14 @@ class KafkaSource:
         except KafkaException as exc:
             log.warning("the group's committed offsets could not be read (%s); librdkafka looks them up", exc.args[0])
             return {}
-        return {(c.topic, c.partition): c.offset if c.offset >= 0 else self._new_start for c in committed}
+        return {(c.topic, c.partition): c.offset if c.offset >= 0 else self._resets.new_start for c in committed}
 
     def _start_new_partition(self, message: Message) -> None:
         """No offset in the database nor in the group: start where auto.offset.reset says."""
         tp = (cast(str, message.topic()), cast(int, message.partition()))
         log.info("%s[%d] has no committed offset: reading from the %s", *tp,
-                 "beginning" if self._new_start == OFFSET_BEGINNING else "end")
-        self._restart_fetch(tp, self._new_start)
+                 "beginning" if self._resets.new_start == OFFSET_BEGINNING else "end")
+        self._restart_fetch(tp, self._resets.new_start)
 
     def _records_deleted(self, message: Message, needed: int, error: RdKafkaError) -> None:
         """The broker no longer has the offset `needed` this partition was to be read from."""
@@ -205,7 +198,7 @@ class KafkaSource:
                                  "nothing was skipped. Move the pipeline with `eos-connector offsets reset` "
                                  "if this is intended")
         lost = low - needed
-        if self._on_data_loss == "fail":
+        if self._resets.on_data_loss == "fail":
             raise RecordsDeleted(f"{where}: records {needed}..{low - 1} ({lost}) were deleted by the broker "
                                  f"(retention or DeleteRecords) before the pipeline read them; the earliest "
                                  f"offset kept is {low}. Nothing was skipped: set ON_DATA_LOSS=skip to go on from "
@@ -236,20 +229,8 @@ class KafkaSource:
 
     # -- positions and commits -------------------------------------------------------------
     def commit_offsets(self, offsets: Mapping[TP, int]) -> None:
-        """Commit next_offsets to the group, asynchronously. A failure is only logged:
-        the database is the source of truth and the next checkpoint commits again."""
-        pending = {**self._retry, **offsets}
-        self._retry = {}
-        if self._consumer is None or not pending:
-            return
-        for tp, offset in pending.items():
-            self._newest[tp] = max(offset, self._newest.get(tp, offset))
-        tps = [TopicPartition(t, p, o) for (t, p), o in sorted(pending.items())]
-        try:
-            self._consumer.commit(offsets=tps, asynchronous=True)
-        except KafkaException as exc:
-            self._retry.update(pending)
-            log.warning("Kafka offset commit not sent (retried at the next checkpoint): %s", exc.args[0])
+        """Commit next_offsets to the group, asynchronously (connector/kafka/offsets.py)."""
+        self._commits.send(self._consumer, offsets)
 
     def seek(self, offsets: Mapping[TP, int]) -> list[TP]:
         """Move owned partitions to these next_offsets (after being fenced); the
@@ -281,9 +262,9 @@ class KafkaSource:
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
             assert self._listener is not None
-            for tp in _tps(partitions):
+            for tp in tps_of(partitions):
                 self._ends.pop(tp, None)
-            starts = self._listener.on_assigned(_tps(partitions))
+            starts = self._listener.on_assigned(tps_of(partitions))
             unknown = [TopicPartition(p.topic, p.partition) for p in partitions
                        if starts.get((p.topic, p.partition)) is None]
             grouped = self._group_offsets(consumer, unknown) if unknown else {}
@@ -308,14 +289,13 @@ class KafkaSource:
         self._callback(self._listener.on_lost if self._listener else None, partitions)
 
     def _callback(self, handler: Any, partitions: list[TopicPartition]) -> None:
-        for tp in _tps(partitions):
-            self._retry.pop(tp, None)
-            self._newest.pop(tp, None)
+        self._commits.forget(tps_of(partitions))
+        for tp in tps_of(partitions):
             self._ends.pop(tp, None)
             self._starts.pop(tp, None)
         try:
             if handler is not None:
-                handler(_tps(partitions))
+                handler(tps_of(partitions))
         except BaseException as exc:
             self._failure = self._failure or exc
 
@@ -324,17 +304,6 @@ class KafkaSource:
             self._failure = self._failure or KafkaError(f"fatal Kafka error: {error.str()}")
         else:
             log.warning("Kafka: %s", error.str())
-
-    def _on_commit(self, error: RdKafkaError | None, partitions: list[TopicPartition]) -> None:
-        failed = [p for p in partitions if error is not None or p.error is not None]
-        if failed:
-            reason = error if error is not None else failed[0].error
-            log.warning("Kafka offset commit failed for %d partition(s) (retried at the next checkpoint): %s",
-                        len(failed), reason.str() if reason is not None else "unknown")
-        for p in failed:  # offsets only move forward: retry only the newest asked for
-            tp = (p.topic, p.partition)
-            if p.offset >= self._newest.get(tp, p.offset):  # a newer commit was sent after it: never go back
-                self._retry[tp] = max(p.offset, self._retry.get(tp, p.offset))
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None

@@ -1,0 +1,46 @@
+"""Mapping dispatch: a run's records to ops — the compiled fast path for each value it
+answers, the general mapping (the whole record) for the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connector.models import Record
+from connector.protocol.runs import Run
+from connector.protocol.state import MappingFailed
+from connector.sink.fastpath import FastPath
+from connector.sink.mapping import RowMapper, tolerant
+
+
+class RunMapping:
+    """The mapper as the coordinator uses it: `map_run` for the loop's runs, a call for
+    one record (a snapshot's records mapped again on recovery)."""
+
+    def __init__(self, general: Callable[[Record], Any], fast: FastPath | None = None) -> None:
+        self._general, self._fast = general, fast
+
+    def __call__(self, record: Record) -> Any:
+        return self._general(record)
+
+    def map_run(self, run: Run, start: int, stop: int) -> list[Any]:
+        """The ops of `run`'s records [start, stop); MappingFailed at the first record
+        the general mapping refuses, holding the ops before it."""
+        values = run.values if start == 0 and stop == len(run.values) else run.values[start:stop]
+        fast = self._fast
+        ops: list[Any] = [fast(value) for value in values] if fast is not None else [None] * len(values)
+        if None in ops:
+            for j, op in enumerate(ops):
+                if op is None:
+                    try:
+                        ops[j] = self._general(run.record(start + j))
+                    except Exception as exc:
+                        raise MappingFailed(exc, ops[:j]) from exc
+        return ops
+
+
+def run_mapping(mapper: Callable[[Record], Any], tolerate_errors: bool) -> RunMapping:
+    """`mapper` dispatched; with ERRORS_TOLERANCE=all a record it refuses becomes a
+    dead letter instead of stopping the pipeline."""
+    fast = mapper.fast if isinstance(mapper, RowMapper) else None
+    return RunMapping(tolerant(mapper) if tolerate_errors else mapper, fast)
