@@ -220,7 +220,8 @@ class RunResult:
     duplicates: int = 0
     lost: int = 0
     wrong: int = 0
-    faults: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)  # injected, by kind
+    skipped: dict[str, int] = field(default_factory=dict)  # not injected: the services do not offer them
     observed: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # unexpected exits, unclean stops
     source_duplicates: int = 0  # records in the topic beyond those produced (the producer's retries)
@@ -234,11 +235,24 @@ class RunResult:
         s = self.scenario
         verdict = "exact" if self.exact else "NOT EXACT"
         return (f"seed {s.seed:>3} {s.mode:<9} {s.backend:<10} {s.assignor:<18} {s.records:>7} records  "
-                f"faults {sum(self.faults.values()):>2}  duplicates {self.duplicates}  lost {self.lost}  "
+                f"faults {sum(self.faults.values()):>2}"
+                + (f" (skipped {sum(self.skipped.values())})" if self.skipped else "") + f"  duplicates {self.duplicates}  lost {self.lost}  "
                 f"wrong {self.wrong}  {self.elapsed_s:6.1f}s  {verdict}"
                 + (f"  (the topic holds {self.source_duplicates:+d} records against those produced)"
                    if self.source_duplicates else "")
                 + "".join(f"\n      ! {p}" for p in self.problems))
+
+
+class FaultSkipped(Exception):
+    """The services cannot inject this fault (the reason is the message)."""
+
+
+def unavailable_faults(services: Services) -> set[str]:
+    """The fault kinds these services cannot inject (skipped when a scenario names them)."""
+    kafka = services.kafka
+    return ({"bounce"} if kafka is None else set()) \
+        | ({"kafka_errors"} if kafka is None or not kafka.supports_request_errors else set()) \
+        | ({"pg_restart"} if services.restart_database is None else set())
 
 
 # -- one run ---------------------------------------------------------------------------------------
@@ -318,8 +332,7 @@ class Run:
                 self._wait(lambda: time.monotonic() >= due and (self._progress() > before or before == s.records
                                                                 or (s.early and k == 0)),
                            f"flowing rows for the fault at {point:.0%} of production")
-                self.log(f"  [{self._progress() / s.records:4.0%}] {kind}: {getattr(self, '_' + kind)()}")
-                self.result.faults[kind] = self.result.faults.get(kind, 0) + 1
+                self.log(f"  [{self._progress() / s.records:4.0%}] {kind}: {self._inject(kind)}")
             producer.join()
             self.log(f"  produced all at {time.monotonic() - started:.1f}s")
             self._wait(self._caught_up, "the committed offsets to reach the high watermarks", 300)
@@ -373,7 +386,17 @@ class Run:
         text = "\n".join(r.output() for r in self.pipeline.replicas)
         return {name: len(re.findall(pattern, text)) for name, pattern in OBSERVED.items()}
 
-    # -- faults (each returns what it did) ---------------------------------------------------------
+    # -- faults (each returns what it did, or raises FaultSkipped) -----------------------------------
+    def _inject(self, kind: str) -> str:
+        """Inject a fault of `kind`, counted as injected or as skipped."""
+        try:
+            did = getattr(self, "_" + kind)()
+        except FaultSkipped as skipped:
+            self.result.skipped[kind] = self.result.skipped.get(kind, 0) + 1
+            return f"skipped ({skipped})"
+        self.result.faults[kind] = self.result.faults.get(kind, 0) + 1
+        return str(did)
+
     def _pick(self) -> int:
         return self.rng.choice(sorted(self.fleet.slots))
 
@@ -419,7 +442,7 @@ class Run:
     def _bounce(self) -> str:
         kafka = self.services.kafka
         if kafka is None:
-            return "skipped (no fault injection on this Kafka)"
+            raise FaultSkipped("no fault injection on this Kafka")
         broker, down = self.rng.randint(1, self.services.brokers), self.rng.uniform(1, 3)
         kafka.broker_down(broker)
         time.sleep(down)
@@ -460,7 +483,7 @@ class Run:
     def _kafka_errors(self) -> str:
         kafka = self.services.kafka
         if kafka is None or not kafka.supports_request_errors:
-            return "skipped (no request-error injection on this Kafka)"
+            raise FaultSkipped("no request-error injection on this Kafka")
         api = self.rng.choice(sorted(REQUEST_ERRORS))
         codes = [self.rng.choice(REQUEST_ERRORS[api]) for _ in range(self.rng.randint(2, 6))]
         kafka.inject_errors(api, codes)
@@ -468,7 +491,7 @@ class Run:
 
     def _pg_restart(self) -> str:
         if self.services.restart_database is None:
-            return "skipped (the database is not ours to restart)"
+            raise FaultSkipped("the database is not ours to restart")
         self.services.restart_database()
         return "PostgreSQL restarted"
 
@@ -512,15 +535,17 @@ def scenario_for(services: Services, seed: int, records: int, faults: int = 8, k
 
 def summarize(results: list[RunResult], elapsed_s: float) -> dict[str, Any]:
     faults: collections.Counter[str] = collections.Counter()
+    skipped: collections.Counter[str] = collections.Counter()
     observed: collections.Counter[str] = collections.Counter()
     for r in results:
         faults.update(r.faults)
+        skipped.update(r.skipped)
         observed.update(r.observed)
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "runs": len(results),
         "exact_runs": sum(r.exact for r in results), "records": sum(r.scenario.records for r in results),
         "seeds": [r.scenario.seed for r in results], "faults": dict(sorted(faults.items())),
-        "faults_total": sum(faults.values()), "observed": dict(sorted(observed.items())),
+        "faults_total": sum(faults.values()), "skipped": dict(sorted(skipped.items())), "observed": dict(sorted(observed.items())),
         "duplicates": sum(r.duplicates for r in results), "lost": sum(r.lost for r in results),
         "wrong": sum(r.wrong for r in results), "problems": sum(len(r.problems) for r in results),
         "source_duplicates": sum(r.source_duplicates for r in results),
@@ -533,7 +558,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in summary["faults"].items())
     observed = ", ".join(f"{k} {v}" for k, v in summary["observed"].items())
     return (f"runs {summary['runs']} ({summary['exact_runs']} exact), records {summary['records']}, "
-            f"faults {summary['faults_total']} ({faults}); observed in replica logs: {observed}; "
+            f"faults {summary['faults_total']} ({faults})"
+            + (f", skipped {summary['skipped']}" if summary["skipped"] else "") + "; observed in replica logs: {observed}; "
             f"duplicates {summary['duplicates']}, lost {summary['lost']}, wrong {summary['wrong']}, "
             f"records the producer duplicated into the topic {summary['source_duplicates']}, "
             f"unexpected exits/unclean stops {summary['problems']}; elapsed {summary['elapsed_s']:.0f}s")

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from connector import bookkeeping, migrate
+from connector import bookkeeping
+from connector.ops import migrate
 from connector.sink.postgres import engine_for
 
 pytestmark = pytest.mark.integration
