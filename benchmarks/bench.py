@@ -7,7 +7,7 @@
 Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
 default) or with a real Apache Kafka KRaft cluster of three nodes on loopback (`--kafka
 apache`: replication factor 3, min.insync.replicas 2; connector/embedded/apache.py), or
-external ones with TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS (tests/services.py).
+external ones with TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS (connector/embedded/services.py).
 The bare limits and the connector always run against the same broker in one run.
 One topic of `--records` JSON records (~120 bytes each) is produced once; then, each on
 its own consumer group and table:
@@ -41,8 +41,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
-import statistics
 import sys
 import tempfile
 import time
@@ -54,38 +52,13 @@ from typing import Any
 import orjson
 import psycopg
 
-from connector.embedded.harness import ConnectorProcess, wait_until
-from tests.services import Services, services_from_env
+from benchmarks import scenarios
+from benchmarks.runs import APPEND_DDL, DDL, UPDATES, connector, produce, value
+from connector.embedded.services import Services, services_from_env
 
-DDL = "CREATE TABLE {table} (event_id bigint PRIMARY KEY, user_id text, at timestamptz, page text, amount numeric)"
-APPEND_DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, page text, amount numeric)"
 COLUMNS = ("event_id", "user_id", "at", "page", "amount")
-UPDATES = "upsert-stored"  # a run mode: upsert into a table that holds every key already
 CONSUMER = {"enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.queue.backoff.ms": 10,
             "queued.min.messages": 1_000_000}
-
-
-def value(i: int) -> bytes:
-    return orjson.dumps({"event_id": i, "user_id": f"user-{i % 5000:05d}", "at": "2026-11-22T10:00:00.123Z",
-                         "page": f"/products/{i % 997}/reviews", "amount": round(i % 10_000 / 100, 2)})
-
-
-def produce(services: Services, topic: str, records: int, partitions: int) -> None:
-    from confluent_kafka import Producer
-
-    # A generous linger: the mock cluster serves one stored batch per partition per fetch.
-    producer = Producer({"bootstrap.servers": services.bootstrap_servers, "linger.ms": 100,
-                         "batch.num.messages": 10_000, "enable.idempotence": True, "log_level": 4})
-    for i in range(records):
-        while True:
-            try:
-                producer.produce(topic, value(i), partition=i % partitions)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    assert producer.flush(120) == 0, "records left undelivered"
 
 
 def watermarks(services: Services, topic: str, partitions: int) -> int:
@@ -149,73 +122,6 @@ def bare_copy(services: Services, table: str, data: list[tuple[Any, ...]]) -> di
     return {"records": len(data), "seconds": elapsed, "rate": len(data) / elapsed}
 
 
-def connector(services: Services, workdir: Path, topic: str, records: int, mode: str, backend: str,
-              replicas: int = 1) -> dict[str, Any]:
-    """`eos-connector run` end to end (`replicas` of one pipeline); the rate between the
-    first and the last commit. Fails unless the table holds every record exactly once."""
-    stored = mode == UPDATES  # upsert into a table that already holds every key: each record an update
-    mode = "upsert" if stored else mode
-    name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
-    table = name.replace("-", "_")
-    services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
-    if stored:
-        services.sql(f"INSERT INTO {table} SELECT g, 'stale', now(), 'stale', 0 FROM generate_series(0, {records - 1}) g")
-    env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name))
-    started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
-    committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
-    try:
-        wait_until(lambda: any(r.check_alive() for r in started) or _scalar(services, committed) >= records, 900,
-                   f"{name} to commit {records} records", 0.5)
-        peak_rss_mb = max(_peak_rss_mb(r.pid) for r in started)
-    finally:
-        for replica in started:
-            replica.stop(60)
-    rows, distinct, stale = services.sql(f"SELECT count(*), count(DISTINCT event_id), count(*) FILTER "
-                                         f"(WHERE user_id = 'stale') FROM {table}")[0]
-    assert rows == distinct == records and not stale, f"{name}: {rows} rows, {distinct} distinct, {stale} not " \
-                                                      f"updated, {records} records produced"
-    checkpoints = services.sql("SELECT committed_at, (counts->>'records')::int FROM eos_connector.checkpoints "
-                               "WHERE pipeline = %s ORDER BY committed_at", (name,))
-    services.sql(f"DROP TABLE {table}")  # checked: its autovacuum must not load the runs after it
-    span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
-    latencies = [ms for r in started for ms in commit_latencies(r.output())]
-    result = {"mode": UPDATES if stored else mode, "backend": backend, "replicas": replicas, "records": records,
-              "checkpoints": len(checkpoints), "seconds": span, "exact": True,
-              "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
-              "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
-              "commit_ms_p99": percentile(latencies, 99)}
-    if replicas > 1:
-        result.update(steady_rate(checkpoints, [r.output() for r in started]))
-    return result
-
-
-def steady_rate(checkpoints: list[tuple[Any, ...]], logs: list[str]) -> dict[str, Any]:
-    """The aggregate rate once every replica holds its partitions: from the group's last
-    assignment to the last commit (replicas join one by one, and each join stops the
-    group for a rebalance first)."""
-    assigned = [max(re.findall(r"^(\S+ \S+) INFO connector.kafka.source \[\d+\] assigned", log, re.M), default="")
-                for log in logs]
-    if not all(assigned):
-        return {}
-    formed = datetime.strptime(max(assigned), "%Y-%m-%d %H:%M:%S,%f").astimezone()
-    after = [(at, n) for at, n in checkpoints if at > formed]
-    span = (checkpoints[-1][0] - formed).total_seconds()
-    return {"steady_rate": sum(n for _, n in after) / span if after and span > 0 else None,
-            "rebalanced_s": (formed - checkpoints[0][0]).total_seconds()}
-
-
-def replica_env(services: Services, topic: str, name: str, **extra: str) -> dict[str, str]:
-    """A replica's environment: pipeline `name` reading `topic` into the table of the same name."""
-    return {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "KAFKA_TOPICS": topic,
-            "DATABASE_URL": services.database_url, "SINK_TABLE": name.replace("-", "_"), "CONNECTOR_NAME": name,
-            "HTTP_PORT": "0", **extra}
-
-
-def commit_latencies(log_output: str) -> list[float]:
-    """Each commit's milliseconds, from the replica's `checkpoint N committed: …, X ms` lines."""
-    return [float(ms) for ms in re.findall(r"checkpoint \d+ committed: .*, ([\d.]+) ms", log_output)]
-
-
 def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, Any]:
     """What a user would write: consume a batch, executemany, commit the database, then Kafka."""
     from confluent_kafka import Consumer
@@ -244,24 +150,6 @@ def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, 
     consumer.close()
     services.sql(f"DROP TABLE {table}")
     return {"mode": mode, "records": seen, "seconds": elapsed, "rate": seen / elapsed}
-
-
-def _scalar(services: Services, query: str) -> int:
-    try:
-        return int(services.sql(query)[0][0])
-    except psycopg.Error:  # not migrated yet
-        return 0
-
-
-def _peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
-
-
-def percentile(values: list[float], q: int) -> float | None:
-    if len(values) < 2:
-        return values[0] if values else None
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,8 +208,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topic: str, results: dict[str, Any]) -> None:
-    from benchmarks import scenarios
-
     limit = results["bare_limit_rate"]
     for count in [int(n) for n in args.replicas.split(",") if n.strip()]:
         run = scenarios.scale_out(services, workdir, topic, args.records, count)

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import psycopg
 
-from benchmarks.bench import commit_latencies, connector, percentile, produce, replica_env
+from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
-from tests.services import Services
+from connector.embedded.services import Services
 
 LATENCY_DDL = "CREATE TABLE {table} (seq bigint PRIMARY KEY, sent_ms double precision, page text)"
 

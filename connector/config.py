@@ -42,7 +42,6 @@ CLASSIC_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assign
 GROUP_PROTOCOLS = ("classic", "consumer")
 # KAFKA_AUTO_OFFSET_RESET: where a partition with no offset (database or group) starts.
 START_OF_NEW_PARTITION = ("earliest", "smallest", "beginning", "latest", "largest", "end")
-VALUE_FORMATS = ("json", "avro", "json-schema", "protobuf")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
 
 

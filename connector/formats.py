@@ -28,7 +28,6 @@ import orjson
 
 from connector.errors import ConfigError, ConnectorError
 
-FORMATS = ("json", "avro", "json-schema", "protobuf")
 ValueDecoder = Callable[[str, bytes], Any]  # (topic, value bytes) -> document
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()

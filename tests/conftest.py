@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 
 from connector.embedded.apache import ApacheKafka, KafkaUnavailable
-from tests.services import (
-    KafkaFaults,
-    Pipeline,
-    Services,
-    new_pipeline,
-    real_kafka_beside,
-    services_from_env,
-)
+from connector.embedded.services import KafkaFaults, Services, real_kafka_beside, services_from_env
+from tests.services import Pipeline, new_pipeline
 
 
 @pytest.fixture(scope="session")

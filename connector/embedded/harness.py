@@ -15,7 +15,6 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from connector.config import CLASSIC_ONLY
 
 # Group timings that let a killed replica's partitions move within seconds.
 FAST_GROUP = {
@@ -23,15 +22,6 @@ FAST_GROUP = {
     "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
     "KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
 }
-
-
-def fast_group(protocol: str = "classic") -> dict[str, str]:
-    """FAST_GROUP for the group protocol `protocol` (KAFKA_GROUP_PROTOCOL): under the
-    consumer protocol (KIP-848) the broker sets session and heartbeat."""
-    if protocol == "classic":
-        return FAST_GROUP
-    refused = {"KAFKA_" + key.upper().replace(".", "_") for key in CLASSIC_ONLY}
-    return {k: v for k, v in FAST_GROUP.items() if k not in refused}
 
 
 def free_port() -> int:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from connector.models import Record, Snapshot, TopicPartition
 from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, InFlight, OffsetSink, StateBackend, Store
 from connector.protocol.faults import NO_FAULTS, FaultHook
-from connector.protocol.runs import Run, runs_of
+from connector.protocol.runs import Run
 from connector.protocol.state import OperatorState
 from connector.protocol.steps import CheckpointSteps
 
@@ -79,17 +79,6 @@ class CheckpointCoordinator:
         return self._steps.refetched
 
     # -- the open checkpoint ------------------------------------------------------------
-    def add(self, record: Record) -> bool:
-        """Map and buffer `record`; False when it is not for an owned position (stale).
-        A MappingError leaves the buffer as it was."""
-        before = self.state.records
-        self.add_runs(runs_of([record]))
-        return self.state.records > before
-
-    def add_many(self, records: list[Record]) -> list[Run]:
-        """`add` for each of `records` until the buffer is full; what is left unread."""
-        return self.add_runs(runs_of(records))
-
     def add_runs(self, runs: list[Run]) -> list[Run]:
         """Map and buffer `runs` until the buffer is full; what is left unread."""
         policy = self._policy

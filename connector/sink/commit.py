@@ -31,7 +31,8 @@ from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.connection import DRIVER_ERRORS, Database
 from connector.sink.table import Target
-from connector.sink.writer import BatchWriter, NewKeys
+from connector.sink.new_keys import NewKeys
+from connector.sink.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 

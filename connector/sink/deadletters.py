@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connector import bookkeeping as bk
-from connector.sink.writer import Rejection
+from connector.sink.sqlstate import Rejection
 from connector.models import Record
 
 KEY_COLUMNS = ("topic", "partition", "offset", "checkpoint_id")

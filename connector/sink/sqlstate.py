@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 
 import psycopg
 
@@ -87,3 +88,30 @@ def convert_db_error(exc: BaseException, doing: str) -> Exception:
     if kind is Kind.TRANSIENT:
         return TransientError(message)
     return PermanentError(message)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record wrote nothing: the error's class and its message."""
+
+    error_class: str
+    error: str
+
+
+# Raised by Python while a record's row is written (a lone surrogate COPY cannot encode, an
+# arithmetic error): like a database refusal, the fault of what a record carries.
+PYTHON_FAULTS = (ValueError, TypeError, ArithmeticError)
+
+
+def record_fault(exc: BaseException) -> Rejection | None:
+    """The Rejection for an error a record's content caused; None for any other."""
+    if isinstance(exc, PYTHON_FAULTS):
+        return Rejection(type(exc).__name__, str(exc))
+    orig = getattr(exc, "orig", exc)
+    sqlstate = sqlstate_of(exc)
+    if not sqlstate or classify(sqlstate) is not Kind.RECORD:
+        return None
+    diag = getattr(orig, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+    detail = getattr(diag, "message_detail", None)
+    return Rejection(type(orig).__name__, f"SQLSTATE {sqlstate}: {message}" + (f" ({detail})" if detail else ""))

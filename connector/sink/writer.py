@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
@@ -32,39 +31,13 @@ import sqlalchemy as sa
 
 from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, as_op
-from connector.sink.sqlstate import Kind, classify, session_trouble, sqlstate_of
+from connector.sink.new_keys import NewKeys
+from connector.sink.sqlstate import PYTHON_FAULTS, Rejection, record_fault, session_trouble, sqlstate_of
 
 log = logging.getLogger(__name__)
 _BATCH, _WHOLE = "eos_batch", "eos_checkpoint"  # savepoint names: one batch's try; a checkpoint's upserts
 CARDINALITY_VIOLATION = "21000"  # INSERT … ON CONFLICT DO UPDATE meeting one key twice
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a record wrote nothing: the error's class and its message."""
-
-    error_class: str
-    error: str
-
-
-# Raised by Python while a record's row is written (a lone surrogate COPY cannot encode, an
-# arithmetic error): like a database refusal, the fault of what a record carries.
-PYTHON_FAULTS = (ValueError, TypeError, ArithmeticError)
-_WRITE_ERRORS = (sa.exc.DBAPIError, psycopg.Error, *PYTHON_FAULTS)
-
-
-def record_fault(exc: BaseException) -> Rejection | None:
-    """The Rejection for an error a record's content caused; None for any other."""
-    if isinstance(exc, PYTHON_FAULTS):
-        return Rejection(type(exc).__name__, str(exc))
-    orig = getattr(exc, "orig", exc)
-    sqlstate = sqlstate_of(exc)
-    if not sqlstate or classify(sqlstate) is not Kind.RECORD:
-        return None
-    diag = getattr(orig, "diag", None)
-    message = (getattr(diag, "message_primary", None) or str(orig)).strip()
-    detail = getattr(diag, "message_detail", None)
-    return Rejection(type(orig).__name__, f"SQLSTATE {sqlstate}: {message}" + (f" ({detail})" if detail else ""))
+WRITE_ERRORS = (sa.exc.DBAPIError, psycopg.Error, *PYTHON_FAULTS)
 
 
 def _refused(start: int, stop: int, fault: Rejection,
@@ -82,41 +55,16 @@ def _refused(start: int, stop: int, fault: Rejection,
     return refused
 
 
-class NewKeys:
-    """Whether an upsert batch is first tried as a plain COPY into the table. While a
-    stream's keys are new (events keyed by a fresh ID, say), an upsert is an insert, and
-    COPY skips the stage table and the merge. A batch that meets a stored key is rolled
-    back to its savepoint and merged as usual; the next tries wait 1, 2, 4 … 64 batches,
-    so a stream of updates pays for a failed try once in 64 batches at most."""
-
-    MAX_WAIT = 64
-
-    def __init__(self) -> None:
-        self._skip = 0
-        self._wait = 1
-
-    def worth_trying(self) -> bool:
-        if self._skip:
-            self._skip -= 1
-            return False
-        return True
-
-    def result(self, inserted: bool, lasting: bool = False) -> None:
-        if inserted:
-            self._wait = 1
-        else:
-            self._skip, self._wait = (self.MAX_WAIT if lasting else self._wait), min(self._wait * 2, self.MAX_WAIT)
-
-
 class BatchWriter:
     """Writes one checkpoint's ops on `conn` inside the open commit transaction."""
 
     def __init__(self, conn: sa.Connection, target: sa.Table, mode: str, key_columns: Sequence[str] = (),
                  additive: Sequence[str] = (), new_keys: NewKeys | None = None,
                  summed_by_database: frozenset[str] = frozenset(), keys_by_database: bool = False) -> None:
-        self._conn, self._target, self._mode = conn, target, mode
+        self._conn, self._target = conn, target
         self._new_keys = new_keys or NewKeys()
-        self._keys, self._additive = tuple(key_columns), tuple(additive)
+        # Upsert mode always has a key (the table's definition was checked): none is append.
+        self._keys, self._additive = (tuple(key_columns) if mode == "upsert" else ()), tuple(additive)
         self._summed_by_database = summed_by_database  # additive columns Python cannot sum exactly
         self._keys_by_database = keys_by_database  # key texts that differ may be one key to PostgreSQL
         self._stages: dict[tuple[str, ...], sa.Table] = {}  # one per column set, for the transaction
@@ -128,7 +76,7 @@ class BatchWriter:
         every record that wrote nothing: rejected by the mapping or by the database."""
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
-        if self._mode == "upsert":
+        if self._keys:
             plan = self._upserts(cast(Sequence[Op], ops))  # no plain rows in upsert mode
         else:
             plan = st.plan_append(ops, tuple(c.name for c in self._target.columns))
@@ -218,7 +166,7 @@ class BatchWriter:
             with self._savepoint(keep=keep):
                 write()
             return None
-        except _WRITE_ERRORS as exc:  # COPY runs on the driver's own cursor
+        except WRITE_ERRORS as exc:  # COPY runs on the driver's own cursor
             fault = record_fault(exc)
             if fault is None:
                 raise
@@ -293,7 +241,7 @@ class BatchWriter:
         try:
             with self._savepoint():
                 self._copy(self._target, batch)
-        except _WRITE_ERRORS as exc:
+        except WRITE_ERRORS as exc:
             if not isinstance(exc, PYTHON_FAULTS) and session_trouble(exc):  # retried as it is
                 raise
             # A stored key or a refused row: merged as usual. Anything else (COPY refused

@@ -70,7 +70,8 @@ from connector.embedded.harness import (
     make_producer,
     wait_until,
 )
-from tests.services import Pipeline, Services, new_pipeline, services_from_env
+from connector.embedded.services import Services, services_from_env
+from tests.services import Pipeline, new_pipeline
 
 MODES = ("append", "upsert", "aggregate")
 BACKENDS = ("memory", "filesystem", "postgres")

@@ -13,7 +13,8 @@ import pytest
 from connector.sink.postgres import engine_for
 from connector.sink.mapping import RowMapper
 from connector.sink.table import reflect_table
-from connector.sink.writer import BatchWriter, NewKeys
+from connector.sink.new_keys import NewKeys
+from connector.sink.writer import BatchWriter
 from connector.models import Record
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from connector.protocol.coordinator import CheckpointCoordinator
+from connector.protocol.runs import Run, runs_of
 from connector.sink.dispatch import RunMapping
 from connector.models import Commit, CommitOutcome
 from connector.models import Record, Snapshot
@@ -98,3 +100,15 @@ def offset_of(record: Record) -> int:
 
 
 identity = RunMapping(offset_of)  # a mapper whose op is the record's offset: committed rows are easy to compare
+
+
+def add(coord: CheckpointCoordinator, record: Record) -> bool:
+    """Map and buffer `record`; False when it is not for an owned position (stale)."""
+    before = coord.state.records
+    coord.add_runs(runs_of([record]))
+    return coord.state.records > before
+
+
+def add_many(coord: CheckpointCoordinator, records: list[Record]) -> list[Run]:
+    """Buffer `records` until the buffer is full; the runs left unread."""
+    return coord.add_runs(runs_of(records))

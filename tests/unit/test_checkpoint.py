@@ -7,7 +7,7 @@ from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.faults import FaultHook, FaultSpec
 
-from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec
+from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, add, add_many, identity, rec
 
 POLICY = CheckpointPolicy(interval_ms=1000, max_records=5, max_bytes=10_000)
 
@@ -33,7 +33,7 @@ def test_interval_trigger_without_new_records():
     """I6: a buffered record is checkpointed once the interval passes, with no new input."""
     coord, store, *_ , clock = make()
     coord.assign([("t", 0)])
-    coord.add(rec(0))
+    add(coord, rec(0))
     assert coord.due() is None
     clock.now = 1.0
     assert coord.due() == "interval"
@@ -46,7 +46,7 @@ def test_checkpoint_order_and_offsets():
     coord, store, backend, offsets, _ = make()
     coord.assign([("t", 0), ("t", 1)])
     for r in (rec(0), rec(1), rec(7, partition=1)):
-        coord.add(r)
+        add(coord, r)
     result = coord.checkpoint_now("test")
     assert result.checkpoint_id == 1 and result.records == 3
     assert store.offsets == {("t", 0): 2, ("t", 1): 8}
@@ -66,10 +66,10 @@ def test_stale_records_are_refused():
     coord, store, *_ = make()
     store.offsets[("t", 0)] = 10
     coord.assign([("t", 0)])
-    assert not coord.add(rec(9))
-    assert not coord.add(rec(0, partition=3))
-    assert coord.add(rec(10)) and coord.add(rec(12))  # gaps (compaction, markers) are fine
-    assert not coord.add(rec(12))
+    assert not add(coord, rec(9))
+    assert not add(coord, rec(0, partition=3))
+    assert add(coord, rec(10)) and add(coord, rec(12))  # gaps (compaction, markers) are fine
+    assert not add(coord, rec(12))
     coord.checkpoint_now("t")
     assert store.rows == [10, 12] and store.offsets[("t", 0)] == 13
 
@@ -79,7 +79,7 @@ def test_range_start_is_the_position_not_the_first_offset():
     coord, store, *_ = make()
     store.offsets[("t", 0)] = 100
     coord.assign([("t", 0)])
-    coord.add(rec(105))
+    add(coord, rec(105))
     assert coord.checkpoint_now("t").outcome is CommitOutcome.COMMITTED
     assert store.offsets[("t", 0)] == 106
 
@@ -89,7 +89,7 @@ def test_recommit_of_pending_snapshot_is_idempotent():
     store, backend = FakeStore(), FakeBackend()
     coord, *_ = make(store=store, backend=backend)
     coord.assign([("t", 0)])
-    coord.add(rec(0))
+    add(coord, rec(0))
     snapshot = coord.state.snapshot(store.next_checkpoint_id())
     backend.save(snapshot)
     assert store.commit(snapshot).outcome is CommitOutcome.COMMITTED  # ...then the process died
@@ -106,7 +106,7 @@ def test_recovery_commits_pending_snapshots_in_id_order():
     coord.assign([("t", 0)])
     for offsets in ((0, 1), (2,)):
         for o in offsets:
-            coord.add(rec(o))
+            add(coord, rec(o))
         backend.save(coord.state.snapshot(store.next_checkpoint_id()))
     backend.saved = dict(reversed(list(backend.saved.items())))
     restarted, *_ = make(store=store, backend=backend)
@@ -119,22 +119,22 @@ def test_fenced_snapshot_is_dropped_and_partitions_reread():
     """I3: another owner moved the offset; nothing is written, the partition seeks back."""
     coord, store, backend, offsets, _ = make()
     coord.assign([("t", 0)])
-    coord.add(rec(0))
-    coord.add(rec(1))
+    add(coord, rec(0))
+    add(coord, rec(1))
     store.offsets[("t", 0)] = 5  # the new owner committed [0, 5)
     result = coord.checkpoint_now("t")
     assert result.outcome is CommitOutcome.FENCED
     assert store.rows == [] and offsets.commits == [] and backend.pending() == []
     assert offsets.seeks == [{("t", 0): 5}]
-    assert not coord.add(rec(4)) and coord.add(rec(5))
+    assert not add(coord, rec(4)) and add(coord, rec(5))
 
 
 def test_release_drops_buffer():
     """I7 (lost): released partitions' records are never committed."""
     coord, store, *_ = make()
     coord.assign([("t", 0), ("t", 1)])
-    coord.add(rec(0))
-    coord.add(rec(0, partition=1))
+    add(coord, rec(0))
+    add(coord, rec(0, partition=1))
     coord.release([("t", 0)])
     assert coord.state.records == 1
     coord.checkpoint_now("t")
@@ -146,9 +146,9 @@ def test_full_flag_bounds_the_buffer():
     coord, *_ = make()
     coord.assign([("t", 0)])
     for o in range(4):
-        coord.add(rec(o))
+        add(coord, rec(o))
     assert not coord.full()
-    coord.add(rec(4))
+    add(coord, rec(4))
     assert coord.full()
 
 
@@ -159,7 +159,7 @@ def test_fault_hook_fires_on_nth_occurrence(monkeypatch):
     coord = CheckpointCoordinator(FakeStore(), FakeBackend(), FakeOffsets(), identity, POLICY, Clock(), faults=hook)
     coord.assign([("t", 0)])
     for o in range(3):
-        coord.add(rec(o))
+        add(coord, rec(o))
         coord.checkpoint_now("t")
     assert len(fired) == 1
 
@@ -170,13 +170,13 @@ def test_a_fenced_partition_without_an_offsets_row_is_read_again_from_its_fenced
     again from the first offset of its fenced range, not from wherever the consumer stands."""
     coord, store, _, offsets, _ = make(policy=CheckpointPolicy(1000, 100, 10_000))
     coord.assign([("t", 0), ("t", 1), ("t", 2)])
-    coord.add_many([rec(o, partition=p) for p in range(3) for o in range(3, 6)])
+    add_many(coord, [rec(o, partition=p) for p in range(3) for o in range(3, 6)])
     store.offsets.update({("t", 0): 3, ("t", 1): 3})  # a re-committed snapshot of [?, 3) of t[0] and t[1]
     assert coord.checkpoint_now("t").outcome is CommitOutcome.FENCED
     assert offsets.seeks == [{("t", 0): 3, ("t", 1): 3, ("t", 2): 3}]
     assert coord.state.position(("t", 2)) == 3
-    assert not coord.add(rec(2, partition=2))  # before the fenced range: stale
-    coord.add_many([rec(o, partition=p) for p in range(3) for o in range(3, 6)])  # read again
+    assert not add(coord, rec(2, partition=2))  # before the fenced range: stale
+    add_many(coord, [rec(o, partition=p) for p in range(3) for o in range(3, 6)])  # read again
     result = coord.checkpoint_now("t")
     assert result.outcome is CommitOutcome.COMMITTED
     assert store.offsets == {("t", 0): 6, ("t", 1): 6, ("t", 2): 6}
@@ -188,16 +188,16 @@ def test_a_partition_whose_seek_fails_buffers_nothing_until_a_seek_takes():
     of that partition is buffered until `reposition` moves it."""
     coord, store, _, offsets, _ = make()
     coord.assign([("t", 0)])
-    coord.add_many([rec(0), rec(1)])
+    add_many(coord, [rec(0), rec(1)])
     store.offsets[("t", 0)] = 1
     offsets.failing.add(("t", 0))
     assert coord.checkpoint_now("t").outcome is CommitOutcome.FENCED
-    assert not coord.add(rec(2))  # the consumer read on past the fence: refused
+    assert not add(coord, rec(2))  # the consumer read on past the fence: refused
     coord.reposition()
-    assert not coord.add(rec(3))  # still failing
+    assert not add(coord, rec(3))  # still failing
     offsets.failing.clear()
     coord.reposition()
     assert offsets.seeks[-1] == {("t", 0): 1}
-    assert coord.add(rec(1)) and coord.add(rec(2))
+    assert add(coord, rec(1)) and add(coord, rec(2))
     coord.checkpoint_now("t")
     assert store.rows == [1, 2] and store.offsets[("t", 0)] == 3

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.errors import MappingError
-from connector.sink.mapping import CONVERTERS, REJECT, ColumnSpec, Op, RowMapper, tolerant
+from connector.sink.copytext import CONVERTERS
+from connector.sink.mapping import REJECT, ColumnSpec, Op, RowMapper, tolerant
 from connector.models import Record
 
 NAMES = ["id", "name", "at", "n", "doc", "flag", "Ü ñ", 'q"uote']

@@ -1,7 +1,7 @@
 """NewKeys, the policy for trying upsert batches as plain COPY: after a failed try the
 next ones wait 1, 2, 4 … 64 batches; a try that inserts resets the wait."""
 
-from connector.sink.writer import NewKeys
+from connector.sink.new_keys import NewKeys
 
 
 def test_waits_double_up_to_the_maximum_and_reset_on_success():

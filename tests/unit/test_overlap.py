@@ -12,7 +12,7 @@ from connector.protocol.coordinator import CheckpointCoordinator
 from connector.errors import TransientError
 from connector.runtime.worker import CommitWorker
 
-from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, identity, rec
+from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, add, add_many, identity, rec
 
 POLICY = CheckpointPolicy(interval_ms=1000, max_records=5, max_bytes=10_000)
 
@@ -44,10 +44,10 @@ def test_reading_goes_on_while_the_commit_runs_and_commits_stay_in_order():
     store = GatedStore()
     coord, backend, offsets = make(store)
     coord.assign([("t", 0)])
-    coord.add_many([rec(0), rec(1)])
+    add_many(coord, [rec(0), rec(1)])
     assert coord.take_overlapped("interval") is None
     assert coord.busy() and store.rows == []
-    coord.add_many([rec(2), rec(3)])  # read on into checkpoint 2 while 1 is committing
+    add_many(coord, [rec(2), rec(3)])  # read on into checkpoint 2 while 1 is committing
     store.gate.set()
     assert coord.take_overlapped("interval") is None  # settles 1 first, then seals 2
     assert offsets.commits == [{("t", 0): 2}]  # step 4 of 1 ran in the loop, before 2 was sealed
@@ -63,11 +63,11 @@ def test_a_failed_commit_surfaces_in_the_loop_and_is_finished_before_the_next():
     store = GatedStore()
     coord, backend, _ = make(store)
     coord.assign([("t", 0)])
-    coord.add_many([rec(0), rec(1)])
+    add_many(coord, [rec(0), rec(1)])
     store.fail_next = True
     store.gate.set()
     coord.take_overlapped("interval")
-    coord.add_many([rec(2)])
+    add_many(coord, [rec(2)])
     with pytest.raises(TransientError):
         coord.take_overlapped("interval")
     assert backend.pending()[0].checkpoint_id == 1  # still durable, still in flight
@@ -83,9 +83,9 @@ def test_a_fence_found_in_flight_drops_what_was_read_past_it():
     store = GatedStore()
     coord, _, offsets = make(store)
     coord.assign([("t", 0), ("t", 1)])
-    coord.add_many([rec(0), rec(1), rec(0, partition=1)])
+    add_many(coord, [rec(0), rec(1), rec(0, partition=1)])
     coord.take_overlapped("interval")
-    coord.add_many([rec(2), rec(1, partition=1)])  # on top of checkpoint 1
+    add_many(coord, [rec(2), rec(1, partition=1)])  # on top of checkpoint 1
     store.offsets[("t", 0)] = 5  # another owner committed [0, 5) meanwhile
     store.gate.set()
     result = coord.finish_in_flight()
@@ -93,8 +93,8 @@ def test_a_fence_found_in_flight_drops_what_was_read_past_it():
     # t[1] has no offsets row: it is read again from its fenced range's first offset (I11)
     assert coord.refetched == {("t", 0), ("t", 1)} and offsets.seeks == [{("t", 0): 5, ("t", 1): 0}]
     assert coord.state.empty()  # both partitions' later records dropped with it
-    assert not coord.add(rec(4)) and coord.add(rec(5))
-    assert coord.add(rec(0, partition=1))
+    assert not add(coord, rec(4)) and add(coord, rec(5))
+    assert add(coord, rec(0, partition=1))
 
 
 class TimedStore(FakeStore):
@@ -116,7 +116,7 @@ def test_a_commit_is_timed_when_it_returns_not_when_the_loop_reads_its_result():
     store = TimedStore(clock, 0.05)
     coord = CheckpointCoordinator(store, FakeBackend(), FakeOffsets(), identity, POLICY, clock)  # inline worker
     coord.assign([("t", 0)])
-    coord.add_many([rec(0), rec(1)])
+    add_many(coord, [rec(0), rec(1)])
     coord.take_overlapped("interval")  # steps 2-3 ran, inline
     clock.now += 3.0  # the loop reads on for 3 s before it finishes the checkpoint
     result = coord.finish_in_flight()

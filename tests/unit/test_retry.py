@@ -8,7 +8,7 @@ from connector.errors import RetriesExhausted, TransientError
 from connector.runtime.runner import Runner
 from connector.runtime.retry import Interrupted, RestartStrategy, parse_duration_ms, retrying
 
-from .fakes import FakeBackend, InstantStop, rec
+from .fakes import FakeBackend, InstantStop, add, rec
 from .test_checkpoint import make
 from .test_runner import ScriptedSource, Sink, assign
 
@@ -90,10 +90,10 @@ def test_checkpoint_resumes_after_a_transient_failure(target, after):
     setattr(holder, target, FailingOnce(getattr(holder, target), after))
     coord.assign([("t", 0)])
     for i in range(3):
-        coord.add(rec(i))
+        add(coord, rec(i))
     with pytest.raises(TransientError):
         coord.checkpoint_now("interval")
-    coord.add(rec(3))
+    add(coord, rec(3))
     coord.checkpoint_now("interval")
     assert sorted(store.rows) == [0, 1, 2, 3]
     assert store.offsets == {("t", 0): 4} and backend.saved == {}
@@ -118,7 +118,7 @@ def test_commit_outcome_of_a_lost_acknowledgement_is_already_committed():
     coord, store, backend, offsets, _ = make()
     store.commit = FailingOnce(store.commit, after=True)
     coord.assign([("t", 0)])
-    coord.add(rec(0))
+    add(coord, rec(0))
     with pytest.raises(TransientError):
         coord.checkpoint_now("interval")
     assert coord.checkpoint_now("interval") is None  # nothing new buffered

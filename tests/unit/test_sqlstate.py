@@ -8,7 +8,7 @@ import pytest
 
 from connector.errors import CheckpointTimeout, PermanentError, TransientError
 from connector.sink.sqlstate import Kind, classify, convert_db_error, session_trouble
-from connector.sink.writer import record_fault
+from connector.sink.sqlstate import record_fault
 
 CASES = [
     ("08006", Kind.TRANSIENT),  # connection failure
