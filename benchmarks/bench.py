@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog-partitions", type=int, default=256)
     parser.add_argument("--replicas", default="1,2,3", help="scale-out runs, comma-separated ('': none)")
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}", "records": args.records,
                                "partitions": args.partitions,
                                "kafka": args.kafka or os.environ.get("EOS_TEST_BACKEND", "embedded")}
     if args.kafka == "apache":
-        from connector.embedded.apache import KAFKA_VERSION
+        from connector.embedded.kafka_node import KAFKA_VERSION
 
         results["kafka"] = f"Apache Kafka {KAFKA_VERSION}, 3 KRaft nodes, replication factor 3"
     with services_from_env(args.kafka) as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:

@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connector.environment import (
+    CLASSIC_ONLY,
+    KAFKA_FORCED,
+    database_url_problems,
+    group_protocol,
+    kafka_passthrough,
+    libpq_url,
+    read_secret_files,
+    redact_url,
+)
 from connector.errors import ConfigError
 from connector.protocol.faults import FaultSpec
-from connector.redaction import MASK, is_secret_name, remember, secrets_in
+from connector.redaction import MASK, is_secret_name
 from connector.runtime.retry import RestartStrategy
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
-# Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
-KAFKA_RESERVED = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS", "KAFKA_GROUP_ID"})
-# librdkafka settings the connector must own for the protocol to hold.
-KAFKA_FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
 KAFKA_DEFAULTS = {
     "auto.offset.reset": "earliest",  # a new pipeline must not skip data
     "isolation.level": "read_committed",
@@ -38,62 +43,8 @@ KAFKA_DEFAULTS = {
 }
 # The next-generation consumer group protocol (KIP-848, `group.protocol=consumer`): the
 # broker owns the session, the heartbeat and the assignor; librdkafka refuses these with it.
-CLASSIC_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy")
-GROUP_PROTOCOLS = ("classic", "consumer")
 # KAFKA_AUTO_OFFSET_RESET: where a partition with no offset (database or group) starts.
-START_OF_NEW_PARTITION = ("earliest", "smallest", "beginning", "latest", "largest", "end")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
-
-
-def group_protocol(kafka: Mapping[str, str]) -> str:
-    """The consumer group protocol the librdkafka settings `kafka` ask for."""
-    return kafka.get("group.protocol", "classic").strip().lower()
-
-
-def redact_url(url: str) -> str:
-    """The URL (or libpq key=value string) with every password (and sslpassword) replaced
-    by ***; the rest is left as written. A password holding `/`, `?`, `#` or `@` unencoded
-    masks everything up to the URL's last `@`."""
-    url = re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/?#]*:).*@", rf"\1{MASK}@", url, flags=re.I | re.S)
-    url = re.sub(r"([?&](?:ssl)?password=)[^&#]*", rf"\1{MASK}", url, flags=re.I)
-    return re.sub(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", rf"\1{MASK}", url, flags=re.I)
-
-
-def libpq_url(url: str, password: str | None = None) -> str:
-    """DATABASE_URL as libpq takes it (`postgresql+psycopg://` becomes `postgresql://`),
-    with DATABASE_PASSWORD (if given) added as a key=value connection string."""
-    url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
-    if password is None:
-        return url
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(url, password=password)
-
-
-def read_secret_files(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
-    """The environment with every `DATABASE_PASSWORD_FILE` / `KAFKA_<NAME>_FILE` replaced
-    by `DATABASE_PASSWORD` / `KAFKA_<NAME>` holding the file's content (secrets mounted
-    as files; one trailing newline is dropped; a secret read is remembered for masking). A file that cannot be read is a problem
-    naming the variable; setting both forms is one too."""
-    resolved = dict(env)
-    for name, path in env.items():
-        target = name[: -len("_FILE")]
-        if not name.endswith("_FILE") or not (target == "DATABASE_PASSWORD"
-                                              or target.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))):
-            continue
-        del resolved[name]
-        if target in env:
-            problems.append(f"{target} and {name} are both set; set only one")
-            continue
-        try:
-            content = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(f"{name}={path!r}: cannot read the file: {reason}")
-            continue
-        resolved[target] = content[:-1] if content.endswith("\n") else content
-        remember(secrets_in({target: resolved[target]}))  # masked in all output from now on
-    return resolved
 
 
 def parse_qualified_name(text: str) -> tuple[str | None, str]:
@@ -250,7 +201,7 @@ class Settings(BaseModel):
                     problems.append(f"{variable}: {name[:20]!r}… is longer than {MAX_IDENTIFIER_BYTES} bytes "
                                     "(PostgreSQL would truncate it and address another name)")
         if "DATABASE_URL" not in skip:
-            problems.extend(_database_url_problems(self.database_url, self.database_password))
+            problems.extend(database_url_problems(self.database_url, self.database_password))
         for name, value in (("SINK_KEY_COLUMNS", self.sink_key_columns),
                             ("SINK_ADDITIVE_COLUMNS", self.sink_additive_columns)):
             if value is not None and self.sink_mode != "upsert" and "SINK_MODE" not in skip:
@@ -325,61 +276,10 @@ class Settings(BaseModel):
     __str__ = __repr__
 
 
-def kafka_passthrough(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
-    config: dict[str, str] = {}
-    for name, value in env.items():
-        if not name.startswith("KAFKA_") or name in KAFKA_RESERVED:
-            continue
-        key = name[len("KAFKA_"):].lower().replace("_", ".")
-        if not key:
-            continue
-        forced = KAFKA_FORCED.get(key)
-        if forced is not None and value.strip().lower() != forced:
-            problems.append(f"{name}={value!r}: the connector commits offsets itself; allowed: {forced}")
-            continue
-        config[key] = value
-    reset = config.get("auto.offset.reset", "earliest").strip().lower()
-    if reset not in START_OF_NEW_PARTITION:
-        problems.append(f"KAFKA_AUTO_OFFSET_RESET={config['auto.offset.reset']!r}: where a partition with no "
-                        f"offset starts; allowed: {', '.join(START_OF_NEW_PARTITION)} (records deleted before "
-                        "they were read: ON_DATA_LOSS)")
-    protocol = group_protocol(config)
-    if protocol not in GROUP_PROTOCOLS:
-        problems.append(f"KAFKA_GROUP_PROTOCOL={config['group.protocol']!r}: allowed: {', '.join(GROUP_PROTOCOLS)}")
-    elif protocol == "consumer":
-        problems.extend(f"KAFKA_{key.upper().replace('.', '_')}: not allowed with KAFKA_GROUP_PROTOCOL=consumer "
-                        "(the broker sets it: group.consumer.* broker settings, or KAFKA_GROUP_REMOTE_ASSIGNOR)"
-                        for key in CLASSIC_ONLY if key in config)
-    return config
-
-
 # Values that pass validation, standing in for required variables that did not, so the
 # checks across variables still run; checks reading them are skipped.
 _STAND_INS = {"KAFKA_BOOTSTRAP_SERVERS": "unset", "KAFKA_TOPICS": "unset", "DATABASE_URL": "postgresql://",
               "SINK_TABLE": "unset"}
-# libpq options with a fixed set of values: a typo is a settings error, not a retried outage.
-_LIBPQ_CHOICES = {"sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
-                  "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
-                  "gssencmode": ("disable", "prefer", "require"), "channel_binding": ("disable", "prefer", "require")}
-
-
-def _database_url_problems(url: str, password: str | None) -> list[str]:
-    """DATABASE_URL's scheme, syntax and enumerated options, as libpq would refuse them."""
-    shown = f"DATABASE_URL={redact_url(url)!r}"
-    if not re.match(r"^postgres(ql)?(\+\w+)?://", url) and "=" not in url:
-        return [f"{shown}: expected postgresql://… (or postgresql+psycopg://…, or a libpq key=value string)"]
-    from psycopg import Error
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        options = conninfo_to_dict(libpq_url(url, password))
-    except Error:  # libpq quotes the offending token, which may be the password: not shown
-        return [f"{shown}: libpq cannot parse it (check the syntax, and that a password with reserved "
-                "characters is percent-encoded)"]
-    return [f"{shown}: {name}={options[name]!r} is not one of {', '.join(allowed)}"
-            for name, allowed in _LIBPQ_CHOICES.items() if name in options and options[name] not in allowed]
-
-
 def _describe(error: Any, env: Mapping[str, str]) -> str:
     loc = error["loc"][0] if error["loc"] else "?"
     if error["type"] == "missing":

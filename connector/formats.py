@@ -99,7 +99,11 @@ class RegistryDecoder:
 
     def __call__(self, topic: str, payload: bytes) -> Any:
         from confluent_kafka.schema_registry import SchemaRegistryError
-        from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
+        from confluent_kafka.serialization import (
+            MessageField,
+            SerializationContext,
+            SerializationError,
+        )
 
         try:
             return self._deserialize(payload, SerializationContext(topic, MessageField.VALUE))
@@ -189,8 +193,19 @@ def _add_references(client: Any, schema: Any, pool: Any, seen: set[str]) -> None
 
 
 def _well_known() -> list[Any]:
-    from google.protobuf import (any_pb2, api_pb2, descriptor_pb2, duration_pb2, empty_pb2, field_mask_pb2,
-                                 source_context_pb2, struct_pb2, timestamp_pb2, type_pb2, wrappers_pb2)
+    from google.protobuf import (
+        any_pb2,
+        api_pb2,
+        descriptor_pb2,
+        duration_pb2,
+        empty_pb2,
+        field_mask_pb2,
+        source_context_pb2,
+        struct_pb2,
+        timestamp_pb2,
+        type_pb2,
+        wrappers_pb2,
+    )
 
     protos = []
     for module in (any_pb2, source_context_pb2, type_pb2, api_pb2, duration_pb2, empty_pb2, field_mask_pb2,

@@ -19,26 +19,55 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+class RecordMetrics:
+    """What happened to records: read, written, dead-lettered, skipped by the broker."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
         self.consumed = Counter("eos_records_consumed", "Records read from Kafka", registry=r)
         self.written = Counter("eos_records_written", "Records whose effect a committed checkpoint wrote", registry=r)
         self.deadlettered = Counter("eos_records_deadlettered", "Records written to the dead-letter table instead "
                                     "of the sink table (ERRORS_TOLERANCE=all)", registry=r)
-        self.checkpoints = Counter("eos_checkpoints", "Checkpoints by outcome: committed, already-committed "
-                                   "(a re-commit), fenced, failed (retried), timed-out (retried)", ["outcome"],
-                                   registry=r)
-        self.checkpoint_duration = Histogram("eos_checkpoint_duration_seconds", "From sealing a snapshot to "
-                                             "discarding it", buckets=LATENCY_BUCKETS, registry=r)
+        self.gaps = Counter("eos_offset_gaps", "Offsets the broker skipped in an assigned partition's sequence "
+                            "(transaction markers, compaction, retention): past the position the consumer read "
+                            "from, so no record of them was ever readable", registry=r)
+        self.deleted = Counter("eos_records_deleted_unread", "Records the broker deleted (retention, DeleteRecords) "
+                               "before the pipeline read them, skipped with ON_DATA_LOSS=skip",
+                               ["topic", "partition"], registry=r)
+
+
+class CheckpointMetrics:
+    """How checkpoints ended and how long they took; transient failures retried."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.outcomes = Counter("eos_checkpoints", "Checkpoints by outcome: committed, already-committed "
+                                "(a re-commit), fenced, failed (retried), timed-out (retried)", ["outcome"],
+                                registry=r)
+        self.duration = Histogram("eos_checkpoint_duration_seconds", "From sealing a snapshot to discarding it",
+                                  buckets=LATENCY_BUCKETS, registry=r)
         self.commit_latency = Histogram("eos_commit_latency_seconds", "The database commit transaction",
                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.retries = Counter("eos_retries", "Transient failures retried (RESTART_STRATEGY)", registry=r)
+        for outcome in ("committed", "already-committed", "fenced", "failed", "timed-out"):
+            self.outcomes.labels(outcome)
+
+
+class PartitionMetrics:
+    """The partitions this replica owns: their lag, the open checkpoint, rebalances."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
         self.lag = Gauge("eos_consumer_lag_records", "High watermark minus the database's next_offset",
                          ["topic", "partition"], registry=r)
         self.buffered_records = Gauge("eos_buffered_records", "Records in the open checkpoint", registry=r)
@@ -46,17 +75,18 @@ class Metrics:
         self.assigned = Gauge("eos_assigned_partitions", "Partitions this replica owns", registry=r)
         self.rebalances = Counter("eos_rebalances", "Rebalance callbacks by kind: assigned, revoked, lost",
                                   ["kind"], registry=r)
-        self.gaps = Counter("eos_offset_gaps", "Offsets the broker skipped in an assigned partition's sequence "
-                            "(transaction markers, compaction, retention): past the position the consumer read "
-                            "from, so no record of them was ever readable", registry=r)
-        self.deleted = Counter("eos_records_deleted_unread", "Records the broker deleted (retention, DeleteRecords) "
-                               "before the pipeline read them, skipped with ON_DATA_LOSS=skip",
-                               ["topic", "partition"], registry=r)
-        self.retries = Counter("eos_retries", "Transient failures retried (RESTART_STRATEGY)", registry=r)
-        for outcome in ("committed", "already-committed", "fenced", "failed", "timed-out"):
-            self.checkpoints.labels(outcome)
         for kind in ("assigned", "revoked", "lost"):
             self.rebalances.labels(kind)
+
+
+class Metrics:
+    """A replica's metrics, served at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.records = RecordMetrics(self.registry)
+        self.checkpoints = CheckpointMetrics(self.registry)
+        self.partitions = PartitionMetrics(self.registry)
 
 
 class Health:

@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from connector.config import CLASSIC_ONLY
-from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, produce, wait_until
+from connector.embedded.harness import (
+    FAST_GROUP,
+    ConnectorProcess,
+    ContainerReplica,
+    produce,
+    wait_until,
+)
 from connector.embedded.services import Services
+from connector.environment import CLASSIC_ONLY
+
 
 def fast_group(protocol: str = "classic") -> dict[str, str]:
     """FAST_GROUP for the group protocol `protocol` (KAFKA_GROUP_PROTOCOL): under the

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from connector.protocol.faults import NO_FAULTS, FaultHook
 
 if TYPE_CHECKING:
-    from connector.protocol.checkpoint import StateBackend
     from connector.config import Settings
+    from connector.protocol.checkpoint import StateBackend
     from connector.sink.postgres import PostgresStore
 
 

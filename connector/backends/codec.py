@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import orjson
 
 from connector.errors import SnapshotCorrupt
-from connector.protocol.runs import RecordsView, Run, runs_of
 from connector.models import PartitionRange, Record, Snapshot
+from connector.protocol.runs import RecordsView, Run, runs_of
 
 MAGIC = b"EOSSNAP3"  # 3: columnar segments
 MAGIC_V2 = b"EOSSNAP2"  # 2: each record carries its headers

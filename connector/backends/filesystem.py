@@ -21,8 +21,8 @@ from pathlib import Path
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
-from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.models import Snapshot
+from connector.protocol.faults import NO_FAULTS, FaultHook
 
 log = logging.getLogger(__name__)
 SUFFIX = ".snapshot"

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from connector.backends import codec
-from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.models import Snapshot
+from connector.protocol.faults import NO_FAULTS, FaultHook
 
 
 class SnapshotRows(Protocol):

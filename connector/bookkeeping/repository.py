@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from connector import bookkeeping as bk
-from connector.models import TopicPartition
 from connector.bookkeeping.positions import Offsets, seed_from_savepoint
+from connector.models import TopicPartition
 from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.connection import Database

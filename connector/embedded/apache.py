@@ -19,7 +19,6 @@ resolves the jars and, with `--serve`, runs a cluster until interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import signal
@@ -32,11 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from connector.embedded.harness import free_port
+from connector.embedded.kafka_node import KafkaUnavailable, Node, java, kafka_libs, log4j_config
 
-KAFKA_VERSION = "4.1.1"  # as in docker/kafka/pom.xml
-POM = Path(__file__).resolve().parents[2] / "docker" / "kafka" / "pom.xml"
-HEAP = "-Xms256m -Xmx1g"  # three nodes on 2 cores and 24 GiB: 3 GiB at most
-# Broker settings that make faults resolve in seconds (the rest is Kafka's default).
 TEST_SETTINGS = {
     "default.replication.factor": "3", "min.insync.replicas": "2",
     "offsets.topic.replication.factor": "3", "offsets.topic.num.partitions": "10",
@@ -54,64 +50,6 @@ TEST_SETTINGS = {
     "broker.session.timeout.ms": "4000", "broker.heartbeat.interval.ms": "500",
     "replica.lag.time.max.ms": "5000",
 }
-_LOG4J2 = """\
-Configuration:
-  Appenders:
-    Console:
-      name: STDOUT
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: INFO
-      AppenderRef:
-        - ref: STDOUT
-    Logger:
-      - name: kafka.request.logger
-        level: WARN
-      - name: org.apache.kafka.controller
-        level: INFO
-"""
-
-
-class KafkaUnavailable(RuntimeError):
-    """Java or Maven is missing, or Maven Central did not serve the broker."""
-
-
-def cache_dir() -> Path:
-    root = Path(os.environ.get("EOS_KAFKA_CACHE") or Path.home() / ".cache" / "eos-connector")
-    return root / f"kafka-{KAFKA_VERSION}"
-
-
-def kafka_libs() -> Path:
-    """The directory of the broker's jars, resolved from Maven Central on first use."""
-    libs = cache_dir() / "libs"
-    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
-        return libs
-    for tool in ("java", "mvn"):
-        if shutil.which(tool) is None:
-            raise KafkaUnavailable(f"Apache Kafka needs `{tool}` on PATH (Java 17 and Maven 3.8)")
-    if not POM.exists():
-        raise KafkaUnavailable(f"{POM} is missing: resolve the jars from a checkout of the project")
-    partial = libs.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    done = subprocess.run(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                           f"-DoutputDirectory={partial}"], capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise KafkaUnavailable(f"mvn could not resolve Apache Kafka {KAFKA_VERSION} from {POM}:\n"
-                               f"{(done.stdout + done.stderr)[-3000:]}")
-    partial.rename(libs)  # whole or not at all: a cut download is never mistaken for the jars
-    return libs
-
-
-def log4j_config(libs: Path) -> Path:
-    """The Log4j 2 configuration the nodes log with (readable lines on stdout)."""
-    config = libs.parent / "log4j2.yaml"
-    if not config.exists():
-        config.write_text(_LOG4J2)
-    return config
-
-
 def _admin(bootstrap_servers: str) -> Any:
     from confluent_kafka.admin import AdminClient
 
@@ -124,91 +62,6 @@ def _lists(bootstrap: str, brokers: set[int]) -> bool:
         return brokers <= set(_admin(bootstrap).list_topics(timeout=2).brokers)
     except Exception:  # not answering yet
         return False
-
-
-def node_properties(node_id: int, port: int, controller_port: int, voters: str, log_dir: str,
-                    settings: Mapping[str, str]) -> str:
-    """One KRaft node's server.properties: broker and controller on loopback."""
-    lines = {
-        "process.roles": "broker,controller", "node.id": str(node_id), "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names": "CONTROLLER", "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": log_dir, **settings,
-    }
-    return "".join(f"{k}={v}\n" for k, v in lines.items())
-
-
-class Node:
-    """One KRaft node (broker and controller) as a local JVM process."""
-
-    def __init__(self, node_id: int, directory: Path, port: int, controller_port: int) -> None:
-        self.node_id, self.directory = node_id, directory
-        self.port, self.controller_port = port, controller_port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def properties(self) -> Path:
-        return self.directory / "server.properties"
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "kafka.log"
-
-    def prepare(self, libs: Path, voters: str, settings: Mapping[str, str], cluster_id: str) -> None:
-        """Write its configuration and format its storage (once)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(node_properties(self.node_id, self.port, self.controller_port, voters,
-                                                   str(self.directory / "data"), settings))
-        formatted = subprocess.run(_java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                         "-c", str(self.properties), "--ignore-formatted"),
-                                   capture_output=True, text=True, timeout=120)
-        if formatted.returncode != 0:
-            raise KafkaUnavailable(f"formatting node {self.node_id} failed: {formatted.stdout}{formatted.stderr}")
-
-    def start(self, libs: Path) -> None:
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(_java(libs, "kafka.Kafka", str(self.properties)), stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def remove(self) -> None:
-        """Release what the stopped node holds beyond its directory (a process: nothing)."""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.signal(signal.SIGCONT)
-            self.signal(signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self, timeout_s: float = 30) -> None:
-        """SIGTERM: a controlled shutdown (leadership moves first); SIGKILL past the timeout."""
-        if self.proc is None:
-            return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-
-def _java(libs: Path, main: str, *args: str) -> list[str]:
-    log4j = log4j_config(libs)
-    return ["java", *HEAP.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
 
 
 class ApacheKafka:
@@ -277,7 +130,7 @@ class ApacheKafka:
     def create_topic(self, name: str, partitions: int) -> None:
         """A topic (replication: the broker default, 3), waited for until every partition
         has a leader. Topic settings: `configure_topic`."""
-        from confluent_kafka.admin import NewTopic
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # exported, not in __all__
 
         admin = _admin(self.bootstrap_servers)
         futures = admin.create_topics([NewTopic(name, partitions)])
@@ -294,7 +147,7 @@ class ApacheKafka:
 
     def configure_topic(self, name: str, settings: Mapping[str, str]) -> None:
         """Set topic-level configuration (cleanup.policy, retention.ms, segment.ms, ...)."""
-        from confluent_kafka.admin import (
+        from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported, not in __all__
             AlterConfigOpType,
             ConfigEntry,
             ConfigResource,
@@ -320,7 +173,7 @@ class ApacheKafka:
     def active_controller(self) -> int:
         """The KRaft quorum's leader, as the metadata quorum tool reports it."""
         assert self._libs is not None, "start() first"
-        done = subprocess.run(_java(self._libs, "org.apache.kafka.tools.MetadataQuorumCommand",
+        done = subprocess.run(java(self._libs, "org.apache.kafka.tools.MetadataQuorumCommand",
                                     "--bootstrap-server", self.bootstrap_servers, "describe", "--status"),
                               capture_output=True, text=True, timeout=60)
         found = re.search(r"^LeaderId:\s+(\d+)", done.stdout, re.M)

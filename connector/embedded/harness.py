@@ -15,7 +15,6 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-
 # Group timings that let a killed replica's partitions move within seconds.
 FAST_GROUP = {
     "KAFKA_SESSION_TIMEOUT_MS": "3000",
@@ -82,9 +81,9 @@ class ConnectorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ConnectorProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with open(self.log_path, "ab") as log:  # the child holds its own descriptor of it
+            self.proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         return self
 

@@ -27,7 +27,7 @@ class EmbeddedPostgres:
                 import pgserver
             except ImportError as exc:  # an optional dependency: name the fix
                 raise RuntimeError("the embedded PostgreSQL needs `pip install pgserver`") from exc
-            self._server = pgserver.get_server(self.directory, cleanup_mode="stop")
+            self._server = pgserver.get_server(self.directory, cleanup_mode="stop")  # type: ignore[attr-defined]
         return self
 
     def restart(self) -> None:
@@ -35,8 +35,9 @@ class EmbeddedPostgres:
         import pgserver
 
         server = self._server
-        pgserver.pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata,
-                        user=server.system_user, timeout=60)
+        pg_ctl = pgserver.pg_ctl  # type: ignore[attr-defined]  # exported, not in __all__
+        pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata,
+               user=server.system_user, timeout=60)
 
     @property
     def url(self) -> str:

@@ -20,25 +20,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 
-from connector.embedded.apache import ApacheKafka, Node, node_properties
+from connector.embedded.apache import ApacheKafka
 from connector.embedded.harness import (
-    ConnectorProcess,
-    ContainerReplica,
     free_port,
-    produce,
     wait_until,
 )
 from connector.embedded.kafka import EmbeddedKafka
+from connector.embedded.kafka_node import Node, node_properties
 from connector.embedded.postgres import EmbeddedPostgres
 
 CONNECTOR_IMAGE = os.environ.get("EOS_TEST_CONNECTOR_IMAGE", "localhost/eos-connector:test")
@@ -73,7 +68,7 @@ class Services:
         if self.kafka is not None:
             self.kafka.create_topic(name, partitions)
             return
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not in __all__
 
         futures = AdminClient({"bootstrap.servers": self.bootstrap_servers}).create_topics(
             [NewTopic(name, partitions, 1)])
@@ -85,10 +80,10 @@ class Services:
             return cur.fetchall() if cur.description else []
 
     @contextlib.contextmanager
-    def sql_transaction(self) -> Iterator[Callable[..., None]]:
+    def sql_transaction(self) -> Iterator[Callable[..., object]]:
         """Statements run in one transaction, committed when the block ends."""
         with psycopg.connect(self.database_url, client_encoding="UTF8") as conn:
-            yield lambda query, params=(): conn.execute(query, params) and None
+            yield lambda query, params=(): conn.execute(query, params)
 
     def terminate_connector_sessions(self) -> int:
         """pg_terminate_backend on every session of the connector (by application_name)."""
@@ -239,7 +234,7 @@ class KafkaContainer:
             self.container.with_env(name, value)
 
     def create_topic(self, name: str, partitions: int) -> None:
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not in __all__
 
         futures = AdminClient({"bootstrap.servers": self.bootstrap_servers}).create_topics(
             [NewTopic(name, partitions, 1)])

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from connector.config import KAFKA_DEFAULTS, Settings, kafka_passthrough, read_secret_files
+from connector.config import KAFKA_DEFAULTS, Settings
+from connector.environment import kafka_passthrough, read_secret_files
 from connector.errors import ConfigError
 
 

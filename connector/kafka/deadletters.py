@@ -92,15 +92,10 @@ class Forwarder:
         sent = 0
         try:
             while True:
-                acked: list[tuple[Any, ...]] = []
-
-                def send(rows: list[Any]) -> list[tuple[Any, ...]]:
-                    acked.extend(self._produce(rows))
-                    return acked
-                claimed = self._store.forward_deadletters(FORWARD_BATCH, send)
-                sent += len(acked)
-                if len(acked) < claimed:
-                    raise KafkaError(f"{claimed - len(acked)} dead letter(s) not acknowledged by the broker")
+                claimed, acked = self._forward_batch()
+                sent += acked
+                if acked < claimed:
+                    raise KafkaError(f"{claimed - acked} dead letter(s) not acknowledged by the broker")
                 if claimed < FORWARD_BATCH:
                     break
         except ConnectorError as exc:
@@ -111,6 +106,15 @@ class Forwarder:
         if sent:
             log.info("forwarded %d dead letter(s) to %r", sent, self.topic)
         return sent
+
+    def _forward_batch(self) -> tuple[int, int]:
+        """One batch: how many dead letters were claimed, and how many the broker acknowledged."""
+        acked: list[tuple[Any, ...]] = []
+
+        def send(rows: list[Any]) -> list[tuple[Any, ...]]:
+            acked.extend(self._produce(rows))
+            return acked
+        return self._store.forward_deadletters(FORWARD_BATCH, send), len(acked)
 
     def _produce(self, rows: list[Any]) -> list[tuple[Any, ...]]:
         from confluent_kafka import KafkaException, Producer
@@ -135,3 +139,4 @@ class Forwarder:
         except (KafkaException, BufferError) as exc:
             raise KafkaError(f"producing to {self.topic!r}: {exc}") from exc
         return acked
+

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,18 +31,19 @@ from confluent_kafka import (
 )
 from confluent_kafka import KafkaError as RdKafkaError
 
-from connector.config import Settings, group_protocol
-from connector.errors import KafkaError, RecordsDeleted
-from connector.kafka.offsets import OffsetCommits
+from connector.config import Settings
+from connector.environment import group_protocol
+from connector.errors import KafkaError
 from connector.kafka.messages import MESSAGE_FIELDS, tps_of
-from connector.protocol.runs import Run, key_value_bytes
+from connector.kafka.offsets import OffsetCommits
+from connector.kafka.resets import DataLoss, Resets
 from connector.models import TopicPartition as TP
+from connector.protocol.runs import Run, key_value_bytes
 
 log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".
 _BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
 _EARLIEST = frozenset({"earliest", "smallest", "beginning"})
-DataLoss = Literal["fail", "skip"]
 
 
 class RebalanceListener(Protocol):
@@ -51,15 +51,6 @@ class RebalanceListener(Protocol):
     def on_revoked(self, partitions: list[TP]) -> None: ...
     def on_lost(self, partitions: list[TP]) -> None: ...
     def on_records_deleted(self, tp: TP, count: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class Resets:
-    """Where a partition with no offset anywhere starts (auto.offset.reset), and what
-    records deleted before they were read do (ON_DATA_LOSS)."""
-
-    new_start: int
-    on_data_loss: DataLoss
 
 
 class KafkaSource:
@@ -125,7 +116,7 @@ class KafkaSource:
         runs: list[Run] = []
         start = 0
         for (topic, partition), group in itertools.groupby(zip(map(Message.topic, messages),
-                                                                map(Message.partition, messages))):
+                                                                map(Message.partition, messages), strict=True)):
             stop = start + len(list(group))
             chunk = messages[start:stop]
             values = list(map(Message.value, chunk))
@@ -192,20 +183,7 @@ class KafkaSource:
         except KafkaException as exc:
             raise KafkaError(f"{where}: offset {needed} is out of range and the broker's range could not be read "
                              f"({exc.args[0]}); retried at the next start") from exc
-        if needed > high:  # a truncated log or a recreated topic: rows past it are already written
-            raise RecordsDeleted(f"{where}: the pipeline's next offset {needed} is past the broker's last offset "
-                                 f"{high} (the log was truncated, or the topic deleted and created again); "
-                                 "nothing was skipped. Move the pipeline with `eos-connector offsets reset` "
-                                 "if this is intended")
-        lost = low - needed
-        if self._resets.on_data_loss == "fail":
-            raise RecordsDeleted(f"{where}: records {needed}..{low - 1} ({lost}) were deleted by the broker "
-                                 f"(retention or DeleteRecords) before the pipeline read them; the earliest "
-                                 f"offset kept is {low}. Nothing was skipped: set ON_DATA_LOSS=skip to go on from "
-                                 f"offset {low}, or move the pipeline with `eos-connector offsets reset` "
-                                 f"({error.str()})")
-        log.warning("%s: records %d..%d (%d) were deleted by the broker before the pipeline read them; going on "
-                    "from offset %d (ON_DATA_LOSS=skip)", where, needed, low - 1, lost, low)
+        lost = self._resets.records_deleted(where, needed, low, high, error.str())
         if self._listener is not None:
             self._listener.on_records_deleted((topic, partition), lost)
         self._ends.pop((topic, partition), None)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from connector.config import Settings, redact_url
+from connector.config import Settings
+from connector.environment import redact_url
 from connector.errors import ConnectorError, KafkaError
 
 KAFKA_TIMEOUT_S = 10.0
@@ -98,7 +99,7 @@ def check_table(settings: Settings) -> Check:
 
 def check_bookkeeping(settings: Settings) -> Check:
     from connector.ops import migrate
-    from connector.sink.postgres import engine_for
+    from connector.sink.connection import engine_for
     from connector.sink.sqlstate import convert_db_error
 
     schema = settings.connector_schema

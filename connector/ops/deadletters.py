@@ -9,6 +9,7 @@ from typing import Any
 from connector.config import Settings
 from connector.sink import deadletters as dl
 
+
 def _shown(data: bytes | None) -> Any:
     """Bytes as people read them: UTF-8 text, else base64 (marked as such)."""
     if data is None:

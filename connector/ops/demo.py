@@ -13,7 +13,7 @@ import random
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -33,7 +33,7 @@ CREATE_TABLE = """CREATE TABLE visits (
 )"""
 
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def visit(event_id: int, rng: random.Random) -> tuple[bytes, bytes]:
@@ -102,8 +102,9 @@ def _kill_and_restart(replica: ConnectorProcess, url: str, records: int, kills: 
     rng, step, rows = random.Random(), max(1, records // (kills + 2)), 0
     for k in range(kills):
         target = rows + step
-        wait_until(lambda: replica.check_alive() or count_rows(url)[0] >= target, 120,
-                   f"{target} rows before kill {k + 1}")
+        def written(target: int = target) -> bool:
+            return bool(replica.check_alive()) or count_rows(url)[0] >= target
+        wait_until(written, 120, f"{target} rows before kill {k + 1}")
         time.sleep(rng.uniform(0, 0.4))  # land anywhere in the checkpoint cycle
         replica.kill()
         rows = count_rows(url)[0]

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from connector import bookkeeping as bk
-from connector.bookkeeping.positions import (Offsets, OperationRefused, live_replicas, live_rows, read_offsets,
-                                             write_offsets)
+from connector.bookkeeping.positions import (
+    Offsets,
+    OperationRefused,
+    live_replicas,
+    live_rows,
+    read_offsets,
+    write_offsets,
+)
 from connector.kafka.admin import admin
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ class Run:
     converts one into a Record only where a record is needed whole (the general mapping,
     errors, dead letters)."""
 
-    __slots__ = ("topic", "partition", "items", "values", "nbytes", "fields")
+    __slots__ = ("fields", "items", "nbytes", "partition", "topic", "values")
 
     def __init__(self, topic: str, partition: int, items: Sequence[Any], values: Sequence[bytes | None], nbytes: int,
                  fields: Fields) -> None:

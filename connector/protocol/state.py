@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.models import PartitionRange, Record, Snapshot, TopicPartition
+from connector.models import PartitionRange, Snapshot, TopicPartition
 from connector.protocol.runs import RecordsView, Run
+
 
 @dataclass
 class _Buffer:

@@ -34,12 +34,12 @@ class Gauges:
     def completed(self, result: CheckpointResult) -> None:
         """A checkpoint completed (new, resumed or recovered): counted, timed, its offsets kept."""
         m = self.metrics
-        m.checkpoints.labels(result.outcome.value).inc()
-        m.commit_latency.observe(result.commit_s)
-        m.checkpoint_duration.observe(result.duration_s)
+        m.checkpoints.outcomes.labels(result.outcome.value).inc()
+        m.checkpoints.commit_latency.observe(result.commit_s)
+        m.checkpoints.duration.observe(result.duration_s)
         if result.outcome is CommitOutcome.COMMITTED:
-            m.written.inc(result.records - result.deadlettered)
-            m.deadlettered.inc(result.deadlettered)
+            m.records.written.inc(result.records - result.deadlettered)
+            m.records.deadlettered.inc(result.deadlettered)
             self._progress.written += result.records
         for tp, next_offset in result.offsets.items():
             if tp in self.committed:
@@ -53,12 +53,12 @@ class Gauges:
         for topic, partition in partitions:
             self.committed.pop((topic, partition), None)
             with contextlib.suppress(KeyError):  # no lag reported for it yet
-                self.metrics.lag.remove(topic, str(partition))
+                self.metrics.partitions.lag.remove(topic, str(partition))
         self._rebalanced(kind)
 
     def _rebalanced(self, kind: str) -> None:
-        self.metrics.rebalances.labels(kind).inc()
-        self.metrics.assigned.set(len(self.committed))
+        self.metrics.partitions.rebalances.labels(kind).inc()
+        self.metrics.partitions.assigned.set(len(self.committed))
         self.health.assigned = len(self.committed)
 
     def refresh(self, state: OperatorState) -> None:
@@ -70,11 +70,11 @@ class Gauges:
         self._at = now
         gaps = state.take_gaps()
         if gaps:  # explained by the broker (markers, compaction, retention): counted, and said
-            self.metrics.gaps.inc(gaps)
+            self.metrics.records.gaps.inc(gaps)
             log.debug("%d offset(s) skipped by the broker past the read positions (transaction markers, "
                       "compaction, retention)", gaps)
-        self.metrics.buffered_records.set(state.records)
-        self.metrics.buffered_bytes.set(state.bytes)
+        self.metrics.partitions.buffered_records.set(state.records)
+        self.metrics.partitions.buffered_bytes.set(state.bytes)
         line = self._progress.line(now, self._lag())
         if line is not None:
             log.info(line)
@@ -85,6 +85,6 @@ class Gauges:
             high = self._source.high_watermark(tp)
             if high is not None:
                 lag = max(0, high - (committed or 0))
-                self.metrics.lag.labels(tp[0], str(tp[1])).set(lag)
+                self.metrics.partitions.lag.labels(tp[0], str(tp[1])).set(lag)
                 total += lag
         return total

@@ -74,6 +74,9 @@ class RestartStrategy:
         return f"attempts={self.attempts},initial={self.initial_ms}ms,max={self.max_ms}ms"
 
 
+DEFAULT_RESTART = RestartStrategy()
+
+
 class Interrupted(Exception):
     """The wait between two attempts was cut short (the replica is stopping)."""
 

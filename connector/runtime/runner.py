@@ -35,14 +35,19 @@ from typing import TYPE_CHECKING, Protocol
 from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.models import TopicPartition
 from connector.observability import Health, Metrics
-from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, StateBackend, Store
+from connector.protocol.checkpoint import (
+    CheckpointPolicy,
+    CheckpointResult,
+    StateBackend,
+    Store,
+)
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run
 from connector.runtime.gauges import Gauges
 from connector.runtime.heartbeat import Heartbeat
 from connector.runtime.lifecycle import Lifecycle
-from connector.runtime.retry import Interrupted, RestartStrategy, Retries
+from connector.runtime.retry import DEFAULT_RESTART, Interrupted, RestartStrategy, Retries
 from connector.runtime.tuning import Collector
 from connector.runtime.worker import CommitWorker
 from connector.sink.dispatch import run_mapping
@@ -95,7 +100,7 @@ class Runner:
 
     def __init__(self, source: Source, store: Sink, backend: StateBackend, policy: CheckpointPolicy,
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
-                 stop: threading.Event | None = None, restart: RestartStrategy = RestartStrategy(),
+                 stop: threading.Event | None = None, restart: RestartStrategy = DEFAULT_RESTART,
                  metrics: Metrics | None = None, health: Health | None = None, tolerate_errors: bool = False,
                  forwarder: Forwarder | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._source, self._store, self._forwarder = source, store, forwarder
@@ -161,7 +166,7 @@ class Runner:
     def step(self) -> None:
         runs = self._source.poll(min(self._checkpointing.policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
         self.health.progressed()
-        self.metrics.consumed.inc(sum(map(len, runs)))
+        self.metrics.records.consumed.inc(sum(map(len, runs)))
         coord = self._coord
         self._buffer(runs)
         for tp, end in self._source.take_ends().items():  # after the records before each end
@@ -234,7 +239,7 @@ class Runner:
         self._release(partitions, "lost")
 
     def on_records_deleted(self, tp: TopicPartition, count: int) -> None:
-        self.metrics.deleted.labels(tp[0], str(tp[1])).inc(count)
+        self.metrics.records.deleted.labels(tp[0], str(tp[1])).inc(count)
 
     def _release(self, partitions: list[TopicPartition], kind: str) -> None:
         self._coord.release(partitions)
@@ -267,11 +272,11 @@ class Runner:
             self._forwarder.wake()
 
     def _retried(self, exc: TransientError) -> None:
-        self.metrics.retries.inc()
+        self.metrics.checkpoints.retries.inc()
         self.health.progressed()  # waiting out an outage is not being stuck
 
     def _checkpoint_failed(self, exc: TransientError) -> None:
-        self.metrics.checkpoints.labels("timed-out" if isinstance(exc, CheckpointTimeout) else "failed").inc()
+        self.metrics.checkpoints.outcomes.labels("timed-out" if isinstance(exc, CheckpointTimeout) else "failed").inc()
 
     @property
     def _coord(self) -> CheckpointCoordinator:

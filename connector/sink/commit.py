@@ -25,13 +25,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from connector.errors import RecordRejected
-from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot
+from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.connection import DRIVER_ERRORS, Database
-from connector.sink.table import Target
 from connector.sink.new_keys import NewKeys
+from connector.sink.table import Target
 from connector.sink.writer import BatchWriter
 
 log = logging.getLogger(__name__)

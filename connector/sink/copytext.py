@@ -22,7 +22,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -170,12 +170,12 @@ def parse_timestamptz(value: Any) -> datetime:
     if isinstance(value, datetime):  # Avro timestamps arrive decoded
         parsed = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     elif isinstance(value, str):
         parsed = _from_iso(_iso_text(value))
     else:
         raise Invalid(f"expected an ISO-8601 string or epoch milliseconds, got {type(value).__name__}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _timestamptz(value: Any) -> str:
@@ -190,7 +190,7 @@ def _timestamptz(value: Any) -> str:
 
 def parse_timestamp(value: Any) -> datetime:
     """A naive UTC datetime: an offset, when given, is applied first."""
-    return parse_timestamptz(value).astimezone(timezone.utc).replace(tzinfo=None)
+    return parse_timestamptz(value).astimezone(UTC).replace(tzinfo=None)
 
 
 def _timestamp(value: Any) -> str:

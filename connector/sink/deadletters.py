@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from connector import bookkeeping as bk
-from connector.sink.sqlstate import Rejection
 from connector.models import Record
+from connector.sink.sqlstate import Rejection
 
 KEY_COLUMNS = ("topic", "partition", "offset", "checkpoint_id")
 
@@ -36,7 +36,7 @@ def rows(pipeline: str, checkpoint_id: int, replica: str, records: Sequence[Reco
     out = []
     for index in sorted(rejected):
         record, why = records[index], rejected[index]
-        stamp = None if record.timestamp_ms is None else datetime.fromtimestamp(record.timestamp_ms / 1000, timezone.utc)
+        stamp = None if record.timestamp_ms is None else datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
         out.append({"pipeline": pipeline, "topic": record.topic, "partition": record.partition,
                     "offset": record.offset, "checkpoint_id": checkpoint_id, "replica": replica,
                     "record_timestamp": stamp, "key": record.key, "value": record.value,

@@ -31,7 +31,7 @@ import msgspec
 
 from connector.sink.copytext import ESCAPED, INT_BITS, PLAIN_TIMESTAMP, Converter
 
-FastPath = Callable[[bytes], Any]  # value -> the op (or its row text), or None (a null value too)
+FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row text), or None (a null value too)
 # Kinds whose converter takes the JSON string itself: the field is typed `str`.
 _UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
 _STRING_KINDS = frozenset({"timestamp", "date", "time", "uuid", "bytea"})
@@ -92,7 +92,7 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
         lines.append(" clean = b'\\\\' not in value")
         if "text" in kinds.values():  # text fields are sent as decoded
             lines.append(" if not clean: return None")
-    checks, texts = zip(*(_field(kind, i) for i, (_, kind, _, _) in enumerate(columns)))
+    checks, texts = zip(*(_field(kind, i) for i, (_, kind, _, _) in enumerate(columns)), strict=True)
     lines += [" try:", *("  " + line for check in checks for line in check.splitlines()), "  pass",
               " except (ValueError, TypeError, OverflowError): return None"]
     row = "\\t".join(f"{{{text}}}" for text in texts)
@@ -107,6 +107,6 @@ def compile_fast_path(columns: Sequence[tuple[str, str, int | None, Converter]],
                              "ERRORS": Exception, "new": tuple.__new__,
                              "op": op, "kind": op_kind, "names": tuple(names),
                              "convert": [c for _, _, _, c in columns]}
-    exec("\n".join(lines), scope)  # noqa: S102 - built above from column kinds only
+    exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
     return fast

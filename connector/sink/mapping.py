@@ -10,16 +10,23 @@ the record's topic, partition and offset.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
 from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json, exact_json
-from connector.sink.copytext import ESCAPED, NULL, Converter, column_converter, escape, parse_row
-from connector.sink.fastpath import FastPath, compile_fast_path
 from connector.models import Record
+from connector.sink.copytext import (
+    ESCAPED,
+    NULL,
+    Converter,
+    column_converter,
+    escape,
+    parse_row,
+)
+from connector.sink.fastpath import FastPath, compile_fast_path
+from connector.sink.metadata import metadata_value
 
 REJECT = "reject"
 _ABSENT: Any = object()  # a column the record does not name
@@ -48,7 +55,7 @@ class Op(NamedTuple):
         """The row's fields by column, as text (None for NULL); a reject's error."""
         if self.error is not None:
             return {"error_class": self.error[0], "error": self.error[1]}
-        return dict(zip(self.columns, parse_row(self.row)))
+        return dict(zip(self.columns, parse_row(self.row), strict=False))  # a row of no column parses as one empty field
 
 
 def as_op(op: Op | str, columns: tuple[str, ...]) -> Op:
@@ -81,34 +88,39 @@ class ColumnSpec:
     length: int | None = None  # varchar(n) / char(n)
 
 
-def metadata_value(record: Record, field: str) -> Any:
-    """A record's metadata as a JSON-like value the column converters take: the
-    timestamp as epoch milliseconds; headers as an object of UTF-8 text values (a value
-    that is not UTF-8 as base64; a name given more than once: a list of its values)."""
-    if field == "topic":
-        return record.topic
-    if field == "partition":
-        return record.partition
-    if field == "offset":
-        return record.offset
-    if field == "timestamp":
-        return record.timestamp_ms
-    headers: dict[str, Any] = {}
-    for name, raw in record.headers:
-        try:
-            value = None if raw is None else raw.decode("utf-8")
-        except UnicodeDecodeError:
-            value = base64.b64encode(raw).decode()
-        if name in headers:
-            earlier = headers[name]
-            headers[name] = [*earlier, value] if isinstance(earlier, list) else [earlier, value]
-        else:
-            headers[name] = value
-    return headers
-
-
 def _converter(spec: ColumnSpec) -> Converter:
     return column_converter(spec.kind, spec.length)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each column of a row comes from, worked out once per table."""
+
+    # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter, escaped); these
+    # columns take the record's metadata, never a same-named field of its value.
+    metadata: tuple[tuple[str, str, Converter, bool], ...]
+    plan: tuple[tuple[str, Converter, bool, bool], ...]  # (column, converter, escaped, not null) a value fills
+    by_name: dict[str, tuple[str, Converter, bool, bool]]
+    slots: tuple[str, ...]  # the row's columns, in order
+    required: tuple[str, ...]  # not null and no default
+    numeric: tuple[str, ...]  # read exactly from JSON
+    kind: str  # the op's kind: upsert or insert
+    key_slots: tuple[int, ...]
+
+    @classmethod
+    def of(cls, columns: tuple[ColumnSpec, ...], mode: str, key_columns: tuple[str, ...],
+           metadata: Sequence[tuple[str, str]]) -> _Layout:
+        by_name = {c.name: c for c in columns}
+        meta = tuple((field, column, _converter(by_name[column]), by_name[column].kind in ESCAPED)
+                     for field, column in metadata)
+        meta_columns = {column for _, column, _, _ in meta}
+        plan = tuple((c.name, _converter(c), c.kind in ESCAPED, not c.nullable)
+                     for c in columns if c.name not in meta_columns)
+        slots = tuple(entry[0] for entry in plan) + tuple(c for _, c, _, _ in meta)
+        return cls(meta, plan, {entry[0]: entry for entry in plan}, slots,
+                   tuple(c.name for c in columns if not c.nullable and not c.has_default),
+                   tuple(c.name for c in columns if c.kind == "numeric"), "upsert" if mode == "upsert" else "insert",
+                   tuple(slots.index(k) for k in key_columns) if mode == "upsert" else ())
 
 
 class RowMapper:
@@ -117,31 +129,15 @@ class RowMapper:
 
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
                  metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json) -> None:
-        self.columns = tuple(columns)
+        self.columns, self.mode, self.key_columns = tuple(columns), mode, tuple(key_columns)
         self._decode_value = decode_value
-        self.mode = mode
-        self.key_columns = tuple(key_columns)
-        by_name = {c.name: c for c in self.columns}
-        # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter, escaped); these
-        # columns take the record's metadata, never a same-named field of its value.
-        self._metadata = [(field, column, _converter(by_name[column]), by_name[column].kind in ESCAPED)
-                          for field, column in metadata]
-        meta_columns = {column for _, column, _, _ in self._metadata}
-        # (column, converter, escaped, not null) of the columns a record's value fills
-        self._plan = tuple((c.name, _converter(c), c.kind in ESCAPED, not c.nullable)
-                           for c in self.columns if c.name not in meta_columns)
-        self._by_name = {entry[0]: entry for entry in self._plan}
-        self._slots = tuple(entry[0] for entry in self._plan) + tuple(c for _, c, _, _ in self._metadata)
+        self._layout = _Layout.of(self.columns, mode, self.key_columns, metadata)
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
-        self._required = tuple(c.name for c in self.columns if not c.nullable and not c.has_default)
         self._json = decode_value is decode_json
-        self._numeric = tuple(c.name for c in self.columns if c.kind == "numeric")  # read exactly from JSON
-        self._kind = "upsert" if mode == "upsert" else "insert"
-        self._key_slots = tuple(self._slots.index(k) for k in self.key_columns) if mode == "upsert" else ()
         self.fast: FastPath | None = None
-        if self._json and not self._metadata:
+        if self._json and not self._layout.metadata:
             self.fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
-                                           Op, self._kind, self.key_columns)
+                                           Op, self._layout.kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:
         """The record's op; MappingError naming the record for anything that stops it
@@ -153,7 +149,7 @@ class RowMapper:
             if self.fast is not None:
                 op: Op | str | None = self.fast(value)
                 if op is not None:
-                    return as_op(op, self._slots)
+                    return as_op(op, self._layout.slots)
             return self.general(record)
         except MappingError:
             raise
@@ -170,24 +166,24 @@ class RowMapper:
             self._fail(record, str(exc))
         if not isinstance(document, dict):
             self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
-        if self._json and any(type(document.get(name)) is float for name in self._numeric):
+        if self._json and any(type(document.get(name)) is float for name in self._layout.numeric):
             exact = exact_json(value)  # a numeric column takes the number as written, not a double
-            document = {**document, **{name: exact[name] for name in self._numeric if name in exact}}
+            document = {**document, **{name: exact[name] for name in self._layout.numeric if name in exact}}
         # A JSON value without a backslash has nothing COPY would need escaped.
         fields, absent = self._fields(record, document, self._json and b"\\" not in value)
-        if self._metadata:
+        if self._layout.metadata:
             self._add_metadata(record, fields)
         key: tuple[Any, ...] = ()
-        if self._key_slots:
+        if self._layout.key_slots:
             absent = self._fill_key(record, fields) or absent
-            key = tuple([fields[slot] for slot in self._key_slots])
+            key = tuple([fields[slot] for slot in self._layout.key_slots])
         if not absent:
-            return Op(self._kind, self._slots, "\t".join(fields) + "\n", key)
-        columns = tuple(name for name, text in zip(self._slots, fields) if text is not _ABSENT)
-        missing = [name for name in self._required if name not in columns]
+            return Op(self._layout.kind, self._layout.slots, "\t".join(fields) + "\n", key)
+        columns = tuple(name for name, text in zip(self._layout.slots, fields, strict=True) if text is not _ABSENT)
+        missing = [name for name in self._layout.required if name not in columns]
         if missing:
             self._fail(record, f"no value for NOT NULL column(s) {', '.join(missing)}")
-        return Op(self._kind, self._shapes.setdefault(columns, columns),
+        return Op(self._layout.kind, self._shapes.setdefault(columns, columns),
                   "\t".join(text for text in fields if text is not _ABSENT) + "\n", key)
 
     def _fields(self, record: Record, document: dict[str, Any], clean: bool) -> tuple[list[Any], bool]:
@@ -196,7 +192,7 @@ class RowMapper:
         fields: list[Any] = []
         append, get = fields.append, document.get
         absent = False
-        for name, convert, escaped, not_null in self._plan:
+        for name, convert, escaped, not_null in self._layout.plan:
             raw = get(name, _ABSENT)
             if raw is None:
                 if not_null:
@@ -214,7 +210,7 @@ class RowMapper:
         return fields, absent
 
     def _add_metadata(self, record: Record, fields: list[Any]) -> None:
-        for field, column, convert, escaped in self._metadata:
+        for field, column, convert, escaped in self._layout.metadata:
             raw = metadata_value(record, field)
             if raw is None:
                 fields.append(NULL)
@@ -228,10 +224,11 @@ class RowMapper:
     def _fill_key(self, record: Record, fields: list[Any]) -> bool:
         """Key columns the value leaves absent or null come from the record key; True
         when a column is still absent after that."""
-        missing = [k for k, slot in zip(self.key_columns, self._key_slots) if fields[slot] is _ABSENT or fields[slot] == NULL]
+        missing = [k for k, slot in zip(self.key_columns, self._layout.key_slots, strict=True)
+                   if fields[slot] is _ABSENT or fields[slot] == NULL]
         if missing:
             for name, text in self._key_from_record_key(record, missing).items():
-                fields[self._slots.index(name)] = text
+                fields[self._layout.slots.index(name)] = text
         return any(text is _ABSENT for text in fields)
 
     def _tombstone(self, record: Record) -> Op:
@@ -257,7 +254,7 @@ class RowMapper:
             key = {self.key_columns[0]: key}
         texts: dict[str, str] = {}
         for name in wanted:
-            entry = self._by_name.get(name)
+            entry = self._layout.by_name.get(name)
             if entry is None or key.get(name) is None:
                 if entry is not None and entry[3] and name in key:
                     self._fail(record, f"field {name!r} is null but the column is NOT NULL")

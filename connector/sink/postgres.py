@@ -10,19 +10,17 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from connector.bookkeeping.positions import Offsets
 from connector.bookkeeping.repository import Repository
 from connector.config import Settings
-from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.formats import ValueDecoder, decode_json, value_decoder
 from connector.models import Commit, Snapshot, TopicPartition
-from connector.ops.savepoints import Offsets
+from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink.commit import CommitTransaction
-from connector.sink.connection import Database, engine_for
+from connector.sink.connection import Database
 from connector.sink.mapping import RowMapper
 from connector.sink.replay import replay_deadletters
 from connector.sink.table import TableConfig, Target, load_target
-
-__all__ = ["PostgresStore", "engine_for"]
 
 
 class StartFrom(NamedTuple):

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from connector import bookkeeping as bk
+from connector.models import PartitionRange, TopicPartition
 from connector.sink.mapping import REJECT, Op, as_op
 from connector.sink.upserts import reduce_by_key
-from connector.models import PartitionRange, TopicPartition
 
-DIALECT = pg.dialect()
+DIALECT = pg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect classes are untyped
 _quote = DIALECT.identifier_preparer
 
 
@@ -90,7 +90,7 @@ _KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))
 def errors(ops: Sequence[Op | str]) -> dict[int, tuple[str, str]]:
     """Each rejected op's (error class, message), by index."""
     kinds = set(map(type, ops))
-    if kinds == {str} or str not in kinds and not any(map(_ERROR, ops)):
+    if kinds == {str} or (str not in kinds and not any(map(_ERROR, ops))):
         return {}
     return {i: op.error for i, op in enumerate(ops) if not isinstance(op, str) and op.error is not None}
 
@@ -221,7 +221,7 @@ def delete_from_stage(target: sa.Table, stage: sa.Table) -> sa.Delete:
 
 
 # -- bookkeeping statements ---------------------------------------------------------------
-def checkpoint_exists(pipeline: str, checkpoint_id: int) -> sa.Select:
+def checkpoint_exists(pipeline: str, checkpoint_id: int) -> sa.Select[Any]:
     t = bk.checkpoints
     return sa.select(t.c.checkpoint_id).where(t.c.pipeline == pipeline, t.c.checkpoint_id == checkpoint_id)
 
@@ -236,7 +236,7 @@ def ensure_params(pipeline: str, partitions: Sequence[TopicPartition]) -> list[d
     return [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in partitions]
 
 
-def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Select:
+def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Select[Any]:
     """Lock the partitions' rows in a fixed order, so concurrent commits cannot deadlock."""
     t = bk.offsets
     return (
@@ -247,7 +247,7 @@ def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Sele
     )
 
 
-def read_offsets(pipeline: str, topics: Sequence[str]) -> sa.Select:
+def read_offsets(pipeline: str, topics: Sequence[str]) -> sa.Select[Any]:
     t = bk.offsets
     return sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(
         t.c.pipeline == pipeline, t.c.topic.in_(list(topics))

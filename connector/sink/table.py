@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -32,7 +33,7 @@ class TableSpec:
         return sa.Table(self.name, sa.MetaData(), *(sa.Column(c.name) for c in self.columns), schema=self.schema)
 
 
-def column_kind(sa_type: sa.types.TypeEngine) -> tuple[str, int | None]:
+def column_kind(sa_type: sa.types.TypeEngine[Any]) -> tuple[str, int | None]:
     """The mapping kind of a reflected column type, and its length bound if any."""
     checks: Sequence[tuple[type, str]] = (
         (sa.SmallInteger, "smallint"),

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +237,8 @@ class RunResult:
         verdict = "exact" if self.exact else "NOT EXACT"
         return (f"seed {s.seed:>3} {s.mode:<9} {s.backend:<10} {s.assignor:<18} {s.records:>7} records  "
                 f"faults {sum(self.faults.values()):>2}"
-                + (f" (skipped {sum(self.skipped.values())})" if self.skipped else "") + f"  duplicates {self.duplicates}  lost {self.lost}  "
+                + (f" (skipped {sum(self.skipped.values())})" if self.skipped else "")
+                + f"  duplicates {self.duplicates}  lost {self.lost}  "
                 f"wrong {self.wrong}  {self.elapsed_s:6.1f}s  {verdict}"
                 + (f"  (the topic holds {self.source_duplicates:+d} records against those produced)"
                    if self.source_duplicates else "")
@@ -327,11 +328,11 @@ class Run:
             points = [first + (0.9 - first) * (k + self.rng.random()) / count for k in range(count)]
             if not s.early:
                 self._wait(lambda: self._progress() >= 0.2 * s.records, "20% committed")
-            for k, (point, kind) in enumerate(zip(points, s.faults)):
+            for k, (point, kind) in enumerate(zip(points, s.faults, strict=True)):
                 due = max(started + point * self.production_s, time.monotonic() + (0.0 if s.early and k == 0 else 1.0))
                 before = self._progress()
-                self._wait(lambda: time.monotonic() >= due and (self._progress() > before or before == s.records
-                                                                or (s.early and k == 0)),
+                self._wait(lambda due=due, before=before, k=k: time.monotonic() >= due  # type: ignore[misc]
+                           and (self._progress() > before or before == s.records or (s.early and k == 0)),
                            f"flowing rows for the fault at {point:.0%} of production")
                 self.log(f"  [{self._progress() / s.records:4.0%}] {kind}: {self._inject(kind)}")
             producer.join()
@@ -543,7 +544,7 @@ def summarize(results: list[RunResult], elapsed_s: float) -> dict[str, Any]:
         skipped.update(r.skipped)
         observed.update(r.observed)
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "runs": len(results),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "runs": len(results),
         "exact_runs": sum(r.exact for r in results), "records": sum(r.scenario.records for r in results),
         "seeds": [r.scenario.seed for r in results], "faults": dict(sorted(faults.items())),
         "faults_total": sum(faults.values()), "skipped": dict(sorted(skipped.items())), "observed": dict(sorted(observed.items())),
@@ -560,7 +561,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     observed = ", ".join(f"{k} {v}" for k, v in summary["observed"].items())
     return (f"runs {summary['runs']} ({summary['exact_runs']} exact), records {summary['records']}, "
             f"faults {summary['faults_total']} ({faults})"
-            + (f", skipped {summary['skipped']}" if summary["skipped"] else "") + "; observed in replica logs: {observed}; "
+            + (f", skipped {summary['skipped']}" if summary["skipped"] else "")
+            + f"; observed in replica logs: {observed}; "
             f"duplicates {summary['duplicates']}, lost {summary['lost']}, wrong {summary['wrong']}, "
             f"records the producer duplicated into the topic {summary['source_duplicates']}, "
             f"unexpected exits/unclean stops {summary['problems']}; elapsed {summary['elapsed_s']:.0f}s")

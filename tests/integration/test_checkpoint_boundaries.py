@@ -16,10 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.ops.migrate import upgrade
-from connector.sink.mapping import tolerant
-from connector.sink.postgres import PostgresStore, engine_for
 from connector.models import PartitionRange, Record, Snapshot
+from connector.ops.migrate import upgrade
+from connector.sink.connection import engine_for
+from connector.sink.mapping import tolerant
+from connector.sink.postgres import PostgresStore
 
 pytestmark = pytest.mark.integration
 

@@ -246,7 +246,8 @@ def test_two_replicas_never_forward_the_same_dead_letter(services):
     """Each forwarder claims its batch with SKIP LOCKED: while one holds rows, another
     forwards only the rest, and each dead letter is marked forwarded once."""
     from connector.ops.migrate import upgrade
-    from connector.sink.postgres import PostgresStore, engine_for
+    from connector.sink.connection import engine_for
+    from connector.sink.postgres import PostgresStore
 
     engine = engine_for(services.database_url)
     upgrade(engine, "eos")
@@ -281,10 +282,11 @@ def test_two_replicas_never_forward_the_same_dead_letter(services):
 def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter(services):
     """Read again after `offsets reset` and refused again: the newest dead letter stays, so a
     replay applies the record once."""
-    from connector.ops.migrate import upgrade
-    from connector.sink.mapping import tolerant
-    from connector.sink.postgres import PostgresStore, engine_for
     from connector.models import PartitionRange, Record, Snapshot
+    from connector.ops.migrate import upgrade
+    from connector.sink.connection import engine_for
+    from connector.sink.mapping import tolerant
+    from connector.sink.postgres import PostgresStore
 
     engine = engine_for(services.database_url)
     upgrade(engine, "eos")

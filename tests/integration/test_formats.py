@@ -13,7 +13,12 @@ import decimal
 import threading
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2  # noqa: F401
+from google.protobuf import (  # noqa: F401
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    timestamp_pb2,
+)
 
 from connector.cli import _migrate
 from connector.config import Settings
@@ -24,7 +29,7 @@ from connector.runtime.build import runner_from_settings
 pytestmark = pytest.mark.integration
 DDL = ("CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, amount numeric(8, 2), "
        "tags jsonb)")
-AT = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+AT = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 AVRO = """{"type": "record", "name": "Visit", "fields": [
   {"name": "event_id", "type": "long"}, {"name": "user_id", "type": ["null", "string"]},
   {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from connector import bookkeeping
 from connector.ops import migrate
-from connector.sink.postgres import engine_for
+from connector.sink.connection import engine_for
 
 pytestmark = pytest.mark.integration
 

@@ -132,7 +132,7 @@ def test_compacted_topic_in_upsert_mode_ends_with_the_latest_value_per_key(make_
                                      "delete.retention.ms": "600000"})
     settings = {"SINK_MODE": "upsert", "CHECKPOINT_MAX_RECORDS": "50"}
     expected: dict[str, int] = {}
-    produced = produce_rounds(p, range(0, 4), 40, expected)
+    produced = produce_rounds(p, range(4), 40, expected)
     replica = p.start(**settings)
     p.wait_caught_up(replica)
     assert replica.stop() == 0

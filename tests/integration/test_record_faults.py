@@ -5,15 +5,16 @@ Refused records are isolated without exhausting the server's lock table. Real Po
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 import orjson
 import pytest
 
+from connector.models import Record
+from connector.sink.connection import engine_for
 from connector.sink.mapping import Op, RowMapper
-from connector.sink.postgres import engine_for
 from connector.sink.table import reflect_table
 from connector.sink.writer import BatchWriter
-from connector.models import Record
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def test_every_timestamp_the_mapping_accepts_the_database_stores_as_parsed(servi
     """Forms Python reads that PostgreSQL would refuse (a comma before the fraction, the basic
     form, week dates) are rendered anew, so a mapped record is never refused for them; a
     trailing NUL is refused at mapping."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from connector.errors import MappingError
 
@@ -100,7 +101,7 @@ def test_every_timestamp_the_mapping_accepts_the_database_stores_as_parsed(servi
     stored = dict(services.sql(f"SELECT id, at FROM {name}"))
     for i, text in enumerate(texts):
         expected = datetime.fromisoformat(text)
-        expected = expected if expected.tzinfo else expected.replace(tzinfo=timezone.utc)
+        expected = expected if expected.tzinfo else expected.replace(tzinfo=UTC)
         assert abs((stored[i] - expected).total_seconds()) <= 1e-6, text  # PostgreSQL rounds a 7th digit
 
 
@@ -118,7 +119,7 @@ def test_a_refused_tombstone_leaves_the_upserts_before_it_applied(services):
         mapper = RowMapper(spec.columns, "upsert", ["k"])
         values = [b'{"k": 1, "v": 2}', None, b'{"k": 2, "v": 5}', None]
         keys = [b"1", b"1", b"2", b"2"]
-        ops = [mapper(Record("t", 0, i, key, value)) for i, (key, value) in enumerate(zip(keys, values))]
+        ops = [mapper(Record("t", 0, i, key, value)) for i, (key, value) in enumerate(zip(keys, values, strict=True))]
         writer = BatchWriter(conn, spec.sa_table(), "upsert", ["k"])
         writer.write(ops)
     engine.dispose()

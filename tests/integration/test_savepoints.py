@@ -111,7 +111,8 @@ def bookkeeping(services):
     import uuid
 
     from connector.ops.migrate import upgrade
-    from connector.sink.postgres import PostgresStore, engine_for
+    from connector.sink.connection import engine_for
+    from connector.sink.postgres import PostgresStore
 
     engine = engine_for(services.database_url)
     upgrade(engine, "eos")
@@ -151,7 +152,7 @@ def test_a_finished_savepoint_leaves_no_request_behind(services, bookkeeping):
     """A replica started after `savepoint create --stop` returned must not stop on it."""
     from connector import bookkeeping as bk
     from connector.ops.savepoints import create_savepoint
-    from connector.sink.postgres import engine_for
+    from connector.sink.connection import engine_for
 
     engine = engine_for(services.database_url).execution_options(schema_translate_map=bk.translate("eos"))
     create_savepoint(engine, bookkeeping.pipeline, f"sp-{bookkeeping.pipeline}", stop=True)

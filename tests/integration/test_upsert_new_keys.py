@@ -10,12 +10,12 @@ import uuid
 import orjson
 import pytest
 
-from connector.sink.postgres import engine_for
-from connector.sink.mapping import RowMapper
-from connector.sink.table import reflect_table
-from connector.sink.new_keys import NewKeys
-from connector.sink.writer import BatchWriter
 from connector.models import Record
+from connector.sink.connection import engine_for
+from connector.sink.mapping import RowMapper
+from connector.sink.new_keys import NewKeys
+from connector.sink.table import reflect_table
+from connector.sink.writer import BatchWriter
 
 pytestmark = pytest.mark.integration
 

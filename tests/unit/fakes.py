@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 
+from connector.models import Commit, CommitOutcome, Record, Snapshot
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.runs import Run, runs_of
 from connector.sink.dispatch import RunMapping
-from connector.models import Commit, CommitOutcome
-from connector.models import Record, Snapshot
 
 
 class FakeStore:

@@ -4,8 +4,8 @@ import pytest
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
-from connector.protocol.runs import runs_of
 from connector.models import PartitionRange, Record, Snapshot
+from connector.protocol.runs import runs_of
 from connector.protocol.state import OperatorState
 
 SNAPSHOT = Snapshot(

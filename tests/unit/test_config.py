@@ -2,7 +2,8 @@
 
 import pytest
 
-from connector.config import Settings, parse_qualified_name, redact_url
+from connector.config import Settings, parse_qualified_name
+from connector.environment import redact_url
 from connector.errors import ConfigError
 
 BASE = {

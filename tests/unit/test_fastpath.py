@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.errors import MappingError
+from connector.models import Record
 from connector.sink.copytext import CONVERTERS
 from connector.sink.mapping import ColumnSpec, RowMapper, as_op
-from connector.models import Record
 
 NAMES = ["id", "name", "at", "n", "x", "flag", "Ü ñ", 'q"uote\'s']
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)

@@ -3,8 +3,8 @@
 import pytest
 
 from connector.errors import MappingError
-from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, tolerant
 from connector.models import Record
+from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, tolerant
 
 COLUMNS = [
     ColumnSpec("id", "bigint", nullable=False),
@@ -138,8 +138,8 @@ def test_scalar_key_needs_a_single_key_column():
 def test_metadata_columns():
     """SINK_METADATA_COLUMNS: topic, partition, offset, timestamp and headers land in
     columns (renamed with field=column); a same-named value field does not override them."""
-    from connector.sink.mapping import ColumnSpec, RowMapper
     from connector.models import Record
+    from connector.sink.mapping import ColumnSpec, RowMapper
 
     columns = [ColumnSpec("id", "integer"), ColumnSpec("topic", "text"), ColumnSpec("kafka_partition", "integer"),
                ColumnSpec("kafka_offset", "bigint"), ColumnSpec("ts", "timestamptz"), ColumnSpec("headers", "json")]

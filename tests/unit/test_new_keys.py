@@ -1,6 +1,8 @@
 """NewKeys, the policy for trying upsert batches as plain COPY: after a failed try the
 next ones wait 1, 2, 4 … 64 batches; a try that inserts resets the wait."""
 
+import itertools
+
 from connector.sink.new_keys import NewKeys
 
 
@@ -12,7 +14,7 @@ def test_waits_double_up_to_the_maximum_and_reset_on_success():
         if tries[-1]:
             new_keys.result(False)
     starts = [i for i, t in enumerate(tries) if t]
-    gaps = [b - a - 1 for a, b in zip(starts, starts[1:])]
+    gaps = [b - a - 1 for a, b in itertools.pairwise(starts)]
     assert gaps[:8] == [1, 2, 4, 8, 16, 32, 64, 64]
     while not new_keys.worth_trying():
         pass

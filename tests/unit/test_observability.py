@@ -5,11 +5,11 @@ import threading
 import pytest
 from prometheus_client import generate_latest
 
-from connector.protocol.checkpoint import CheckpointPolicy
 from connector.errors import CheckpointTimeout
 from connector.observability import Health, Progress
-from connector.runtime.runner import Runner
+from connector.protocol.checkpoint import CheckpointPolicy
 from connector.runtime.retry import RestartStrategy
+from connector.runtime.runner import Runner
 
 from .fakes import Clock, FakeBackend, InstantStop, rec
 from .test_retry import FailingOnce
@@ -21,7 +21,7 @@ def sample(runner, name, **labels):
 
 
 def test_runner_metrics():
-    lose = lambda listener: listener.on_lost([("t", 1)]) and None  # noqa: E731
+    lose = lambda listener: listener.on_lost([("t", 1)]) and None
     source = ScriptedSource([assign(("t", 0), ("t", 1)), [rec(0), rec(1), rec(5, partition=1)], [rec(2)], lose])
     source.high = {("t", 0): 10, ("t", 1): 6}
     store = Sink()

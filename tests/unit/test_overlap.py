@@ -6,13 +6,22 @@ import threading
 
 import pytest
 
+from connector.errors import TransientError
 from connector.models import CommitOutcome
 from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.coordinator import CheckpointCoordinator
-from connector.errors import TransientError
 from connector.runtime.worker import CommitWorker
 
-from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, add, add_many, identity, rec
+from .fakes import (
+    Clock,
+    FakeBackend,
+    FakeOffsets,
+    FakeStore,
+    add,
+    add_many,
+    identity,
+    rec,
+)
 
 POLICY = CheckpointPolicy(interval_ms=1000, max_records=5, max_bytes=10_000)
 

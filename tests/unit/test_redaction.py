@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from connector import redaction
-from connector.config import redact_url
+from connector.environment import redact_url
 
 
 @pytest.mark.parametrize("url, secret", [

@@ -3,10 +3,15 @@ failed part-way (the retry must neither lose nor repeat a record)."""
 
 import pytest
 
-from connector.protocol.checkpoint import CheckpointPolicy
 from connector.errors import RetriesExhausted, TransientError
+from connector.protocol.checkpoint import CheckpointPolicy
+from connector.runtime.retry import (
+    Interrupted,
+    RestartStrategy,
+    parse_duration_ms,
+    retrying,
+)
 from connector.runtime.runner import Runner
-from connector.runtime.retry import Interrupted, RestartStrategy, parse_duration_ms, retrying
 
 from .fakes import FakeBackend, InstantStop, add, rec
 from .test_checkpoint import make
@@ -56,7 +61,7 @@ def test_retrying_succeeds_within_the_budget():
 
 
 def test_retrying_gives_up_with_the_cause():
-    with pytest.raises(RetriesExhausted, match="x failed 3 time.*boom 3"):
+    with pytest.raises(RetriesExhausted, match=r"x failed 3 time.*boom 3"):
         retrying(Flaky(5), RestartStrategy(2, 10, 40), "x", lambda _: None)
 
 

@@ -1,14 +1,15 @@
 """The runner's loop and rebalance handlers, with fakes handed to Runner(...)."""
 
 import threading
+from typing import ClassVar
 
 import pytest
 
-from connector.protocol.checkpoint import CheckpointPolicy
 from connector.errors import MappingError
+from connector.protocol.checkpoint import CheckpointPolicy
+from connector.protocol.runs import runs_of
 from connector.runtime.heartbeat import HEARTBEAT_EVERY_S
 from connector.runtime.runner import Runner
-from connector.protocol.runs import runs_of
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, rec
 
@@ -45,7 +46,7 @@ class ScriptedSource(FakeOffsets):
 
 
 class Sink(FakeStore):
-    requests: list = []  # (id, kind) operator requests the heartbeat hands out
+    requests: ClassVar[list] = []  # (id, kind) operator requests the heartbeat hands out
 
     def heartbeat(self, acked):
         acked = 0 if acked is None else acked

@@ -7,8 +7,13 @@ import psycopg
 import pytest
 
 from connector.errors import CheckpointTimeout, PermanentError, TransientError
-from connector.sink.sqlstate import Kind, classify, convert_db_error, session_trouble
-from connector.sink.sqlstate import record_fault
+from connector.sink.sqlstate import (
+    Kind,
+    classify,
+    convert_db_error,
+    record_fault,
+    session_trouble,
+)
 
 CASES = [
     ("08006", Kind.TRANSIENT),  # connection failure

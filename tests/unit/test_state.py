@@ -5,8 +5,8 @@ buffered, and a snapshot's records read back exactly as they were polled."""
 import pytest
 
 from connector.errors import MappingError
-from connector.protocol.runs import runs_of
 from connector.models import Record
+from connector.protocol.runs import runs_of
 from connector.protocol.state import MappingFailed, OperatorState
 
 from .fakes import rec

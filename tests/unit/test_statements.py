@@ -2,10 +2,10 @@
 
 import sqlalchemy as sa
 
+from connector.models import PartitionRange
 from connector.sink import statements as st
 from connector.sink.copytext import parse_row, render_row
 from connector.sink.mapping import Op, rejection
-from connector.models import PartitionRange
 
 TARGET = sa.Table("Odd \"name\"; drop", sa.MetaData(), sa.Column("id"), sa.Column("v"), sa.Column("select"),
                   schema="my schema")
