@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 TopicPartition = tuple[str, int]
 
@@ -50,8 +50,11 @@ class PartitionRange:
         return (self.topic, self.partition)
 
 
+OpT = TypeVar("OpT")  # what the sink maps a record to (connector/sink/mapping.py: Payload)
+
+
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Generic[OpT]):
     """Checkpoint `checkpoint_id`: the frozen buffer of every partition that had records.
 
     `records` are in arrival order (offset order within a partition); `ops[i]` is the
@@ -60,7 +63,7 @@ class Snapshot:
     checkpoint_id: int
     ranges: tuple[PartitionRange, ...]
     records: Sequence[Record]
-    ops: Sequence[Any]
+    ops: Sequence[OpT]
 
     @property
     def partitions(self) -> tuple[TopicPartition, ...]:

@@ -20,6 +20,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -38,7 +39,7 @@ _NAME = struct.Struct(">H")  # header name length, then its UTF-8 bytes
 _VALUE = struct.Struct(">i")  # header value length (-1: null), then its bytes
 
 
-def encode(snapshot: Snapshot, pipeline: str) -> bytes:
+def encode(snapshot: Snapshot[Any], pipeline: str) -> bytes:
     records = snapshot.records
     segments = records.segments if isinstance(records, RecordsView) else \
         [(run, 0, len(run)) for run in runs_of(list(records))]
@@ -102,7 +103,7 @@ def _read_headers(body: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None]
     return tuple(headers), pos
 
 
-def decode(data: bytes) -> tuple[str, Snapshot]:
+def decode(data: bytes) -> tuple[str, Snapshot[Any]]:
     """(pipeline, snapshot with records and no ops); SnapshotCorrupt if damaged."""
     if len(data) < len(MAGIC) + 8 or not data.startswith((MAGIC, MAGIC_V2, MAGIC_V1)):
         raise SnapshotCorrupt("not a snapshot (bad magic or too short)")
@@ -134,7 +135,7 @@ def decode(data: bytes) -> tuple[str, Snapshot]:
     return header["pipeline"], Snapshot(header["checkpoint_id"], ranges, tuple(records), ())
 
 
-def _decode_columnar(data: bytes) -> tuple[str, Snapshot]:
+def _decode_columnar(data: bytes) -> tuple[str, Snapshot[Any]]:
     try:
         body = zlib.decompress(data[len(MAGIC):])
     except zlib.error as exc:

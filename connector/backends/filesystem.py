@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
@@ -45,7 +46,7 @@ class FilesystemBackend:
     def _path(self, checkpoint_id: int) -> Path:
         return self.directory / f"{checkpoint_id:020d}{SUFFIX}"
 
-    def save(self, snapshot: Snapshot) -> None:
+    def save(self, snapshot: Snapshot[Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self._path(snapshot.checkpoint_id)
         temp = final.with_name(f"{final.name}.{self._writer}.tmp")
@@ -57,7 +58,7 @@ class FilesystemBackend:
         os.replace(temp, final)
         self._fsync_directory()
 
-    def pending(self) -> Iterator[Snapshot]:
+    def pending(self) -> Iterator[Snapshot[Any]]:
         """Oldest first, read one at a time. Replicas sharing STATE_DIR may rename, commit
         and discard files meanwhile: a file gone before it is read was finished by another."""
         if not self.directory.is_dir():

@@ -7,15 +7,16 @@ correct and costs only the re-read of at most one checkpoint per partition.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from connector.models import Snapshot
 
 
 class MemoryBackend:
-    def save(self, snapshot: Snapshot) -> None:
+    def save(self, snapshot: Snapshot[Any]) -> None:
         pass
 
-    def pending(self) -> Iterator[Snapshot]:
+    def pending(self) -> Iterator[Snapshot[Any]]:
         return iter(())
 
     def discard(self, checkpoint_id: int) -> None:

@@ -7,7 +7,7 @@ another's (I4); the commit's compare-and-set makes that safe.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from connector.backends import codec
 from connector.models import Snapshot
@@ -27,12 +27,12 @@ class PostgresBackend:
     def __init__(self, store: SnapshotRows, faults: FaultHook = NO_FAULTS) -> None:
         self._store, self._faults = store, faults
 
-    def save(self, snapshot: Snapshot) -> None:
+    def save(self, snapshot: Snapshot[Any]) -> None:
         payload = codec.encode(snapshot, self._store.pipeline)
         self._faults.reached("mid_snapshot_write")
         self._store.save_snapshot(snapshot.checkpoint_id, payload)
 
-    def pending(self) -> Iterator[Snapshot]:
+    def pending(self) -> Iterator[Snapshot[Any]]:
         """Oldest first, loaded one at a time; one that another replica finished meanwhile
         is skipped."""
         for checkpoint_id in self._store.snapshot_ids():

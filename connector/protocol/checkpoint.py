@@ -21,20 +21,20 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from connector.models import Commit, CommitOutcome, Snapshot, TopicPartition
 
 
 class Store(Protocol):
     def next_checkpoint_id(self) -> int: ...
-    def commit(self, snapshot: Snapshot) -> Commit: ...
+    def commit(self, snapshot: Snapshot[Any]) -> Commit: ...
     def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]: ...
 
 
 class StateBackend(Protocol):
-    def save(self, snapshot: Snapshot) -> None: ...
-    def pending(self) -> Iterable[Snapshot]: ...  # oldest first, loaded one at a time
+    def save(self, snapshot: Snapshot[Any]) -> None: ...
+    def pending(self) -> Iterable[Snapshot[Any]]: ...  # oldest first, loaded one at a time
     def discard(self, checkpoint_id: int) -> None: ...
 
 
@@ -86,7 +86,7 @@ class InFlight:
     takes `now` (seconds, from the injected clock); the commit's duration is measured
     when step 3 returns, wherever and whenever its result is read afterwards."""
 
-    snapshot: Snapshot
+    snapshot: Snapshot[Any]
     sealed_at: float
     status: Status = Status.SEALED
     durable_at: float | None = None

@@ -174,7 +174,7 @@ class CheckpointCoordinator:
                   self._inflight.snapshot.describe())
         return self._inflight
 
-    def _remap(self, snapshot: Snapshot) -> Snapshot:
+    def _remap(self, snapshot: Snapshot[Any]) -> Snapshot[Any]:
         return Snapshot(snapshot.checkpoint_id, snapshot.ranges, snapshot.records,
                         tuple(self._mapper(record) for record in snapshot.records))
 

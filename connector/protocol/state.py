@@ -171,7 +171,7 @@ class OperatorState:
     def empty(self) -> bool:
         return not self._buffers
 
-    def snapshot(self, checkpoint_id: int) -> Snapshot:
+    def snapshot(self, checkpoint_id: int) -> Snapshot[Any]:
         """Freeze every buffer into checkpoint `checkpoint_id` and start fresh ones.
         Positions advance to each range's `end`."""
         ranges, segments, ops = [], [], []

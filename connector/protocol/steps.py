@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from connector.models import CommitOutcome, Snapshot, TopicPartition
 from connector.protocol.checkpoint import (
@@ -74,7 +75,7 @@ class CheckpointSteps:
             self._on_complete(result)
         return result
 
-    def pending(self, remap: Callable[[Snapshot], Snapshot]) -> Iterable[InFlight]:
+    def pending(self, remap: Callable[[Snapshot[Any]], Snapshot[Any]]) -> Iterable[InFlight]:
         """Every snapshot left in the state backend, oldest first and one in memory at a
         time, as durable checkpoints in flight (their ops mapped again by `remap`)."""
         for snapshot in self._backend.pending():
@@ -91,7 +92,7 @@ class CheckpointSteps:
             self._state.assign(tp, next_offset)
         return offsets
 
-    def _refetch(self, snapshot: Snapshot) -> None:
+    def _refetch(self, snapshot: Snapshot[Any]) -> None:
         """After FENCED: the snapshot is dropped; owned partitions are read again from
         the database's offsets (a rebalance usually takes them away soon after), and one
         with no offsets row yet from the first offset of its fenced range (I11): reading
@@ -123,7 +124,7 @@ class CheckpointSteps:
                 self._state.positioned(tp)
 
 
-def _first_offsets(snapshot: Snapshot, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+def _first_offsets(snapshot: Snapshot[Any], partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
     """The first record offset of each of `partitions` in `snapshot`."""
     firsts: dict[TopicPartition, int] = {}
     if not partitions:

@@ -30,6 +30,7 @@ from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink import deadletters as dl
 from connector.sink import statements as st
 from connector.sink.connection import DRIVER_ERRORS, Database
+from connector.sink.mapping import Payload
 from connector.sink.new_keys import NewKeys
 from connector.sink.table import Target
 from connector.sink.writer import BatchWriter
@@ -61,7 +62,7 @@ class CommitTransaction:
         self._timeout_ms, self._tolerate_errors, self._faults = timeout_ms, tolerate_errors, faults
         self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
 
-    def commit(self, snapshot: Snapshot) -> Commit:
+    def commit(self, snapshot: Snapshot[Payload]) -> Commit:
         conn = self._db.connection()
         transaction = conn.begin()
         try:
@@ -79,7 +80,7 @@ class CommitTransaction:
             raise
         return commit
 
-    def _steps(self, conn: sa.Connection, snapshot: Snapshot) -> Commit:
+    def _steps(self, conn: sa.Connection, snapshot: Snapshot[Payload]) -> Commit:
         """Steps 1-4."""
         cid, ranges, pipeline = snapshot.checkpoint_id, snapshot.ranges, self._pipeline
         set_timeouts(conn, self._timeout_ms)
@@ -104,7 +105,7 @@ class CommitTransaction:
         conn.execute(st.record_checkpoint(pipeline, cid, self._replica, ranges, counts))
         return Commit(CommitOutcome.COMMITTED, len(rows.rejected))
 
-    def _deadletter(self, conn: sa.Connection, snapshot: Snapshot, rows: BatchWriter) -> None:
+    def _deadletter(self, conn: sa.Connection, snapshot: Snapshot[Payload], rows: BatchWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""
         if not rows.rejected:
             return

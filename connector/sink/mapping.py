@@ -58,7 +58,14 @@ class Op(NamedTuple):
         return dict(zip(self.columns, parse_row(self.row), strict=False))  # a row of no column parses as one empty field
 
 
-def as_op(op: Op | str, columns: tuple[str, ...]) -> Op:
+# What one record does to the table, as a checkpoint holds it: an Op, or — for the
+# commonest record, an insert of every value column — that row's COPY text alone (a Row:
+# the fast path's output, kept as it is, so the hot path makes no object per record).
+Row = str
+Payload = Row | Op
+
+
+def as_op(op: Payload, columns: tuple[str, ...]) -> Op:
     """An op as an Op: a str op (what the fast path gives in append mode, kept in the
     buffer as it is) is the row of an insert into every value column, in table order."""
     return Op("insert", columns, op) if isinstance(op, str) else op
@@ -147,7 +154,7 @@ class RowMapper:
             if value is None:
                 return self._tombstone(record)
             if self.fast is not None:
-                op: Op | str | None = self.fast(value)
+                op: Payload | None = self.fast(value)
                 if op is not None:
                     return as_op(op, self._layout.slots)
             return self.general(record)

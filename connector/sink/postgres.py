@@ -18,7 +18,7 @@ from connector.models import Commit, Snapshot, TopicPartition
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink.commit import CommitTransaction
 from connector.sink.connection import Database
-from connector.sink.mapping import RowMapper
+from connector.sink.mapping import Payload, RowMapper
 from connector.sink.replay import replay_deadletters
 from connector.sink.table import TableConfig, Target, load_target
 
@@ -79,7 +79,7 @@ class PostgresStore:
             return {}
         return self.rows.seed_from_savepoint(*self._start_from)
 
-    def commit(self, snapshot: Snapshot) -> Commit:
+    def commit(self, snapshot: Snapshot[Payload]) -> Commit:
         assert self._transaction is not None, "prepare() must run before commit()"
         return self._transaction.commit(snapshot)
 

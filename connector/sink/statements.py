@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from connector import bookkeeping as bk
 from connector.models import PartitionRange, TopicPartition
-from connector.sink.mapping import REJECT, Op, as_op
+from connector.sink.mapping import REJECT, Op, Payload, as_op
 from connector.sink.upserts import reduce_by_key
 
 DIALECT = pg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect classes are untyped
@@ -87,7 +87,7 @@ def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
 _KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))  # Op's fields, read in C
 
 
-def errors(ops: Sequence[Op | str]) -> dict[int, tuple[str, str]]:
+def errors(ops: Sequence[Payload]) -> dict[int, tuple[str, str]]:
     """Each rejected op's (error class, message), by index."""
     kinds = set(map(type, ops))
     if kinds == {str} or (str not in kinds and not any(map(_ERROR, ops))):
@@ -111,12 +111,12 @@ class Singles(Sequence[tuple[int, ...]]):
         return (self._indices[i],)
 
 
-def only_rows(ops: Sequence[Op | str]) -> bool:
+def only_rows(ops: Sequence[Payload]) -> bool:
     """True when every op is a plain row (an insert into every column); checked in C."""
     return not ops or set(map(type, ops)) == {str}
 
 
-def plan_append(ops: Sequence[Op | str], columns: tuple[str, ...]) -> WritePlan:
+def plan_append(ops: Sequence[Payload], columns: tuple[str, ...]) -> WritePlan:
     """Every op a row; rejected records (kind `reject`) write nothing. A plain str op
     is a row of every column (`columns`, in table order)."""
     if only_rows(ops):  # the common checkpoint: one batch, no Python step per record

@@ -30,7 +30,7 @@ import psycopg
 import sqlalchemy as sa
 
 from connector.sink import statements as st
-from connector.sink.mapping import REJECT, Op, as_op
+from connector.sink.mapping import REJECT, Op, Payload, as_op
 from connector.sink.new_keys import NewKeys
 from connector.sink.sqlstate import (
     PYTHON_FAULTS,
@@ -74,10 +74,10 @@ class BatchWriter:
         self._summed_by_database = summed_by_database  # additive columns Python cannot sum exactly
         self._keys_by_database = keys_by_database  # key texts that differ may be one key to PostgreSQL
         self._stages: dict[tuple[str, ...], sa.Table] = {}  # one per column set, for the transaction
-        self._ops: Sequence[Op | str] = ()
+        self._ops: Sequence[Payload] = ()
         self.rejected: dict[int, Rejection] = {}
 
-    def write(self, ops: Sequence[Op | str]) -> dict[str, int]:
+    def write(self, ops: Sequence[Payload]) -> dict[str, int]:
         """Write `ops`; counts of rows written and deleted. `self.rejected` then holds
         every record that wrote nothing: rejected by the mapping or by the database."""
         self._ops = ops
