@@ -64,7 +64,10 @@ class CommitTransaction:
 
     def commit(self, snapshot: Snapshot[Payload]) -> Commit:
         conn = self._db.connection()
-        transaction = conn.begin()
+        try:
+            transaction = conn.begin()
+        except DRIVER_ERRORS as exc:
+            raise self._db.failed(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
         try:
             commit = self._steps(conn, snapshot)
             if commit.outcome is CommitOutcome.COMMITTED:

@@ -27,7 +27,9 @@ APPLICATION_NAME = "eos-connector"
 # Each is used only where DATABASE_URL does not set it. libpq ignores them on Unix sockets.
 LIVENESS = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
             "tcp_user_timeout": "30000"}
-DRIVER_ERRORS = (sa.exc.DBAPIError, psycopg.Error)  # COPY runs on the driver's own cursor
+# COPY runs on the driver's own cursor; a connection lost inside a transaction leaves it
+# invalid until rolled back (PendingRollbackError): the connection is dropped as well.
+DRIVER_ERRORS = (sa.exc.DBAPIError, psycopg.Error, sa.exc.PendingRollbackError)
 
 
 def engine_for(url: str) -> sa.Engine:

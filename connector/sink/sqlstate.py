@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 import psycopg
+import sqlalchemy as sa
 
 from connector.errors import CheckpointTimeout, PermanentError, TransientError
 
@@ -77,6 +78,8 @@ def convert_db_error(exc: BaseException, doing: str) -> Exception:
     orig = getattr(exc, "orig", exc)
     sqlstate = sqlstate_of(exc)
     message = f"{doing}: {type(orig).__name__}: {str(orig).strip()}"
+    if isinstance(exc, sa.exc.PendingRollbackError):  # the connection was lost inside a transaction
+        return TransientError(message)
     if not sqlstate and not (getattr(exc, "connection_invalidated", False)
                              or isinstance(orig, psycopg.OperationalError)):
         return PermanentError(message)  # a driver error that is no failed connection

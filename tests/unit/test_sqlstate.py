@@ -66,3 +66,13 @@ def test_each_sqlstate_has_one_meaning_everywhere(sqlstate, kind):
 def test_a_refused_login_is_permanent_though_it_has_no_sqlstate():
     error = convert_db_error(psycopg.OperationalError('password authentication failed for user "x"'), "connecting")
     assert type(error) is PermanentError and "connecting: OperationalError" in str(error)
+
+
+def test_a_connection_lost_inside_a_transaction_is_transient():
+    """SQLAlchemy's PendingRollbackError (the connection was invalidated mid-transaction)
+    is retried on a fresh connection, not taken as permanent."""
+    import sqlalchemy as sa
+
+    error = convert_db_error(sa.exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back"),
+                             "committing checkpoint 7")
+    assert type(error) is TransientError and "committing checkpoint 7" in str(error)
