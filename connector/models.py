@@ -2,7 +2,7 @@
 and what a commit answered. Pure data, no I/O.
 
 Offsets follow one rule everywhere: `next_offset` is the offset of the next record to
-read (last read + 1); a range is `[start, end)` (connector/state.py says more).
+read (last read + 1); a range is `[start, end)` (connector/protocol/state.py says more).
 """
 
 from __future__ import annotations

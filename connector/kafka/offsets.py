@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError as RdKafkaError
 
 from connector.models import TopicPartition as TP
 
-log = logging.getLogger("connector.kafka.source")
+log = logging.getLogger(__name__)
 
 
 class OffsetCommits:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from connector.errors import RecordsDeleted
 
-log = logging.getLogger("connector.kafka.source")
+log = logging.getLogger(__name__)
 DataLoss = Literal["fail", "skip"]
 
 

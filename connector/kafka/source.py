@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from confluent_kafka import (
@@ -56,8 +56,9 @@ class RebalanceListener(Protocol):
 class KafkaSource:
     """One consumer in the pipeline's group, subscribed to the pipeline's topics."""
 
-    def __init__(self, config: Mapping[str, str], topics: Sequence[str], on_data_loss: DataLoss = "fail") -> None:
-        self._config = dict(config)
+    def __init__(self, config: Mapping[str, str], topics: Sequence[str], on_data_loss: DataLoss = "fail",
+                 consumer: Callable[[dict[str, Any]], Consumer] = Consumer) -> None:
+        self._config: dict[str, Any] = dict(config)
         reset = self._config.pop("auto.offset.reset", "earliest").strip().lower()
         self._resets = Resets(OFFSET_BEGINNING if reset in _EARLIEST else OFFSET_END, on_data_loss)
         self._config["auto.offset.reset"] = "error"  # see the module's docstring
@@ -67,14 +68,18 @@ class KafkaSource:
         self._ends: dict[TP, int] = {}
         self._starts: dict[TP, int] = {}  # where each assigned partition was started
         self._topics = list(topics)
-        # Incremental assignment: the cooperative assignor, or the consumer group protocol
-        # (KIP-848), whose assignments are always incremental.
-        self._cooperative = "cooperative" in self._config.get("partition.assignment.strategy", "") \
-            or group_protocol(self._config) == "consumer"
+        self._new_consumer = consumer  # Consumer, or a test's stand-in for librdkafka
         self._consumer: Consumer | None = None
         self._listener: RebalanceListener | None = None
         self._failure: BaseException | None = None
         self._commits = OffsetCommits()
+
+    @property
+    def _cooperative(self) -> bool:
+        """Incremental assignment: the cooperative assignor, or the consumer group protocol
+        (KIP-848), whose assignments are always incremental."""
+        return "cooperative" in self._config.get("partition.assignment.strategy", "") \
+            or group_protocol(self._config) == "consumer"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSource:
@@ -84,10 +89,10 @@ class KafkaSource:
     def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
         # librdkafka's own log lines go through Python logging (so LOG_FORMAT=json holds for them).
-        config: dict[str, Any] = {**self._config, "error_cb": self._on_error, "on_commit": self._commits.on_commit,
+        config = {**self._config, "error_cb": self._on_error, "on_commit": self._commits.on_commit,
                                   "logger": logging.getLogger("librdkafka")}
         try:
-            self._consumer = Consumer(config)
+            self._consumer = self._new_consumer(config)
             self._consumer.subscribe(self._topics, on_assign=self._assign, on_revoke=self._revoke,
                                      on_lost=self._lost)
         except KafkaException as exc:

@@ -37,7 +37,7 @@ from connector.protocol.runs import Run
 from connector.protocol.state import OperatorState
 from connector.protocol.steps import CheckpointSteps
 
-log = logging.getLogger("connector.checkpoint")
+log = logging.getLogger(__name__)
 
 
 class Mapper(Protocol):

@@ -19,7 +19,7 @@ from connector.protocol.checkpoint import (
 from connector.protocol.faults import FaultHook
 from connector.protocol.state import OperatorState
 
-log = logging.getLogger("connector.checkpoint")
+log = logging.getLogger(__name__)
 
 
 class CheckpointSteps:

@@ -19,7 +19,7 @@ from connector.protocol.faults import FaultHook
 from connector.runtime.runner import Runner
 from connector.sink.postgres import PostgresStore
 
-log = logging.getLogger("connector.pipeline")
+log = logging.getLogger(__name__)
 
 
 def replica_id() -> str:

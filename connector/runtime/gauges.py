@@ -13,7 +13,7 @@ from connector.observability import Health, Metrics, Progress
 from connector.protocol.checkpoint import CheckpointResult
 from connector.protocol.state import OperatorState
 
-log = logging.getLogger("connector.pipeline")
+log = logging.getLogger(__name__)
 GAUGES_EVERY_S = 1.0  # lag and buffer gauges are refreshed at most this often
 PROGRESS_EVERY_S = 5.0  # the backlog progress line, while there is lag
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from connector.errors import TransientError
 
-log = logging.getLogger("connector.pipeline")
+log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 2.0  # the replica's heartbeat row; operator requests are read with it
 
 

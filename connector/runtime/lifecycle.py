@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 
-log = logging.getLogger("connector.pipeline")
+log = logging.getLogger(__name__)
 
 
 class Lifecycle:

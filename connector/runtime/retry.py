@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from connector.errors import RetriesExhausted, TransientError
 
-log = logging.getLogger("connector.retry")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _DURATION = re.compile(r"^(\d+)(ms|s|m)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, None: 1}

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from connector.kafka.deadletters import Forwarder
     from connector.kafka.source import RebalanceListener
 
-log = logging.getLogger("connector.pipeline")
+log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 0.1
 MAX_POLL_BATCH = 10_000
 
