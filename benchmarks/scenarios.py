@@ -22,13 +22,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from benchmarks.runs import (
-    commit_latencies,
-    connector,
-    percentile,
-    produce,
-    replica_env,
-)
+from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
 from connector.embedded.services import Services
 

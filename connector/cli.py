@@ -20,14 +20,7 @@ from connector import __version__, redaction
 from connector.environment import redact_url
 from connector.errors import ConfigError, ConnectorError
 from connector.logs import configure_logging
-from connector.ops.commands import (
-    cmd_deadletters,
-    cmd_offsets,
-    cmd_savepoint,
-    cmd_status,
-    database_only,
-    settings_from,
-)
+from connector.ops.commands import cmd_deadletters, cmd_offsets, cmd_savepoint, cmd_status, database_only, settings_from
 from connector.runtime.retry import Interrupted, retrying
 
 log = logging.getLogger("connector")

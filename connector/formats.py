@@ -99,11 +99,7 @@ class RegistryDecoder:
 
     def __call__(self, topic: str, payload: bytes) -> Any:
         from confluent_kafka.schema_registry import SchemaRegistryError
-        from confluent_kafka.serialization import (
-            MessageField,
-            SerializationContext,
-            SerializationError,
-        )
+        from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
         try:
             return self._deserialize(payload, SerializationContext(topic, MessageField.VALUE))

@@ -12,12 +12,7 @@ import pytest
 
 from connector.embedded.apache import ApacheKafka
 from connector.embedded.kafka_node import KafkaUnavailable
-from connector.embedded.services import (
-    KafkaFaults,
-    Services,
-    real_kafka_beside,
-    services_from_env,
-)
+from connector.embedded.services import KafkaFaults, Services, real_kafka_beside, services_from_env
 from tests.services import Pipeline, new_pipeline
 
 

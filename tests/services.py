@@ -14,13 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.embedded.harness import (
-    FAST_GROUP,
-    ConnectorProcess,
-    ContainerReplica,
-    produce,
-    wait_until,
-)
+from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, produce, wait_until
 from connector.embedded.services import Services
 from connector.environment import CLASSIC_ONLY
 

@@ -147,12 +147,7 @@ class ApacheKafka:
 
     def configure_topic(self, name: str, settings: Mapping[str, str]) -> None:
         """Set topic-level configuration (cleanup.policy, retention.ms, segment.ms, ...)."""
-        from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported, not in __all__
-            AlterConfigOpType,
-            ConfigEntry,
-            ConfigResource,
-            ResourceType,
-        )
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType  # type: ignore[attr-defined]  # exported, not in __all__
 
         entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in settings.items()]
         resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)

@@ -28,10 +28,7 @@ from typing import Any, Protocol
 import psycopg
 
 from connector.embedded.apache import ApacheKafka
-from connector.embedded.harness import (
-    free_port,
-    wait_until,
-)
+from connector.embedded.harness import free_port, wait_until
 from connector.embedded.kafka import EmbeddedKafka
 from connector.embedded.kafka_node import Node, node_properties
 from connector.embedded.postgres import EmbeddedPostgres

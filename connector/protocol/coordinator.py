@@ -24,14 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from connector.models import Record, Snapshot, TopicPartition
-from connector.protocol.checkpoint import (
-    CheckpointPolicy,
-    CheckpointResult,
-    InFlight,
-    OffsetSink,
-    StateBackend,
-    Store,
-)
+from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, InFlight, OffsetSink, StateBackend, Store
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run
 from connector.protocol.state import OperatorState

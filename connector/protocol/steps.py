@@ -9,13 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from connector.models import CommitOutcome, Snapshot, TopicPartition
-from connector.protocol.checkpoint import (
-    CheckpointResult,
-    InFlight,
-    OffsetSink,
-    StateBackend,
-    Store,
-)
+from connector.protocol.checkpoint import CheckpointResult, InFlight, OffsetSink, StateBackend, Store
 from connector.protocol.faults import FaultHook
 from connector.protocol.state import OperatorState
 

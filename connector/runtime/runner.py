@@ -35,12 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.models import TopicPartition
 from connector.observability import Health, Metrics
-from connector.protocol.checkpoint import (
-    CheckpointPolicy,
-    CheckpointResult,
-    StateBackend,
-    Store,
-)
+from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, StateBackend, Store
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run

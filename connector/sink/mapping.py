@@ -17,14 +17,7 @@ from typing import Any, NamedTuple, NoReturn
 from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json, exact_json
 from connector.models import Record
-from connector.sink.copytext import (
-    ESCAPED,
-    NULL,
-    Converter,
-    column_converter,
-    escape,
-    parse_row,
-)
+from connector.sink.copytext import ESCAPED, NULL, Converter, column_converter, escape, parse_row
 from connector.sink.fastpath import FastPath, compile_fast_path
 from connector.sink.metadata import metadata_value
 

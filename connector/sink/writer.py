@@ -32,13 +32,7 @@ import sqlalchemy as sa
 from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, Payload, as_op
 from connector.sink.new_keys import NewKeys
-from connector.sink.sqlstate import (
-    PYTHON_FAULTS,
-    Rejection,
-    record_fault,
-    session_trouble,
-    sqlstate_of,
-)
+from connector.sink.sqlstate import PYTHON_FAULTS, Rejection, record_fault, session_trouble, sqlstate_of
 
 log = logging.getLogger(__name__)
 _BATCH, _WHOLE = "eos_batch", "eos_checkpoint"  # savepoint names: one batch's try; a checkpoint's upserts

@@ -63,13 +63,7 @@ import orjson
 import psycopg
 
 from connector.embedded.apache import TEST_SETTINGS, ApacheKafka
-from connector.embedded.harness import (
-    FAST_GROUP,
-    ConnectorProcess,
-    ContainerReplica,
-    make_producer,
-    wait_until,
-)
+from connector.embedded.harness import FAST_GROUP, ConnectorProcess, ContainerReplica, make_producer, wait_until
 from connector.embedded.services import Services, services_from_env
 from tests.services import Pipeline, new_pipeline
 

@@ -15,13 +15,7 @@ import collections
 import pytest
 
 from connector.embedded.apache import ApacheKafka
-from tests.chaos.runner import (
-    Scenario,
-    on_real_kafka,
-    run_scenario,
-    scenario_for,
-    unavailable_faults,
-)
+from tests.chaos.runner import Scenario, on_real_kafka, run_scenario, scenario_for, unavailable_faults
 
 pytestmark = pytest.mark.chaos
 

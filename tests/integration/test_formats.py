@@ -13,12 +13,7 @@ import decimal
 import threading
 
 import pytest
-from google.protobuf import (  # noqa: F401
-    descriptor_pb2,
-    descriptor_pool,
-    message_factory,
-    timestamp_pb2,
-)
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2  # noqa: F401
 
 from connector.cli import _migrate
 from connector.config import Settings

@@ -12,16 +12,7 @@ from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.runtime.worker import CommitWorker
 
-from .fakes import (
-    Clock,
-    FakeBackend,
-    FakeOffsets,
-    FakeStore,
-    add,
-    add_many,
-    identity,
-    rec,
-)
+from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, add, add_many, identity, rec
 
 POLICY = CheckpointPolicy(interval_ms=1000, max_records=5, max_bytes=10_000)
 

@@ -5,12 +5,7 @@ import pytest
 
 from connector.errors import RetriesExhausted, TransientError
 from connector.protocol.checkpoint import CheckpointPolicy
-from connector.runtime.retry import (
-    Interrupted,
-    RestartStrategy,
-    parse_duration_ms,
-    retrying,
-)
+from connector.runtime.retry import Interrupted, RestartStrategy, parse_duration_ms, retrying
 from connector.runtime.runner import Runner
 
 from .fakes import FakeBackend, InstantStop, add, rec

@@ -7,13 +7,7 @@ import psycopg
 import pytest
 
 from connector.errors import CheckpointTimeout, PermanentError, TransientError
-from connector.sink.sqlstate import (
-    Kind,
-    classify,
-    convert_db_error,
-    record_fault,
-    session_trouble,
-)
+from connector.sink.sqlstate import Kind, classify, convert_db_error, record_fault, session_trouble
 
 CASES = [
     ("08006", Kind.TRANSIENT),  # connection failure
