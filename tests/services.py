@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,24 @@ class Pipeline:
         """`eos-connector <args>` run locally with the pipeline's environment."""
         return subprocess.run([sys.executable, "-m", "connector", *args], env={**os.environ, **self.env(**overrides)},
                               capture_output=True, text=True, timeout=120)
+
+    def run_in_process(self, settings: Any, timeout_s: float = 60) -> tuple[Any, int | None]:
+        """A replica of this pipeline run in this process until its offsets reach the
+        watermarks, then stopped: the runner (for its metrics) and its exit code."""
+        from connector.runtime.build import runner_from_settings
+
+        stop = threading.Event()
+        runner = runner_from_settings(settings, stop)
+        exit_code: list[int] = []
+        thread = threading.Thread(target=lambda: exit_code.append(runner.run()), daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: not thread.is_alive() or self.offsets() == self.watermarks(), timeout_s,
+                       "all offsets committed")
+        finally:
+            stop.set()
+            thread.join(30)
+        return runner, exit_code[0] if exit_code else None
 
     def produce(self, messages: Sequence[tuple[bytes | None, bytes | None]], partition_of: Any = None,
                 producer: Any = None) -> None:

@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from connector.config import Settings
-from connector.embedded.harness import wait_until
 from connector.ops.migrate import upgrade
 from connector.protocol.faults import STEPS, InjectedFault
 from connector.runtime.build import runner_from_settings
@@ -55,16 +54,8 @@ def test_crash_at_step_in_process(make_pipeline, step, backend):
         crashed.run()
     assert p.count() <= N
 
-    stop = threading.Event()
-    restarted = runner_from_settings(Settings.from_env(env), stop)
-    thread = threading.Thread(target=restarted.run, name="restarted")
-    thread.start()
-    try:
-        wait_until(lambda: not thread.is_alive() or p.offsets() == p.watermarks(), 60, "the offsets to catch up")
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
+    restarted, exit_code = p.run_in_process(Settings.from_env(env))
+    assert exit_code == 0
     p.assert_exact(N)
     assert sorted(r[0] for r in p.rows("body")) == sorted(f"é\t\"{i}\"\\n" for i in range(N))
     recovered = RECOVERED.get(step) if backend != "memory" else None

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import threading
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2  # noqa: F401
 
 from connector.cli import _migrate
 from connector.config import Settings
-from connector.embedded.harness import wait_until
 from connector.formats import registry_client
-from connector.runtime.build import runner_from_settings
 
 pytestmark = pytest.mark.integration
 DDL = ("CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, amount numeric(8, 2), "
@@ -89,17 +86,7 @@ def test_registry_format_lands_exactly_once(make_pipeline, fmt):
     settings = Settings.from_env(p.env(VALUE_FORMAT=fmt, SCHEMA_REGISTRY_URL=url, ERRORS_TOLERANCE="all",
                                        CHECKPOINT_MAX_RECORDS="64"))
     _migrate(settings.libpq_url, settings.connector_schema)
-    stop = threading.Event()
-    runner = runner_from_settings(settings, stop)
-    exit_code: list[int] = []
-    thread = threading.Thread(target=lambda: exit_code.append(runner.run()), daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: not thread.is_alive() or p.offsets() == p.watermarks(), 60, "all offsets committed")
-    finally:
-        stop.set()
-        thread.join(30)
-    assert exit_code == [0]
+    assert p.run_in_process(settings)[1] == 0
     p.assert_exact(300)
     row = p.rows("user_id, at, amount, tags", "WHERE event_id = 42")[0]
     assert row == ("u42", AT, decimal.Decimal("10.50"), ["a", "42"])
