@@ -62,7 +62,7 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
     try:
         wait_until(lambda: any(r.check_alive() for r in started) or scalar(services, committed) >= records, 900,
                    f"{name} to commit {records} records", 0.5)
-        peak_rss_mb = max(peak_rss_mb(r.pid) for r in started)
+        peak_mb = max(peak_rss_mb(r.pid) for r in started)
     finally:
         for replica in started:
             replica.stop(60)
@@ -78,7 +78,7 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
     result = {"mode": UPDATES if stored else mode, "backend": backend, "replicas": replicas, "records": records,
               "checkpoints": len(checkpoints), "seconds": span, "exact": True,
               "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
-              "peak_rss_mb": peak_rss_mb, "commit_ms_p50": percentile(latencies, 50),
+              "peak_rss_mb": peak_mb, "commit_ms_p50": percentile(latencies, 50),
               "commit_ms_p99": percentile(latencies, 99)}
     if replicas > 1:
         result.update(steady_rate(checkpoints, [r.output() for r in started]))
