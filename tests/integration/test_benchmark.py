@@ -1,0 +1,28 @@
+"""The benchmark runs end to end on a small topic (no timing is asserted: its figures come
+from `python -m benchmarks.bench` on an idle machine); every run it makes checks that
+the table holds each record exactly once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_benchmark_runs_and_every_run_is_exact(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "EOS_TEST_BACKEND"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--kafka", "embedded", "--records", "3000",
+                           "--partitions", "4", "--runs", "append/memory,upsert-stored/postgres", "--skip-floor",
+                           "--latency-seconds", "0", "--backlog-records", "0", "--replicas", "2", "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    results = orjson.loads(out.read_bytes())
+    assert [(r["mode"], r["backend"], r["exact"]) for r in results["connector"]] == [
+        ("append", "memory", True), ("upsert-stored", "postgres", True)]
+    assert [r["replicas"] for r in results["scale_out"]] == [2]
