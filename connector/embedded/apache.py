@@ -83,7 +83,7 @@ class ApacheKafka:
     def start(self, timeout_s: float = 120) -> ApacheKafka:
         libs = self._libs = kafka_libs()
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
-        cluster_id = _cluster_id()
+        cluster_id = new_cluster_id()
         for node in self.nodes.values():
             node.prepare(libs, voters, self.settings, cluster_id)
         for node in self.nodes.values():
@@ -211,11 +211,16 @@ class ApacheKafka:
         raise NotImplementedError("Apache Kafka has no request-error injection")
 
 
-def _cluster_id() -> str:
-    """A KRaft cluster ID: 16 random bytes, base64url without padding (22 characters)."""
+def new_cluster_id() -> str:
+    """A KRaft cluster ID: 16 random bytes, base64url without padding (22 characters),
+    never starting with `-` (the storage tool would read it as an option, as Kafka's own
+    Uuid.randomUuid avoids too)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 def main() -> None:
