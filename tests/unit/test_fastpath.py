@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.errors import MappingError
 from connector.models import Record
-from connector.sink.copytext import CONVERTERS
+from connector.sink.copytext import CONVERTERS, parse_row
 from connector.sink.mapping import ColumnSpec, RowMapper, as_op
 
 NAMES = ["id", "name", "at", "n", "x", "flag", "Ü ñ", 'q"uote\'s']
+# Text as users have it: every character COPY or JSON escapes, made common, among any others.
+texts = st.text(st.sampled_from('"\\\t\n\r\x00\x1féŁ東🙂 a/') | st.characters(), max_size=14)
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(max_size=12) | st.sampled_from(["2026-11-22T10:00:00Z", "2026-11-22 10:00:00.5+02:00",
+           | texts | st.sampled_from(["2026-11-22T10:00:00Z", "2026-11-22 10:00:00.5+02:00",
                                                       "2026-11-22T10:00", "2026-W47-1T10:00:00", "20261122T100000",
                                                       "2026-11-22T10:00:00 ", "tab\there", "back\\slash", "12.5",
                                                       "00000000-0000-0000-0000-000000000000", "aGVsbG8="]))
@@ -27,7 +30,7 @@ TYPED = {
     "bigint": st.integers(-2**63, 2**63 - 1), "numeric": st.integers(-2**70, 2**70) | st.floats(allow_nan=False,
                                                                                                 allow_infinity=False),
     "float": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-2**60, 2**60),
-    "boolean": st.booleans(), "text": st.text(max_size=14),
+    "boolean": st.booleans(), "text": texts,
     "timestamptz": st.sampled_from(["2026-11-22T10:00:00Z", "2026-11-22 10:00:00.5+02:00", "2026-11-22T10:00",
                                     "2026-02-30T10:00:00Z", "2026-11-22T10:00:00 PST"]),
     "timestamp": st.sampled_from(["2026-11-22T10:00:00", "2026-11-22T10:00:00+01:00"]),
@@ -37,7 +40,7 @@ TYPED = {
     "json": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4),
                                                                                               inner, max_size=3),
                          max_leaves=6),
-    "other": st.text(max_size=8) | scalars,
+    "other": texts | scalars,
 }
 
 
@@ -63,7 +66,8 @@ def agreement(data):
     typed = data.draw(st.booleans())  # half the documents have every field of its column's type
     document = data.draw(st.fixed_dictionaries({n: TYPED[kinds[n]] if typed else TYPED[kinds[n]] | scalars
                                                 for n in names}, optional={"other": scalars}))
-    value = json.dumps(document, ensure_ascii=False).encode()  # integers past 64 bits too
+    # Producers write JSON both ways: non-ASCII as `\u` escapes (json.dumps' default) and as raw UTF-8.
+    value = json.dumps(document, ensure_ascii=data.draw(st.booleans())).encode()  # integers past 64 bits too
     record = Record("t", 1, 7, b'{"id": 1}', value)
     try:
         expected = mapper.general(record)
@@ -99,3 +103,34 @@ def test_the_common_record_takes_the_fast_path():
     op = mapper.fast(value)
     assert (op.kind, op.row, op.key) == ("upsert", "7\ta b\t2026-11-22T10:00:00.5Z\t1.25\t0.5\tt\n", ("7",))
     assert op.columns == tuple(c.name for c in columns)
+
+
+REALISTIC = ["Zoë Ångström", 'say "hi"', "C:\\Users\\zoë", "tab\there", "two\nlines", "cr\r\nlf", "Łódź — 東京 🙂",
+             "back\\slash\\", "\\N", "\x7f\x01 controls"]
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False], ids=["u-escapes", "raw-utf8"])
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_text_as_users_have_it_takes_the_fast_path(ensure_ascii, mode):
+    """Non-ASCII letters, quotes, backslashes, tabs, newlines and control characters,
+    JSON-escaped or raw: the fast path answers every one, as the general path does, and
+    PostgreSQL's COPY reading of the row gives back the text. Only `\u0000` defers."""
+    columns = [ColumnSpec("name", "text", nullable=False), ColumnSpec("id", "bigint"), ColumnSpec("doc", "json"),
+               ColumnSpec("note", "text", length=40), ColumnSpec("blob", "bytea"), ColumnSpec("tags", "other")]
+    mapper = RowMapper(columns, mode, ["name"] if mode == "upsert" else [])
+    names = tuple(c.name for c in columns)
+    for i, text in enumerate(REALISTIC):
+        document = {"name": text, "id": i, "doc": {"k": text, "n": [1, 2.5, None]}, "note": text[::-1],
+                    "blob": "aGVsbG8=", "tags": "{" + text.replace("\\", "") + "}"}
+        value = json.dumps(document, ensure_ascii=ensure_ascii).encode()
+        record = Record("t", 0, i, None, value)
+        fast = mapper.fast(value)
+        assert fast is not None, text
+        assert as_op(fast, names) == mapper.general(record)
+        fields = parse_row(as_op(fast, names).row)
+        assert fields[0] == text and fields[3] == text[::-1] and json.loads(fields[2]) == document["doc"]
+        assert fields[4] == "\\x68656c6c6f"
+    nul = json.dumps({"name": "a\x00b", "id": 1}).encode()
+    assert mapper.fast(nul) is None
+    with pytest.raises(MappingError, match="NUL"):
+        mapper(Record("t", 0, 99, None, nul))
