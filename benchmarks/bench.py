@@ -1,7 +1,7 @@
 """eos-connector against the bare limits, measured in one run on the same data.
 
     python -m benchmarks.bench [--kafka embedded|apache] [--records 1000000] [--partitions 64]
-                               [--json bench.json] [--skip-floor] [--latency-seconds 30]
+                               [--text realistic|ascii] [--table narrow|wide] [--json bench.json] [--skip-floor] [--latency-seconds 30]
                                [--backlog-records 5000000] [--replicas 1,2,3]
 
 Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
@@ -9,13 +9,17 @@ default) or with a real Apache Kafka KRaft cluster of three nodes on loopback (`
 apache`: replication factor 3, min.insync.replicas 2; connector/embedded/apache.py), or
 external ones with TEST_DATABASE_URL and TEST_KAFKA_BOOTSTRAP_SERVERS (connector/embedded/services.py).
 The bare limits and the connector always run against the same broker in one run.
-One topic of `--records` JSON records (~120 bytes each) is produced once; then, each on
-its own consumer group and table:
+One topic of `--records` JSON records is produced once (benchmarks/data.py: realistic text
+by default — non-ASCII letters, quotes, backslashes, tabs and newlines, JSON with `\\u`
+escapes and raw UTF-8 — or `--text ascii`; the narrow table of five columns or `--table
+wide`, twenty); then, each on its own consumer group and table:
 
-- bare consume+decode: a confluent-kafka consumer with the connector's fetch settings,
-  `consume(10000)` batches, every value decoded with orjson;
-- bare COPY: the same rows, already decoded, COPYed by psycopg into the same table shape
-  (100 000 rows per COPY and transaction; after an untimed warm-up pass);
+- bare consume+decode: a confluent-kafka consumer with the connector's own settings
+  (connector/config.py's KAFKA_DEFAULTS), `consume(10000)` batches, every value decoded
+  with orjson;
+- bare COPY: the same rows, decoded ahead into their columns' Python types, in a binary
+  COPY by psycopg into the same table (100 000 rows per COPY and transaction; after an
+  untimed warm-up pass); the text-format COPY of the same rows is reported beside it;
 - eos-connector run, end to end: append with each state backend, and upsert (into an
   empty table, and `upsert-stored`: into one that holds every key already); the rate is
   measured between the first and the last commit (first row visible -> last row visible,
@@ -31,7 +35,7 @@ its own consumer group and table:
 - benchmarks/scenarios.py: scale-out over 1, 2 and 3 replicas, produce -> visible latency
   at a steady rate, and peak RSS under a 5M-record backlog.
 
-Prints a table of records/s and ratios to min(bare consume+decode, bare COPY) and
+Prints a table of records/s and ratios to min(bare consume+decode, bare binary COPY) and
 writes the same as JSON. Timings are wall-clock on whatever else the machine is doing:
 run it on an idle machine.
 """
@@ -51,14 +55,15 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from benchmarks import scenarios
-from benchmarks.runs import APPEND_DDL, DDL, UPDATES, connector, produce, value
+from benchmarks.data import Workload
+from benchmarks.runs import UPDATES, connector, produce
+from connector.config import KAFKA_DEFAULTS
 from connector.embedded.services import Services, services_from_env
 
-COLUMNS = ("event_id", "user_id", "at", "page", "amount")
-CONSUMER = {"enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.queue.backoff.ms": 10,
-            "queued.min.messages": 1_000_000}
+CONSUMER = {**KAFKA_DEFAULTS, "enable.auto.commit": False}
 
 
 def watermarks(services: Services, topic: str, partitions: int) -> int:
@@ -92,24 +97,22 @@ def bare_consume(services: Services, topic: str, records: int) -> dict[str, Any]
     return {"records": seen, "seconds": elapsed, "rate": seen / elapsed}
 
 
-def rows(records: int) -> list[tuple[Any, ...]]:
-    out = []
-    for i in range(records):
-        doc = orjson.loads(value(i))
-        out.append((doc["event_id"], doc["user_id"], datetime.fromisoformat(doc["at"]), doc["page"], doc["amount"]))
-    return out
+def bare_copy(services: Services, table: str, workload: Workload, data: list[tuple[Any, ...]],
+              binary: bool) -> dict[str, Any]:
+    """COPY `data` into a new table, 100 000 rows per COPY and transaction, in the binary
+    format (each column's type set) or the text one. A first, untimed pass into a scratch
+    table warms the server (a fresh cluster's first large write is slower while it
+    creates WAL segments), so the limit is not understated."""
+    statement = f"COPY {{}} ({', '.join(workload.columns)}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
 
-
-def bare_copy(services: Services, table: str, data: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """COPY `data` into a new table, 100 000 rows per COPY and transaction. A first,
-    untimed pass into a scratch table warms the server (a fresh cluster's first large
-    write is slower while it creates WAL segments), so the limit is not understated."""
     def copy_into(name: str) -> float:
-        services.sql(APPEND_DDL.format(table=name))
+        services.sql(workload.ddl(name, upsert=False))
         started = time.perf_counter()
         with psycopg.connect(services.database_url) as conn:
             for start in range(0, len(data), 100_000):
-                with conn.cursor() as cur, cur.copy(f"COPY {name} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                with conn.cursor() as cur, cur.copy(statement.format(name)) as copy:
+                    if binary:
+                        copy.set_types(list(workload.types))
                     for row in data[start:start + 100_000]:
                         copy.write_row(row)
                 conn.commit()
@@ -119,18 +122,20 @@ def bare_copy(services: Services, table: str, data: list[tuple[Any, ...]]) -> di
     services.sql(f"DROP TABLE {table}_warm_up")
     elapsed = copy_into(table)
     services.sql(f"DROP TABLE {table}")
-    return {"records": len(data), "seconds": elapsed, "rate": len(data) / elapsed}
+    return {"format": "binary" if binary else "text", "records": len(data), "seconds": elapsed,
+            "rate": len(data) / elapsed}
 
 
-def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, Any]:
+def floor(services: Services, topic: str, workload: Workload, records: int, mode: str) -> dict[str, Any]:
     """What a user would write: consume a batch, executemany, commit the database, then Kafka."""
     from confluent_kafka import Consumer
 
     table = f"floor_{mode}_{uuid.uuid4().hex[:6]}"
-    services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
-    insert = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES (%s, %s, %s, %s, %s)"
+    services.sql(workload.ddl(table, upsert=mode == "upsert"))
+    columns = workload.columns
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
     if mode == "upsert":
-        insert += " ON CONFLICT (event_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+        insert += " ON CONFLICT (event_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     consumer = Consumer({**CONSUMER, "bootstrap.servers": services.bootstrap_servers, "group.id": table})
     consumer.subscribe([topic])
     seen, first = 0, None
@@ -142,7 +147,8 @@ def floor(services: Services, topic: str, records: int, mode: str) -> dict[str, 
             first = first or time.perf_counter()
             docs = [orjson.loads(m.value()) for m in batch]
             with conn.cursor() as cur:
-                cur.executemany(insert, [(d["event_id"], d["user_id"], d["at"], d["page"], d["amount"]) for d in docs])
+                cur.executemany(insert, [tuple(Jsonb(d[c]) if type(d[c]) is dict else d[c] for c in columns)
+                                         for d in docs])
             conn.commit()
             consumer.commit(asynchronous=False)
             seen += len(batch)
@@ -159,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                              "default: EOS_TEST_BACKEND's, else embedded")
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=64)
+    parser.add_argument("--text", choices=("realistic", "ascii"), default="realistic",
+                        help="the records' text: non-ASCII letters, quotes, backslashes, tabs and newlines "
+                             "(realistic), or plain ASCII")
+    parser.add_argument("--table", choices=("narrow", "wide"), default="narrow",
+                        help="five columns, or twenty of every common type")
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--runs", default=f"append/memory,append/filesystem,append/postgres,upsert/memory,"
                                           f"{UPDATES}/memory",
@@ -174,43 +185,55 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}", "records": args.records,
-                               "partitions": args.partitions,
+                               "partitions": args.partitions, "text": args.text, "table": args.table,
                                "kafka": args.kafka or os.environ.get("EOS_TEST_BACKEND", "embedded")}
     if args.kafka == "apache":
         from connector.embedded.kafka_node import KAFKA_VERSION
 
         results["kafka"] = f"Apache Kafka {KAFKA_VERSION}, 3 KRaft nodes, replication factor 3"
+    workload = Workload(args.text, args.table)
     with services_from_env(args.kafka) as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:
         workdir = Path(tmp)
         topic = f"bench_{uuid.uuid4().hex[:8]}"
         services.create_topic(topic, args.partitions)
         t0 = time.perf_counter()
-        produce(services, topic, args.records, args.partitions)
+        produce(services, topic, workload, args.records, args.partitions)
         in_topic = watermarks(services, topic, args.partitions)
         assert in_topic == args.records, f"the topic holds {in_topic} records, not {args.records} (partitions too small?)"
-        print(f"produced {args.records} records into {args.partitions} partitions in {time.perf_counter() - t0:.1f}s",
-              flush=True)
-        results["bare_consume_decode"] = _show("bare consume+decode", bare_consume(services, topic, args.records))
-        results["bare_copy"] = _show("bare COPY", bare_copy(services, f"bare_{uuid.uuid4().hex[:6]}",
-                                                            rows(args.records)))
-        limit = min(results["bare_consume_decode"]["rate"], results["bare_copy"]["rate"])
-        results["bare_limit_rate"] = limit
+        print(f"produced {args.records} records ({args.text} text, {args.table} table) into {args.partitions} "
+              f"partitions in {time.perf_counter() - t0:.1f}s", flush=True)
+        limit = _bare_limits(services, topic, workload, args.records, results)
         runs = [tuple(run.split("/")) for run in args.runs.split(",")]
-        results["connector"] = [_show(f"eos-connector {m}/{b}", connector(services, workdir, topic, args.records, m, b),
-                                      limit) for m, b in runs]
+        results["connector"] = [_show(f"eos-connector {m}/{b}",
+                                      connector(services, workdir, topic, workload, args.records, m, b), limit)
+                                for m, b in runs]
         if not args.skip_floor:
-            results["floor"] = [_show(f"user-written floor {m}", floor(services, topic, args.records, m), limit)
-                                for m in ("append", "upsert")]
-        _scenarios(args, services, workdir, topic, results)
+            results["floor"] = [_show(f"user-written floor {m}", floor(services, topic, workload, args.records, m),
+                                      limit) for m in ("append", "upsert")]
+        _scenarios(args, services, workdir, topic, workload, results)
     args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(f"bare limit min(consume+decode, COPY) = {limit:,.0f} records/s; written to {args.json}")
+    print(f"bare limit min(consume+decode, binary COPY) = {limit:,.0f} records/s; written to {args.json}")
     return 0
 
 
-def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topic: str, results: dict[str, Any]) -> None:
+def _bare_limits(services: Services, topic: str, workload: Workload, records: int, results: dict[str, Any]) -> float:
+    """The bare limits, recorded in `results`; returns min(consume+decode, binary COPY)."""
+    results["bare_consume_decode"] = _show("bare consume+decode", bare_consume(services, topic, records))
+    data = [workload.row(i) for i in range(records)]
+    results["bare_copy"] = _show("bare binary COPY", bare_copy(services, f"bare_{uuid.uuid4().hex[:6]}", workload,
+                                                               data, binary=True))
+    results["bare_copy_text"] = _show("bare text COPY (not a limit)",
+                                      bare_copy(services, f"bare_{uuid.uuid4().hex[:6]}", workload, data, binary=False))
+    limit: float = min(results["bare_consume_decode"]["rate"], results["bare_copy"]["rate"])
+    results["bare_limit_rate"] = limit
+    return limit
+
+
+def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topic: str, workload: Workload,
+               results: dict[str, Any]) -> None:
     limit = results["bare_limit_rate"]
     for count in [int(n) for n in args.replicas.split(",") if n.strip()]:
-        run = scenarios.scale_out(services, workdir, topic, args.records, count)
+        run = scenarios.scale_out(services, workdir, topic, workload, args.records, count)
         results.setdefault("scale_out", []).append(_show(f"eos-connector x{count} replicas", run, limit))
     if args.latency_seconds:
         run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, 1000)
@@ -220,7 +243,7 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
         results["latency"] = run
     if args.backlog_records:
         run = _show(f"backlog {args.backlog_records:,} append/memory",
-                    scenarios.backlog(services, workdir, args.backlog_records, args.backlog_partitions), limit)
+                    scenarios.backlog(services, workdir, workload, args.backlog_records, args.backlog_partitions), limit)
         results["backlog"] = run
         same = [r for r in results["connector"] if (r["mode"], r["backend"]) == ("append", "memory")]
         if same:

@@ -11,23 +11,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 
+from benchmarks.data import Workload
 from connector.embedded.harness import ConnectorProcess, wait_until
 from connector.embedded.services import Services
 
-DDL = "CREATE TABLE {table} (event_id bigint PRIMARY KEY, user_id text, at timestamptz, page text, amount numeric)"
-APPEND_DDL = "CREATE TABLE {table} (event_id bigint NOT NULL, user_id text, at timestamptz, page text, amount numeric)"
 UPDATES = "upsert-stored"  # a run mode: upsert into a table that holds every key already
 
 
-def value(i: int) -> bytes:
-    return orjson.dumps({"event_id": i, "user_id": f"user-{i % 5000:05d}", "at": "2026-11-22T10:00:00.123Z",
-                         "page": f"/products/{i % 997}/reviews", "amount": round(i % 10_000 / 100, 2)})
-
-
-def produce(services: Services, topic: str, records: int, partitions: int) -> None:
+def produce(services: Services, topic: str, workload: Workload, records: int, partitions: int) -> None:
     from confluent_kafka import Producer
 
     # A generous linger: the mock cluster serves one stored batch per partition per fetch.
@@ -36,7 +29,7 @@ def produce(services: Services, topic: str, records: int, partitions: int) -> No
     for i in range(records):
         while True:
             try:
-                producer.produce(topic, value(i), partition=i % partitions)
+                producer.produce(topic, workload.value(i), partition=i % partitions)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -45,17 +38,17 @@ def produce(services: Services, topic: str, records: int, partitions: int) -> No
     assert producer.flush(120) == 0, "records left undelivered"
 
 
-def connector(services: Services, workdir: Path, topic: str, records: int, mode: str, backend: str,
-              replicas: int = 1) -> dict[str, Any]:
+def connector(services: Services, workdir: Path, topic: str, workload: Workload, records: int, mode: str,
+              backend: str, replicas: int = 1) -> dict[str, Any]:
     """`eos-connector run` end to end (`replicas` of one pipeline); the rate between the
     first and the last commit. Fails unless the table holds every record exactly once."""
     stored = mode == UPDATES  # upsert into a table that already holds every key: each record an update
     mode = "upsert" if stored else mode
     name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
     table = name.replace("-", "_")
-    services.sql((DDL if mode == "upsert" else APPEND_DDL).format(table=table))
+    services.sql(workload.ddl(table, upsert=mode == "upsert"))
     if stored:
-        services.sql(f"INSERT INTO {table} SELECT g, 'stale', now(), 'stale', 0 FROM generate_series(0, {records - 1}) g")
+        services.sql(f"INSERT INTO {table} (event_id, user_id) SELECT g, 'stale' FROM generate_series(0, {records - 1}) g")
     env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name))
     started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
@@ -66,10 +59,12 @@ def connector(services: Services, workdir: Path, topic: str, records: int, mode:
     finally:
         for replica in started:
             replica.stop(60)
-    rows, distinct, stale = services.sql(f"SELECT count(*), count(DISTINCT event_id), count(*) FILTER "
-                                         f"(WHERE user_id = 'stale') FROM {table}")[0]
+    rows, distinct, stale, text = services.sql(
+        f"SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE user_id = 'stale'), "
+        f"md5(string_agg(user_id || page, '' ORDER BY event_id)) FROM {table}")[0]
     assert rows == distinct == records and not stale, f"{name}: {rows} rows, {distinct} distinct, {stale} not " \
                                                       f"updated, {records} records produced"
+    assert text == workload.text_digest(records), f"{name}: the text columns differ from the records'"
     checkpoints = services.sql("SELECT committed_at, (counts->>'records')::int FROM eos_connector.checkpoints "
                                "WHERE pipeline = %s ORDER BY committed_at", (name,))
     services.sql(f"DROP TABLE {table}")  # checked: its autovacuum must not load the runs after it

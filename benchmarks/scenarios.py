@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from benchmarks.data import Workload
 from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
 from connector.embedded.services import Services
@@ -81,13 +82,14 @@ def _poll_visible(url: str, table: str, total: int, seen: dict[int, float]) -> N
             time.sleep(0.01)
 
 
-def backlog(services: Services, workdir: Path, records: int, partitions: int) -> dict[str, Any]:
+def backlog(services: Services, workdir: Path, workload: Workload, records: int, partitions: int) -> dict[str, Any]:
     topic = f"backlog_{uuid.uuid4().hex[:8]}"
     services.create_topic(topic, partitions)
-    produce(services, topic, records, partitions)
-    result = connector(services, workdir, topic, records, "append", "memory")
+    produce(services, topic, workload, records, partitions)
+    result = connector(services, workdir, topic, workload, records, "append", "memory")
     return {**result, "partitions": partitions}
 
 
-def scale_out(services: Services, workdir: Path, topic: str, records: int, replicas: int) -> dict[str, Any]:
-    return connector(services, workdir, topic, records, "append", "memory", replicas)
+def scale_out(services: Services, workdir: Path, topic: str, workload: Workload, records: int,
+              replicas: int) -> dict[str, Any]:
+    return connector(services, workdir, topic, workload, records, "append", "memory", replicas)

@@ -18,7 +18,7 @@ from connector.errors import MappingError
 from connector.formats import ValueDecoder, decode_json, exact_json
 from connector.models import Record
 from connector.sink.copytext import ESCAPED, NULL, Converter, column_converter, escape, parse_row
-from connector.sink.fastpath import FastPath, compile_fast_path
+from connector.sink.fastpath import FastColumn, FastPath, compile_fast_path
 from connector.sink.metadata import metadata_value
 
 REJECT = "reject"
@@ -136,8 +136,8 @@ class RowMapper:
         self._json = decode_value is decode_json
         self.fast: FastPath | None = None
         if self._json and not self._layout.metadata:
-            self.fast = compile_fast_path([(c.name, c.kind, c.length, _converter(c)) for c in self.columns],
-                                           Op, self._layout.kind, self.key_columns)
+            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c))
+                                           for c in self.columns], Op, self._layout.kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:
         """The record's op; MappingError naming the record for anything that stops it
