@@ -32,18 +32,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
-from connector.sink.copytext import ESCAPED, INT_BITS, NULL, PLAIN_TIMESTAMP, Converter, escape
+from connector.sink.copytext import ESCAPED, INT_BITS, NULL, Converter, escape, is_plain_timestamp
 
 FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row text), or None (a null value too)
 _UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
 # Kinds whose converter takes the JSON string itself: the field is typed `str`.
-_STRING_KINDS = frozenset({"timestamp", "date", "time", "uuid", "bytea"})
+_STRING_KINDS = frozenset({"timestamp", "time", "uuid", "bytea"})
 # A row before its bulk escape: no decoded text holds a lone surrogate.
 _NULL_MARK, _SEPARATOR = "\ud800", "\udc00"
 
@@ -74,6 +74,8 @@ def _field_type(kind: str, length: int | None) -> Any:
         return Annotated[str, msgspec.Meta(max_length=length)]
     if kind in ("text", "timestamptz") or kind in _STRING_KINDS:
         return str
+    if kind == "date":
+        return date  # msgspec reads YYYY-MM-DD in C; the general path takes any form Python's parser does
     if kind == "numeric":
         return Decimal  # the number as written (a string holding one too, as the general path takes it)
     if kind == "float":
@@ -92,8 +94,10 @@ def _field(kind: str, i: int) -> tuple[str, str]:
         return "", f"row.f{i}"  # the f-string formats it: str() of an int, repr() of a float
     if kind == "boolean":
         return "", f'("t" if row.f{i} else "f")'
-    if kind == "timestamptz":  # sent as written when plain (copytext.PLAIN_TIMESTAMP); parsed to validate
-        return f"v{i} = row.f{i}\nif plain(v{i}) is None: return None\nfrom_iso(v{i})", f"v{i}"
+    if kind == "date":
+        return "", f"row.f{i}.isoformat()"
+    if kind == "timestamptz":  # parsed to validate; sent as written when plain (copytext.is_plain_timestamp)
+        return f"v{i} = row.f{i}\nfrom_iso(v{i})\nif not plain(v{i}): return None", f"v{i}"
     return f"v{i} = row.f{i}\nif v{i} is None: return None\nv{i} = convert[{i}](v{i})", f"v{i}"
 
 
@@ -156,7 +160,7 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
              " except (ValueError, TypeError, OverflowError): return None",
              *_returns(columns, fields, [names.index(k) for k in key_columns])]
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
-                             "plain": PLAIN_TIMESTAMP.fullmatch,
+                             "plain": is_plain_timestamp,
                              # anything msgspec raises (RecursionError on deep nesting too): the general path decides
                              "ERRORS": Exception, "new": tuple.__new__, "escape_row": escape_row, "escape": escape,
                              "NULL": NULL, "NULL_MARK": _NULL_MARK,
