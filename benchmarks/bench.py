@@ -1,7 +1,8 @@
 """eos-connector against the bare limits, measured in one run on the same data.
 
     python -m benchmarks.bench [--kafka embedded|apache] [--records 1000000] [--partitions 64]
-                               [--text realistic|ascii] [--table narrow|wide] [--json bench.json] [--skip-floor] [--latency-seconds 30]
+                               [--text realistic|ascii] [--table narrow|wide] [--json bench.json]
+                               [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
                                [--backlog-records 5000000] [--replicas 1,2,3]
 
 Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-floor", action="store_true", help="leave out the user-written floor (slow)")
     parser.add_argument("--latency-seconds", type=int, default=30, help="steady-rate run length (0: none)")
     parser.add_argument("--latency-rate", type=int, default=1000)
+    parser.add_argument("--latency-intervals", default="1000,100",
+                        help="CHECKPOINT_INTERVAL_MS of the steady-rate runs, comma-separated")
     parser.add_argument("--backlog-records", type=int, default=5_000_000, help="memory run's backlog (0: none)")
     parser.add_argument("--backlog-partitions", type=int, default=256)
     parser.add_argument("--replicas", default="1,2,3", help="scale-out runs, comma-separated ('': none)")
@@ -239,12 +242,12 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
     for count in [int(n) for n in args.replicas.split(",") if n.strip()]:
         run = scenarios.scale_out(services, workdir, topic, workload, args.records, count)
         results.setdefault("scale_out", []).append(_show(f"eos-connector x{count} replicas", run, limit))
-    if args.latency_seconds:
-        run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, 1000)
-        print(f"produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS=1000: p50 "
+    for interval in [int(n) for n in args.latency_intervals.split(",") if n.strip()] if args.latency_seconds else ():
+        run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, interval)
+        print(f"produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS={interval}: p50 "
               f"{run['visible_ms_p50']:.0f} ms, p99 {run['visible_ms_p99']:.0f} ms ({run['visible']}/{run['records']} "
               f"seen); commit p50 {run['commit_ms_p50']:.0f} ms, p99 {run['commit_ms_p99']:.0f} ms", flush=True)
-        results["latency"] = run
+        results.setdefault("latency", []).append(run)
     if args.backlog_records:
         run = _show(f"backlog {args.backlog_records:,} append/memory",
                     scenarios.backlog(services, workdir, workload, args.backlog_records, args.backlog_partitions), limit)
