@@ -55,7 +55,7 @@ def is_plain_timestamp(text: str) -> bool:
     it first): that parse leaves only the shape to check, by position here at a fifth of
     the regex's cost. tests/unit/test_plain_timestamp.py checks the two agree."""
     if (len(text) < 16 or text[4] != "-" or text[7] != "-" or text[10] not in "T " or text[13] != ":"
-            or "," in text):  # a comma before the fraction
+            or "," in text or "\x00" in text):  # a comma before the fraction; a trailing NUL the parser ignores
         return False
     if text[-1] == "Z":
         return True
