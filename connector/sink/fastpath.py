@@ -61,8 +61,7 @@ def escape_row(fields: str) -> str | None:
     tab-separated. None when a field holds a NUL."""
     if "\x00" in fields:
         return None
-    return (fields.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-            .replace(_SEPARATOR, "\t").replace(_NULL_MARK, NULL) + "\n")
+    return escape(fields).replace(_SEPARATOR, "\t").replace(_NULL_MARK, NULL) + "\n"
 
 
 def _field_type(kind: str, length: int | None) -> Any:
