@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import orjson
@@ -96,7 +97,7 @@ class Workload:
     text: str = "realistic"  # or "ascii"
     table: str = "narrow"  # or "wide"
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         return tuple(self.document(0))
 
