@@ -28,7 +28,7 @@ class RunMapping:
         the general mapping refuses, holding the ops before it."""
         values = run.values if start == 0 and stop == len(run.values) else run.values[start:stop]
         fast = self._fast
-        ops: list[Any] = [fast(value) for value in values] if fast is not None else [None] * len(values)
+        ops: list[Any] = list(map(fast, values)) if fast is not None else [None] * len(values)
         if None in ops:
             for j, op in enumerate(ops):
                 if op is None:

@@ -23,6 +23,14 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 `\N`s. No decoded text holds a lone surrogate (msgspec refuses one). A row holding a NUL
 (`\u0000`) is the general path's: PostgreSQL stores no NUL.
 
+The first step is C (`connector/sink/_rowtext.c`): for a table whose columns are all of
+kinds it formats (`_rowtext.KINDS`: integers, numeric, float, boolean, text and
+varchar(n), timestamptz, date, uuid), appended without a key, a flat JSON object holding
+each column once is turned into its row in one call, JSON escapes into COPY escapes
+without decoding the text into Python; whatever it does not answer goes to the Python
+function below, which it calls itself. It answers only where it agrees with that function,
+which `tests/unit/test_rowtext.py` checks on arbitrary records.
+
 Both read a `numeric` column's JSON number exactly, as written (msgspec decodes it
 into a Decimal; the general path reads such a document again exactly), and a number
 beyond a double's range anywhere in a document (`1e400`) is read exactly by both.
@@ -38,6 +46,8 @@ from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
+from connector.sink._rowtext import KINDS as ROW_TEXT_KINDS
+from connector.sink._rowtext import RowText
 from connector.sink.copytext import ESCAPED, INT_BITS, NULL, Converter, escape, is_plain_timestamp
 
 FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row text), or None (a null value too)
@@ -167,4 +177,6 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
                              "convert": [c.convert for c in columns]}
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
-    return fast
+    if key_columns or any(c.kind not in ROW_TEXT_KINDS for c in columns):
+        return fast
+    return RowText([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast)
