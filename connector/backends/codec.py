@@ -2,15 +2,15 @@
 
 A snapshot is stored as its raw records (keys and values as read from Kafka), not as
 mapped rows: recovery maps them again, so no Python object is ever unpickled from
-storage. Layout (version 3, columnar: written without a Python step per record): the
-magic, then zlib-compressed (level 1: JSON shrinks about tenfold for ~40 ms per 100 000
-records, with the GIL released, and the state backend writes a tenth of the bytes) a
-JSON header (checkpoint ID, pipeline, ranges, topics, and the segments: topic
+storage. Layout (version 4, columnar: written without a Python step per record): the
+magic, then a Zstandard frame (level 1, by the `zstandard` library: 100 000 JSON records
+in ~7 ms with the GIL released, where zlib's level 1 took ~37 ms and stored three times
+the bytes) of a JSON header (checkpoint ID, pipeline, ranges, topics, and the segments: topic
 index, partition, record count), then per segment its offsets and timestamps (int64,
 -1: none), key and value lengths (int32, -1: null), the keys and the values back to
 back, and its records' headers (a flag byte; when set, each record's headers as in
-version 2); last a CRC-32 of all that. Integers are little-endian. Versions 1 and 2
-(one fixed-size head per record) still decode.
+version 2); last a CRC-32 of all that. Integers are little-endian. Version 3 (the same body, zlib's
+level 1), versions 2 and 1 (one fixed-size head per record) still decode.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import zstandard
 
 from connector.errors import SnapshotCorrupt
 from connector.models import PartitionRange, Record, Snapshot
 from connector.protocol.runs import RecordsView, Run, runs_of
 
-MAGIC = b"EOSSNAP3"  # 3: columnar segments
+MAGIC = b"EOSSNAP4"  # 4: columnar segments, Zstandard
+MAGIC_V3 = b"EOSSNAP3"  # 3: columnar segments, zlib
 MAGIC_V2 = b"EOSSNAP2"  # 2: each record carries its headers
 MAGIC_V1 = b"EOSSNAP1"
 # topic index, partition, offset, timestamp (-1: none), key length, value length (-1: null)
@@ -53,7 +55,7 @@ def encode(snapshot: Snapshot[Any], pipeline: str) -> bytes:
     parts = [struct.pack("<I", len(header)), header]
     for run, start, stop in segments:
         parts += _segment(run, start, stop)
-    body = MAGIC + zlib.compress(b"".join(parts), 1)
+    body = MAGIC + zstandard.ZstdCompressor(level=1).compress(b"".join(parts))
     return body + struct.pack(">I", zlib.crc32(body))
 
 
@@ -105,13 +107,13 @@ def _read_headers(body: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None]
 
 def decode(data: bytes) -> tuple[str, Snapshot[Any]]:
     """(pipeline, snapshot with records and no ops); SnapshotCorrupt if damaged."""
-    if len(data) < len(MAGIC) + 8 or not data.startswith((MAGIC, MAGIC_V2, MAGIC_V1)):
+    if len(data) < len(MAGIC) + 8 or not data.startswith((MAGIC, MAGIC_V3, MAGIC_V2, MAGIC_V1)):
         raise SnapshotCorrupt("not a snapshot (bad magic or too short)")
     body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
     if zlib.crc32(body) != crc:
         raise SnapshotCorrupt("checksum mismatch")
-    if data.startswith(MAGIC):
-        return _decode_columnar(body)
+    if data.startswith((MAGIC, MAGIC_V3)):
+        return _decode_columnar(_decompress(body))
     with_headers = data.startswith(MAGIC_V2)
     pos = len(MAGIC)
     (header_len,) = struct.unpack_from(">I", body, pos)
@@ -135,11 +137,17 @@ def decode(data: bytes) -> tuple[str, Snapshot[Any]]:
     return header["pipeline"], Snapshot(header["checkpoint_id"], ranges, tuple(records), ())
 
 
-def _decode_columnar(data: bytes) -> tuple[str, Snapshot[Any]]:
+def _decompress(data: bytes) -> bytes:
+    """A columnar snapshot's body: Zstandard (version 4) or zlib (version 3)."""
     try:
-        body = zlib.decompress(data[len(MAGIC):])
-    except zlib.error as exc:
+        if data.startswith(MAGIC):
+            return zstandard.ZstdDecompressor().decompress(data[len(MAGIC):])
+        return zlib.decompress(data[len(MAGIC_V3):])
+    except (zstandard.ZstdError, zlib.error) as exc:
         raise SnapshotCorrupt(f"cannot decompress: {exc}") from None
+
+
+def _decode_columnar(body: bytes) -> tuple[str, Snapshot[Any]]:
     pos = 0
     (header_len,) = struct.unpack_from("<I", body, pos)
     header = orjson.loads(body[pos + 4:pos + 4 + header_len])

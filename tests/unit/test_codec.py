@@ -53,6 +53,21 @@ def legacy(snapshot, pipeline, with_headers=True):
     return body + struct.pack(">I", zlib.crc32(body))
 
 
+def test_version_3_snapshots_still_decode():
+    """Version 3 is version 4's body compressed by zlib instead of Zstandard."""
+    import struct
+    import zlib
+
+    import zstandard
+
+    current = codec.encode(SNAPSHOT, "pipe")
+    assert current.startswith(b"EOSSNAP4")
+    body = b"EOSSNAP3" + zlib.compress(zstandard.ZstdDecompressor().decompress(current[8:-4]), 1)
+    pipeline, decoded = codec.decode(body + struct.pack(">I", zlib.crc32(body)))
+    assert (pipeline, decoded.checkpoint_id, decoded.ranges, decoded.records) == \
+           ("pipe", 9, SNAPSHOT.ranges, SNAPSHOT.records)
+
+
 def test_version_2_and_1_snapshots_still_decode():
     """Snapshots written by earlier versions (a replica upgraded between a crash and its
     recovery) decode; version 1 records carry no headers."""
