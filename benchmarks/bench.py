@@ -4,6 +4,7 @@
                                [--text realistic|ascii] [--table narrow|wide] [--json bench.json]
                                [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
                                [--backlog-records 5000000] [--replicas 1,2,3]
+                               [--group-protocol eager] [--rebalance eager,cooperative-sticky,consumer]
 
 Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
 default) or with a real Apache Kafka KRaft cluster of three nodes on loopback (`--kafka
@@ -33,8 +34,10 @@ wide`, twenty); then, each on its own consumer group and table:
 - the floor: what a user would write without the connector — a consume loop, one
   `executemany` INSERT (append) or INSERT … ON CONFLICT (upsert) per batch, the database
   commit, then the Kafka commit (at-least-once);
-- benchmarks/scenarios.py: scale-out over 1, 2 and 3 replicas, produce -> visible latency
-  at a steady rate, and peak RSS under a 5M-record backlog.
+- benchmarks/scenarios.py: scale-out over 1, 2 and 3 replicas (`--group-protocol`),
+  produce -> visible latency at a steady rate, peak RSS under a 5M-record backlog, and the
+  stall of unmoved partitions while scaling 1 -> 3 -> 1 under each of `--rebalance`'s group
+  protocols (`consumer`, KIP-848, on Apache Kafka only).
 
 Prints a table of records/s and ratios to min(bare consume+decode, bare binary COPY) and
 writes the same as JSON. Timings are wall-clock on whatever else the machine is doing:
@@ -187,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog-records", type=int, default=5_000_000, help="memory run's backlog (0: none)")
     parser.add_argument("--backlog-partitions", type=int, default=256)
     parser.add_argument("--replicas", default="1,2,3", help="scale-out runs, comma-separated ('': none)")
+    parser.add_argument("--group-protocol", choices=sorted(scenarios.GROUP_PROTOCOLS), default="eager",
+                        help="the scale-out runs' group protocol: eager range, cooperative-sticky, or consumer "
+                             "(KIP-848)")
+    parser.add_argument("--rebalance", default="eager,cooperative-sticky,consumer",
+                        help="group protocols of the 1 -> 3 -> 1 scaling runs, comma-separated ('': none; consumer "
+                             "on Apache Kafka only)")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
@@ -240,8 +249,21 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
                results: dict[str, Any]) -> None:
     limit = results["bare_limit_rate"]
     for count in [int(n) for n in args.replicas.split(",") if n.strip()]:
-        run = scenarios.scale_out(services, workdir, topic, workload, args.records, count)
-        results.setdefault("scale_out", []).append(_show(f"eos-connector x{count} replicas", run, limit))
+        run = scenarios.scale_out(services, workdir, topic, workload, args.records, count, args.group_protocol)
+        results.setdefault("scale_out", []).append(_show(f"eos-connector x{count} replicas ({args.group_protocol})",
+                                                         run, limit))
+    for protocol in [p for p in args.rebalance.split(",") if p.strip()]:
+        if protocol == "consumer" and args.kafka != "apache":
+            print("rebalance under the consumer protocol (KIP-848): Apache Kafka only (--kafka apache)", flush=True)
+            continue
+        run = scenarios.rebalance(services, workdir, workload, protocol)
+        after = ", ".join(f"{what} {gap:.2f}" for what, gap in run["unmoved_gap_max_after"].items() if gap is not None)
+        print(f"rebalance 1 -> 3 -> 1, {protocol}: longest gap between commits of an unmoved partition across a "
+              f"rebalance of its replica {run['unmoved_gap_max_s'] or 0:.2f} s over {run['unmoved_gaps']} ({after}); "
+              f"other gaps p50 {run['other_gap_p50_s']:.2f} s, max {run['other_gap_max_s']:.2f} s; longest hand-over "
+              f"{run['moved_gap_max_s'] or 0:.2f} s over {run['moves']} moves; {run['records']} records exactly once",
+              flush=True)
+        results.setdefault("rebalance", []).append(run)
     for interval in [int(n) for n in args.latency_intervals.split(",") if n.strip()] if args.latency_seconds else ():
         run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, interval)
         print(f"produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS={interval}: p50 "

@@ -39,9 +39,10 @@ def produce(services: Services, topic: str, workload: Workload, records: int, pa
 
 
 def connector(services: Services, workdir: Path, topic: str, workload: Workload, records: int, mode: str,
-              backend: str, replicas: int = 1) -> dict[str, Any]:
-    """`eos-connector run` end to end (`replicas` of one pipeline); the rate between the
-    first and the last commit. Fails unless the table holds every record exactly once."""
+              backend: str, replicas: int = 1, **settings: str) -> dict[str, Any]:
+    """`eos-connector run` end to end (`replicas` of one pipeline, with `settings` in their
+    environment); the rate between the first and the last commit. Fails unless the table
+    holds every record exactly once."""
     stored = mode == UPDATES  # upsert into a table that already holds every key: each record an update
     mode = "upsert" if stored else mode
     name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
@@ -49,7 +50,8 @@ def connector(services: Services, workdir: Path, topic: str, workload: Workload,
     services.sql(workload.ddl(table, upsert=mode == "upsert"))
     if stored:
         services.sql(f"INSERT INTO {table} (event_id, user_id) SELECT g, 'stale' FROM generate_series(0, {records - 1}) g")
-    env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name))
+    env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name),
+                      **settings)
     started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
     try:

@@ -8,25 +8,37 @@ large backlog, and scale-out over replicas. Each returns a dict for the JSON rep
 - backlog: append/memory over a topic of `records` (5M by default, on enough partitions
   for the embedded cluster's 5 MiB each); its peak RSS is compared with the 1M run's;
 - scale-out: 1, 2, 3 replicas of one pipeline on the same topic; the aggregate rate and
-  the exact row count of each.
+  the exact row count of each;
+- rebalance: under a steady produce rate, one replica, then two, three, two and one
+  again; per group protocol, the longest gap between two commits of a partition that its
+  replica kept across one of its rebalance callbacks (the stall a join or a leave costs
+  the partitions it does not move), the other gaps between commits (the usual cadence,
+  and pauses no rebalance caused), and the longest hand-over of a partition that moved.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
 
 from benchmarks.data import Workload
-from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env
+from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env, scalar
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
 from connector.embedded.services import Services
 
+# The settings of each consumer group protocol the rebalance scenario compares.
+GROUP_PROTOCOLS = {"eager": {}, "cooperative-sticky": {"KAFKA_PARTITION_ASSIGNMENT_STRATEGY": "cooperative-sticky"},
+                   "consumer": {"KAFKA_GROUP_PROTOCOL": "consumer"}}
 LATENCY_DDL = "CREATE TABLE {table} (seq bigint PRIMARY KEY, sent_ms double precision, page text)"
 
 
@@ -91,5 +103,136 @@ def backlog(services: Services, workdir: Path, workload: Workload, records: int,
 
 
 def scale_out(services: Services, workdir: Path, topic: str, workload: Workload, records: int,
-              replicas: int) -> dict[str, Any]:
-    return connector(services, workdir, topic, workload, records, "append", "memory", replicas)
+              replicas: int, protocol: str) -> dict[str, Any]:
+    return {**connector(services, workdir, topic, workload, records, "append", "memory", replicas,
+                        **GROUP_PROTOCOLS[protocol]), "protocol": protocol}
+
+
+def rebalance(services: Services, workdir: Path, workload: Workload, protocol: str, partitions: int = 12,
+              rate: int = 4000, phase_s: float = 20, interval_ms: int = 100) -> dict[str, Any]:
+    """Scaling 1 -> 3 -> 1 under `rate` records/s on `partitions`, a replica joining or
+    leaving every `phase_s` (leaving by SIGTERM, as a scale-down does); every record must
+    be in the table exactly once. Gaps are between the `committed_at` of two checkpoints
+    holding records of a partition."""
+    topic, name = f"rebal_{uuid.uuid4().hex[:8]}", f"bench-rebalance-{uuid.uuid4().hex[:6]}"
+    table = name.replace("-", "_")
+    services.create_topic(topic, partitions)
+    services.sql(workload.ddl(table, upsert=False))
+    env = replica_env(services, topic, name, CHECKPOINT_INTERVAL_MS=str(interval_ms), **GROUP_PROTOCOLS[protocol])
+    stop, sent = threading.Event(), [0]
+    producer = threading.Thread(target=_produce_steadily, args=(services, topic, workload, partitions, rate, stop, sent),
+                                daemon=True)
+    replicas = [ConnectorProcess(env, workdir / f"{name}-0.log").start()]
+    running = list(replicas)
+    events: list[tuple[str, datetime]] = []
+    committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
+
+    def settle() -> None:
+        deadline = time.monotonic() + phase_s
+        while time.monotonic() < deadline:
+            for replica in running:
+                replica.check_alive()
+            time.sleep(0.2)
+
+    try:
+        producer.start()
+        wait_until(lambda: replicas[0].check_alive() or scalar(services, committed) > 0, 120, "the first commit", 0.1)
+        for i in (1, 2):
+            settle()
+            events.append((f"join {i + 1}", datetime.now(UTC)))
+            replicas.append(ConnectorProcess(env, workdir / f"{name}-{i}.log").start())
+            running.append(replicas[-1])
+        settle()
+        for i in (2, 1):
+            events.append((f"leave {i + 1}", datetime.now(UTC)))
+            running.remove(replicas[i])
+            assert replicas[i].stop(60) == 0
+            settle()
+        stop.set()
+        producer.join(60)
+        wait_until(lambda: replicas[0].check_alive() or scalar(services, committed) >= sent[0], 120,
+                   "every record to be committed", 0.2)
+    finally:
+        stop.set()
+        for replica in replicas:
+            replica.stop(60)
+    rows, distinct = services.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {table}")[0]
+    assert rows == distinct == sent[0], f"{name}: {rows} rows, {distinct} distinct, {sent[0]} records produced"
+    checkpoints = services.sql("SELECT replica, committed_at, offsets FROM eos_connector.checkpoints "
+                               "WHERE pipeline = %s ORDER BY committed_at", (name,))
+    services.sql(f"DROP TABLE {table}")
+    callbacks = _Callbacks.of([r.output() for r in replicas])
+    return {"protocol": protocol, "partitions": partitions, "rate": rate, "records": sent[0],
+            "checkpoint_interval_ms": interval_ms, "exact": True, **_gaps(checkpoints, callbacks, events, phase_s)}
+
+
+def _produce_steadily(services: Services, topic: str, workload: Workload, partitions: int, rate: int,
+                      stop: threading.Event, sent: list[int]) -> None:
+    producer = make_producer(services.bootstrap_servers)
+    start = time.monotonic()
+    while not stop.is_set():
+        i = sent[0]
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        producer.produce(topic, workload.value(i), partition=i % partitions)
+        producer.poll(0)
+        sent[0] = i + 1
+    assert producer.flush(60) == 0
+
+
+_LOGGED = r"^(\S+ \S+) \w+ \S+ \[\d+\] "
+
+
+class _Callbacks(NamedTuple):
+    """When each replica gave up each partition (revoked or lost), and when it handled
+    any rebalance callback (those and assignments), from its log."""
+
+    revoked: dict[tuple[str, int], list[datetime]]
+    handled: dict[str, list[datetime]]
+
+    @classmethod
+    def of(cls, logs: list[str]) -> _Callbacks:
+        callbacks = cls(defaultdict(list), defaultdict(list))
+        for log in logs:
+            replica = re.search(r"replica (\S+) of pipeline", log)
+            name = replica[1] if replica else ""
+            for at, kind, names in re.findall(_LOGGED + r"(assigned|revoked|lost) (.*)$", log, re.M):
+                when = datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").astimezone()
+                callbacks.handled[name].append(when)
+                if kind != "assigned":
+                    for partition in re.findall(r"\[(\d+)\]", names):
+                        callbacks.revoked[(name, int(partition))].append(when)
+        return callbacks
+
+
+def _gaps(checkpoints: list[tuple[Any, ...]], callbacks: _Callbacks, events: list[tuple[str, datetime]],
+          phase_s: float) -> dict[str, Any]:
+    """Per partition, the gaps between its commits: `unmoved` when the same replica made
+    both and did not give the partition up between them, else `moved`. The stall a
+    rebalance costs is the longest unmoved gap across a rebalance callback of its replica;
+    the longest of all unmoved gaps (a starting replica's CPU, a broker's pause) is
+    reported beside it, and the longest gap across a callback after each event."""
+    commits: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    for replica, at, offsets in checkpoints:
+        for r in offsets:
+            commits[r["partition"]].append((at, replica))
+    unmoved: list[tuple[float, datetime, datetime, int]] = []  # across a rebalance callback of its replica
+    other: list[float] = []  # unmoved, with no callback of its replica in between
+    moved: list[float] = []
+    for partition, partition_commits in commits.items():
+        for (t1, r1), (t2, r2) in pairwise(partition_commits):
+            gap = (t2 - t1).total_seconds()
+            if r1 != r2 or any(t1 < at < t2 for at in callbacks.revoked.get((r1, partition), ())):
+                moved.append(gap)
+            elif any(t1 < at < t2 for at in callbacks.handled.get(r1, ())):
+                unmoved.append((gap, t1, t2, partition))
+            else:
+                other.append(gap)
+    longest = max(unmoved, default=None)
+    per_event = {what: max((g for g, t1, t2, _ in unmoved
+                            if (t1 - at).total_seconds() < phase_s and t2 > at), default=None) for what, at in events}
+    return {"unmoved_gap_max_s": longest and longest[0], "unmoved_gaps": len(unmoved),
+            "unmoved_gap_max_where": longest and {"partition": longest[3], "from": longest[1].isoformat(),
+                                                  "to": longest[2].isoformat()},
+            "other_gap_p50_s": percentile(other, 50), "other_gap_max_s": max(other, default=None),
+            "moved_gap_max_s": max(moved, default=None), "moves": len(moved),
+            "events": {what: at.isoformat() for what, at in events}, "unmoved_gap_max_after": per_event}

@@ -264,11 +264,12 @@ class KafkaSource:
             self._failure = self._failure or exc
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %d partition(s)", len(partitions))
+        log.info("revoked %d partition(s): %s", len(partitions), _names(partitions))
         self._callback(self._listener.on_revoked if self._listener else None, partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %d partition(s): dropping their buffers without a commit", len(partitions))
+        log.warning("lost %d partition(s): dropping their buffers without a commit: %s", len(partitions),
+                    _names(partitions))
         self._callback(self._listener.on_lost if self._listener else None, partitions)
 
     def _callback(self, handler: Any, partitions: list[TopicPartition]) -> None:
@@ -292,3 +293,7 @@ class KafkaSource:
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
