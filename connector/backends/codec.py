@@ -5,12 +5,12 @@ mapped rows: recovery maps them again, so no Python object is ever unpickled fro
 storage. Layout (version 4, columnar: written without a Python step per record): the
 magic, then a Zstandard frame (level 1, by the `zstandard` library: 100 000 JSON records
 in ~7 ms with the GIL released, where zlib's level 1 took ~37 ms and stored three times
-the bytes) of a JSON header (checkpoint ID, pipeline, ranges, topics, and the segments: topic
-index, partition, record count), then per segment its offsets and timestamps (int64,
--1: none), key and value lengths (int32, -1: null), the keys and the values back to
-back, and its records' headers (a flag byte; when set, each record's headers as in
-version 2); last a CRC-32 of all that. Integers are little-endian. Version 3 (the same body, zlib's
-level 1), versions 2 and 1 (one fixed-size head per record) still decode.
+the bytes) of a JSON header (checkpoint ID, pipeline, ranges, topics, and the segments:
+topic index, partition, record count), then per segment its offsets and timestamps
+(int64, -1: none), key and value lengths (int32, -1: null), the keys and the values back
+to back, and its records' headers (a flag byte; when set, each record's headers as in
+version 2); last a CRC-32 of all that. Integers are little-endian. Version 3 (the same
+body, zlib's level 1) and versions 2 and 1 (one fixed-size head per record) still decode.
 """
 
 from __future__ import annotations
