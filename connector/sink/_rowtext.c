@@ -70,18 +70,34 @@ static inline void skip_space(Cursor *c) {
 
 static inline int is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
 
+/* A JSON number's parts: [p, int_end) the sign and integer digits, then the fraction and
+   the exponent, each empty when absent. */
+typedef struct {
+    const unsigned char *start, *int_end, *frac_end, *end;
+} Number;
+
+static void put(Cursor *c, const unsigned char *text, Py_ssize_t len) {
+    memcpy(c->out, text, (size_t)len);
+    c->out += len;
+}
+
+/* A number as written, but 0 for any zero integer (Python reads one as an int first, and
+   int -0 is 0). */
+static int put_number(Cursor *c, const Number *n) {
+    const unsigned char *digits = n->start + (*n->start == '-');
+    if (n->int_end - digits == 1 && *digits == '0' && n->int_end == n->end)
+        put(c, digits, 1);
+    else
+        put(c, n->start, n->end - n->start);
+    return 1;
+}
+
 static int literal(Cursor *c, const char *word, Py_ssize_t n) {
     if (c->end - c->p < n || memcmp(c->p, word, (size_t)n) != 0)
         return 0;
     c->p += n;
     return 1;
 }
-
-/* A JSON number's parts: [p, int_end) the sign and integer digits, then the fraction and
-   the exponent, each empty when absent. */
-typedef struct {
-    const unsigned char *start, *int_end, *frac_end, *end;
-} Number;
 
 static int number(Cursor *c, Number *n) {
     const unsigned char *p = c->p, *end = c->end;
@@ -128,15 +144,7 @@ static int integer(Cursor *c, int bits) {
     for (; d < n.int_end; d++)
         magnitude = magnitude * 10 + (uint64_t)(*d - '0');
     uint64_t limit = (UINT64_C(1) << (bits - 1)) - (*n.start == '-' ? 0 : 1);
-    if (magnitude > limit)
-        return 0;
-    if (magnitude == 0) {
-        *c->out++ = '0';
-        return 1;
-    }
-    memcpy(c->out, n.start, (size_t)(n.end - n.start));
-    c->out += n.end - n.start;
-    return 1;
+    return magnitude <= limit && put_number(c, &n);
 }
 
 static int numeric(Cursor *c) {
@@ -144,11 +152,7 @@ static int numeric(Cursor *c) {
     if (!number(c, &n) || n.frac_end != n.end)
         return 0;
     const unsigned char *integral = n.start + (*n.start == '-');
-    if (n.int_end - integral == 1 && *integral == '0' && n.frac_end == n.int_end) {
-        *c->out++ = '0'; /* an integer is read as one first, and int -0 is 0 */
-        return 1;
-    }
-    if (n.int_end - integral == 1 && *integral == '0') {
+    if (n.int_end - integral == 1 && *integral == '0' && n.frac_end > n.int_end) {
         /* 0.f: Decimal prints it plainly while its adjusted exponent is -6 or more */
         const unsigned char *f = n.int_end + 1;
         Py_ssize_t zeros = 0;
@@ -158,9 +162,7 @@ static int numeric(Cursor *c) {
         if (adjusted > 6)
             return 0;
     }
-    memcpy(c->out, n.start, (size_t)(n.end - n.start));
-    c->out += n.end - n.start;
-    return 1;
+    return put_number(c, &n);
 }
 
 static int floating(Cursor *c) {
@@ -319,17 +321,10 @@ static int plain_string(Cursor *c, const unsigned char **text, Py_ssize_t *len) 
     return 1;
 }
 
-static void put(Cursor *c, const unsigned char *text, Py_ssize_t len) {
-    memcpy(c->out, text, (size_t)len);
-    c->out += len;
-}
-
-static int timestamptz(Cursor *c) {
-    const unsigned char *t;
-    Py_ssize_t len;
+static int is_timestamptz(const unsigned char *t, Py_ssize_t len) {
     int v;
-    if (!plain_string(c, &t, &len) || len < 16 || !valid_date(t) || (t[10] != 'T' && t[10] != ' ')
-        || !digits2(t + 11, 0, 23, &v) || t[13] != ':' || !digits2(t + 14, 0, 59, &v))
+    if (len < 16 || !valid_date(t) || (t[10] != 'T' && t[10] != ' ') || !digits2(t + 11, 0, 23, &v) || t[13] != ':'
+        || !digits2(t + 14, 0, 59, &v))
         return 0;
     Py_ssize_t i = 16;
     if (i < len && t[i] == ':') {
@@ -351,31 +346,28 @@ static int timestamptz(Cursor *c) {
             return 0;
         i += 6;
     }
-    if (i != len)
-        return 0;
-    put(c, t, len);
-    return 1;
+    return i == len;
 }
 
-static int date(Cursor *c) {
-    const unsigned char *t;
-    Py_ssize_t len;
-    if (!plain_string(c, &t, &len) || len != 10 || !valid_date(t))
-        return 0;
-    put(c, t, len);
-    return 1;
-}
+static int is_date(const unsigned char *t, Py_ssize_t len) { return len == 10 && valid_date(t); }
 
-static int uuid(Cursor *c) {
-    const unsigned char *t;
-    Py_ssize_t len;
-    if (!plain_string(c, &t, &len) || len != 36)
+static int is_uuid(const unsigned char *t, Py_ssize_t len) {
+    if (len != 36)
         return 0;
     for (Py_ssize_t i = 0; i < 36; i++) {
         int dash = i == 8 || i == 13 || i == 18 || i == 23;
         if (dash ? t[i] != '-' : !(is_digit(t[i]) || (t[i] >= 'a' && t[i] <= 'f')))
             return 0;
     }
+    return 1;
+}
+
+/* A string without escapes that `is_form` accepts, sent as written. */
+static int as_written(Cursor *c, int (*is_form)(const unsigned char *, Py_ssize_t)) {
+    const unsigned char *t;
+    Py_ssize_t len;
+    if (!plain_string(c, &t, &len) || !is_form(t, len))
+        return 0;
     put(c, t, len);
     return 1;
 }
@@ -402,9 +394,9 @@ static int value(Cursor *c, const Column *column) {
         Py_ssize_t chars;
         return string(c, &chars) && (column->max_chars < 0 || chars <= column->max_chars);
     }
-    case K_TIMESTAMPTZ: return timestamptz(c);
-    case K_DATE: return date(c);
-    case K_UUID: return uuid(c);
+    case K_TIMESTAMPTZ: return as_written(c, is_timestamptz);
+    case K_DATE: return as_written(c, is_date);
+    case K_UUID: return as_written(c, is_uuid);
     }
     return 0;
 }
