@@ -5,6 +5,7 @@
                                [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
                                [--backlog-records 5000000] [--replicas 1,2,3]
                                [--group-protocol eager] [--rebalance eager,cooperative-sticky,consumer]
+                               [--rebalance-step-seconds 20]
 
 Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
 default) or with a real Apache Kafka KRaft cluster of three nodes on loopback (`--kafka
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebalance", default="eager,cooperative-sticky,consumer",
                         help="group protocols of the 1 -> 3 -> 1 scaling runs, comma-separated ('': none; consumer "
                              "on Apache Kafka only)")
+    parser.add_argument("--rebalance-step-seconds", type=float, default=20,
+                        help="seconds between the scaling runs' joins and leaves")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
@@ -256,7 +259,7 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
         if protocol == "consumer" and args.kafka != "apache":
             print("rebalance under the consumer protocol (KIP-848): Apache Kafka only (--kafka apache)", flush=True)
             continue
-        run = scenarios.rebalance(services, workdir, workload, protocol)
+        run = scenarios.rebalance(services, workdir, workload, protocol, phase_s=args.rebalance_step_seconds)
         after = ", ".join(f"{what} {gap:.2f}" for what, gap in run["unmoved_gap_max_after"].items() if gap is not None)
         print(f"rebalance 1 -> 3 -> 1, {protocol}: longest gap between commits of an unmoved partition across a "
               f"rebalance of its replica {run['unmoved_gap_max_s'] or 0:.2f} s over {run['unmoved_gaps']} ({after}); "
