@@ -219,9 +219,12 @@ def _gaps(checkpoints: list[tuple[Any, ...]], callbacks: _Callbacks, events: lis
     other: list[float] = []  # unmoved, with no callback of its replica in between
     moved: list[float] = []
     for partition, partition_commits in commits.items():
-        for (t1, r1), (t2, r2) in pairwise(partition_commits):
+        # A revoke's callback commits the partition's last records after logging it: a
+        # revoke since the commit before t1 makes the gap a hand-over.
+        before = [partition_commits[0][0], *(t for t, _ in partition_commits)]
+        for since, ((t1, r1), (t2, r2)) in zip(before, pairwise(partition_commits), strict=False):
             gap = (t2 - t1).total_seconds()
-            if r1 != r2 or any(t1 < at < t2 for at in callbacks.revoked.get((r1, partition), ())):
+            if r1 != r2 or any(since < at < t2 for at in callbacks.revoked.get((r1, partition), ())):
                 moved.append(gap)
             elif any(t1 < at < t2 for at in callbacks.handled.get(r1, ())):
                 unmoved.append((gap, t1, t2, partition))
