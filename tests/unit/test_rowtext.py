@@ -28,15 +28,11 @@ timestamps = st.builds(lambda d, sep, t, frac, tz: f"{d}{sep}{t}{frac}{tz}",
                        st.sampled_from(["", "Z", "+01:00", "-23:59", "+24:00", "+0100", "+01", "z", " "]))
 
 
-def kinds_strategy():
-    return st.sampled_from(sorted(KINDS))
-
-
 @st.composite
 def tables(draw):
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
     columns = [ColumnSpec(n, kind, draw(st.booleans()), length=draw(st.none() | st.integers(1, 12)) if kind == "text"
-                          else None) for n, kind in ((n, draw(kinds_strategy())) for n in names)]
+                          else None) for n, kind in ((n, draw(st.sampled_from(sorted(KINDS)))) for n in names)]
     return RowMapper(columns, "append", [])
 
 
@@ -65,11 +61,10 @@ def documents(draw, mapper):
         fields = fields[:-1] if draw(st.booleans()) else [*fields, draw(st.sampled_from(fields + [("other", "1")]))]
     ensure_ascii = draw(st.booleans())
     colon, comma = draw(st.sampled_from([(":", ","), (": ", ", "), (" :\n", "\t,\r\n ")]))
+    if not ensure_ascii:  # a string field's text as raw UTF-8: json.loads and dumps it again
+        fields = [(name, json.dumps(json.loads(text), ensure_ascii=False) if text.startswith('"') else text)
+                  for name, text in fields]
     body = comma.join(f"{json.dumps(name, ensure_ascii=ensure_ascii)}{colon}{text}" for name, text in fields)
-    if not ensure_ascii:  # the field's text as raw UTF-8: json.loads and dumps it again
-        body = comma.join(f"{json.dumps(name, ensure_ascii=False)}{colon}"
-                          f"{json.dumps(json.loads(text), ensure_ascii=False) if text.startswith(chr(34)) else text}"
-                          for name, text in fields)
     return f" {{{body}}}\n".encode()
 
 
