@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".
 _BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
 _EARLIEST = frozenset({"earliest", "smallest", "beginning"})
+_WAKE_TIMEOUT_S = 1.0  # librdkafka's fetcher wakes by itself within 1 s anyway
 
 
 class RebalanceListener(Protocol):
@@ -258,6 +259,7 @@ class KafkaSource:
             log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing")
             if self._cooperative:
                 consumer.incremental_assign(partitions)
+                self._wake_fetchers(consumer)
             else:
                 consumer.assign(partitions)
         except BaseException as exc:  # re-raised from poll(): librdkafka swallows it
@@ -265,14 +267,14 @@ class KafkaSource:
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %d partition(s): %s", len(partitions), _names(partitions))
-        self._callback(self._listener.on_revoked if self._listener else None, partitions)
+        self._callback(consumer, self._listener.on_revoked if self._listener else None, partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %d partition(s): dropping their buffers without a commit: %s", len(partitions),
                     _names(partitions))
-        self._callback(self._listener.on_lost if self._listener else None, partitions)
+        self._callback(consumer, self._listener.on_lost if self._listener else None, partitions)
 
-    def _callback(self, handler: Any, partitions: list[TopicPartition]) -> None:
+    def _callback(self, consumer: Consumer, handler: Any, partitions: list[TopicPartition]) -> None:
         self._commits.forget(tps_of(partitions))
         for tp in tps_of(partitions):
             self._ends.pop(tp, None)
@@ -282,6 +284,34 @@ class KafkaSource:
                 handler(tps_of(partitions))
         except BaseException as exc:
             self._failure = self._failure or exc
+        if self._cooperative:  # under eager, the client unassigns everything after the callback
+            try:
+                consumer.incremental_unassign(partitions)
+                self._wake_fetchers(consumer)
+            except BaseException as exc:
+                self._failure = self._failure or exc
+
+    @staticmethod
+    def _wake_fetchers(consumer: Consumer) -> None:
+        """Fetch the partitions an incremental rebalance kept as soon as it ends.
+
+        librdkafka pauses every assigned partition when a rebalance starts and resumes
+        them when the callback's incremental (un)assign returns, but the resume does not
+        wake the broker threads that fetch them: a thread with nothing else in flight
+        sleeps up to its fixed 1 s before it fetches them again (measured on Apache Kafka:
+        the partitions a replica kept stalled up to 1.19 s per rebalance). Any request to a
+        broker wakes its thread. `assignment()` returns once librdkafka has served the
+        resume (both go through its one main queue); then one ListOffsets request per
+        leader (`offsets_for_times` groups them) wakes each fetcher, which fetches the
+        resumed partitions at once. Best effort: if it fails they resume within the 1 s."""
+        owned = consumer.assignment()
+        if not owned:
+            return
+        try:
+            consumer.offsets_for_times([TopicPartition(p.topic, p.partition, OFFSET_END) for p in owned],
+                                       timeout=_WAKE_TIMEOUT_S)
+        except KafkaException as exc:
+            log.debug("waking the fetchers after a rebalance failed: %s", exc.args[0])
 
     def _on_error(self, error: RdKafkaError) -> None:
         if error.fatal():
