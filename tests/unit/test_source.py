@@ -122,3 +122,60 @@ def test_a_partition_without_a_database_offset_starts_at_the_groups_then_at_the_
         kafka.rebalance(0, 1, 2)
         source.poll(10, 0)  # raises what the callback raised, if anything
         assert kafka.assigned == expected
+
+
+class CooperativeLibrdkafka(Librdkafka):
+    """librdkafka under an incremental protocol: records the calls the source makes in
+    its rebalance callbacks, in order."""
+
+    def __init__(self, wake_fails=False):
+        super().__init__()
+        self.calls, self._wake_fails = [], wake_fails
+
+    def subscribe(self, topics, on_assign, on_revoke, on_lost):
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def revoke(self, *partitions):
+        self.on_revoke(self, [TopicPartition("t", p) for p in partitions])
+
+    def incremental_assign(self, partitions):
+        self.calls.append(("incremental_assign", sorted(p.partition for p in partitions)))
+        self.assigned.update({p.partition: p.offset for p in partitions})
+
+    def incremental_unassign(self, partitions):
+        self.calls.append(("incremental_unassign", sorted(p.partition for p in partitions)))
+        for p in partitions:
+            del self.assigned[p.partition]
+
+    def assignment(self):
+        self.calls.append(("assignment", sorted(self.assigned)))
+        return super().assignment()
+
+    def offsets_for_times(self, partitions, timeout):
+        self.calls.append(("offsets_for_times", sorted(p.partition for p in partitions)))
+        if self._wake_fails:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+        return partitions
+
+
+class Revoking(Listener):
+    def on_revoked(self, partitions):
+        pass
+
+
+@pytest.mark.parametrize("wake_fails", [False, True])
+def test_an_incremental_rebalance_wakes_the_fetchers_of_the_partitions_kept(wake_fails):
+    """librdkafka resumes the partitions an incremental rebalance paused without waking
+    their brokers' fetchers (which then sleep up to 1 s): after its incremental assign or
+    unassign the source waits for the resume (`assignment()`, served after it) and sends
+    one request to the leaders of every partition it keeps. A failed wake-up only costs
+    that second; the replica goes on."""
+    kafka = CooperativeLibrdkafka(wake_fails)
+    source = KafkaSource({"partition.assignment.strategy": "cooperative-sticky"}, ["t"], consumer=kafka)
+    source.start(Revoking({("t", p): 10 for p in range(3)}))
+    kafka.rebalance(0, 1, 2)
+    kafka.revoke(1)
+    source.poll(10, 0)  # raises what a callback raised, if anything
+    assert kafka.calls == [("incremental_assign", [0, 1, 2]), ("assignment", [0, 1, 2]),
+                           ("offsets_for_times", [0, 1, 2]),
+                           ("incremental_unassign", [1]), ("assignment", [0, 2]), ("offsets_for_times", [0, 2])]
