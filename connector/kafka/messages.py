@@ -31,3 +31,8 @@ MESSAGE_FIELDS = Fields(to_record, Message.offset, Message.key, _timestamps, Mes
 
 def tps_of(partitions: Sequence[TopicPartition]) -> list[TP]:
     return [(p.topic, p.partition) for p in partitions]
+
+
+def names_of(partitions: Sequence[TopicPartition]) -> str:
+    """Partitions as a log line names them: `topic[0], topic[3]`."""
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)

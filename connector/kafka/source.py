@@ -34,7 +34,8 @@ from confluent_kafka import KafkaError as RdKafkaError
 from connector.config import Settings
 from connector.environment import group_protocol
 from connector.errors import KafkaError
-from connector.kafka.messages import MESSAGE_FIELDS, tps_of
+from connector.kafka.fetchers import incremental_assign, incremental_unassign
+from connector.kafka.messages import MESSAGE_FIELDS, names_of, tps_of
 from connector.kafka.offsets import OffsetCommits
 from connector.kafka.resets import DataLoss, Resets
 from connector.models import TopicPartition as TP
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 # Per-message errors that only say "nothing more right now".
 _BENIGN = frozenset({RdKafkaError._PARTITION_EOF})
 _EARLIEST = frozenset({"earliest", "smallest", "beginning"})
-_WAKE_TIMEOUT_S = 1.0  # librdkafka's fetcher wakes by itself within 1 s anyway
 
 
 class RebalanceListener(Protocol):
@@ -77,8 +77,7 @@ class KafkaSource:
 
     @property
     def _cooperative(self) -> bool:
-        """Incremental assignment: the cooperative assignor, or the consumer group protocol
-        (KIP-848), whose assignments are always incremental."""
+        """Incremental assignment: the cooperative assignor, or KIP-848's (always incremental)."""
         return "cooperative" in self._config.get("partition.assignment.strategy", "") \
             or group_protocol(self._config) == "consumer"
 
@@ -258,20 +257,19 @@ class KafkaSource:
                 self._starts[(p.topic, p.partition)] = p.offset
             log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing")
             if self._cooperative:
-                consumer.incremental_assign(partitions)
-                self._wake_fetchers(consumer)
+                incremental_assign(consumer, partitions)
             else:
                 consumer.assign(partitions)
         except BaseException as exc:  # re-raised from poll(): librdkafka swallows it
             self._failure = self._failure or exc
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %d partition(s): %s", len(partitions), _names(partitions))
+        log.info("revoked %d partition(s): %s", len(partitions), names_of(partitions))
         self._callback(consumer, self._listener.on_revoked if self._listener else None, partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %d partition(s): dropping their buffers without a commit: %s", len(partitions),
-                    _names(partitions))
+                    names_of(partitions))
         self._callback(consumer, self._listener.on_lost if self._listener else None, partitions)
 
     def _callback(self, consumer: Consumer, handler: Any, partitions: list[TopicPartition]) -> None:
@@ -286,32 +284,9 @@ class KafkaSource:
             self._failure = self._failure or exc
         if self._cooperative:  # under eager, the client unassigns everything after the callback
             try:
-                consumer.incremental_unassign(partitions)
-                self._wake_fetchers(consumer)
+                incremental_unassign(consumer, partitions)
             except BaseException as exc:
                 self._failure = self._failure or exc
-
-    @staticmethod
-    def _wake_fetchers(consumer: Consumer) -> None:
-        """Fetch the partitions an incremental rebalance kept as soon as it ends.
-
-        librdkafka pauses every assigned partition when a rebalance starts and resumes
-        them when the callback's incremental (un)assign returns, but the resume does not
-        wake the broker threads that fetch them: a thread with nothing else in flight
-        sleeps up to its fixed 1 s before it fetches them again (measured on Apache Kafka:
-        the partitions a replica kept stalled up to 1.19 s per rebalance). Any request to a
-        broker wakes its thread. `assignment()` returns once librdkafka has served the
-        resume (both go through its one main queue); then one ListOffsets request per
-        leader (`offsets_for_times` groups them) wakes each fetcher, which fetches the
-        resumed partitions at once. Best effort: if it fails they resume within the 1 s."""
-        owned = consumer.assignment()
-        if not owned:
-            return
-        try:
-            consumer.offsets_for_times([TopicPartition(p.topic, p.partition, OFFSET_END) for p in owned],
-                                       timeout=_WAKE_TIMEOUT_S)
-        except KafkaException as exc:
-            log.debug("waking the fetchers after a rebalance failed: %s", exc.args[0])
 
     def _on_error(self, error: RdKafkaError) -> None:
         if error.fatal():
@@ -323,7 +298,3 @@ class KafkaSource:
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
-
-
-def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
