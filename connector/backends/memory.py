@@ -21,3 +21,6 @@ class MemoryBackend:
 
     def discard(self, checkpoint_id: int) -> None:
         pass
+
+    def close(self) -> None:
+        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from connector.models import Commit, CommitOutcome, Record, Snapshot
 from connector.protocol.coordinator import CheckpointCoordinator
@@ -24,11 +25,12 @@ class FakeStore:
         self._ids += 1
         return self._ids
 
-    def commit(self, snapshot: Snapshot) -> Commit:
+    def commit(self, snapshot: Snapshot, durable: Callable[[], None]) -> Commit:
         if snapshot.checkpoint_id in self.committed:
             return Commit(CommitOutcome.ALREADY_COMMITTED)
         if any(self.offsets.get(r.tp) != r.start for r in snapshot.ranges):
             return Commit(CommitOutcome.FENCED)
+        durable()
         for r in snapshot.ranges:
             self.offsets[r.tp] = r.end
         self.rows.extend(snapshot.ops)
@@ -54,6 +56,9 @@ class FakeBackend:
     def discard(self, checkpoint_id: int) -> None:
         self.saved.pop(checkpoint_id, None)
         self.discarded.append(checkpoint_id)
+
+    def close(self) -> None:
+        pass
 
 
 class FakeOffsets:
