@@ -35,12 +35,12 @@ def incremental_unassign(consumer: Consumer, partitions: list[TopicPartition]) -
 
 
 def wake_fetchers(consumer: Consumer) -> None:
-    """Best effort: if the request fails, the partitions resume within the second."""
-    owned = consumer.assignment()
-    if not owned:
-        return
+    """Best effort: if it fails (the consumer closing, a broker away), the partitions
+    resume within the second."""
     try:
-        consumer.offsets_for_times([TopicPartition(p.topic, p.partition, LATEST) for p in owned],
-                                   timeout=WAKE_TIMEOUT_S)
+        owned = consumer.assignment()
+        if owned:
+            consumer.offsets_for_times([TopicPartition(p.topic, p.partition, LATEST) for p in owned],
+                                       timeout=WAKE_TIMEOUT_S)
     except KafkaException as exc:
         log.debug("waking the fetchers after a rebalance failed: %s", exc.args[0])

@@ -128,9 +128,9 @@ class CooperativeLibrdkafka(Librdkafka):
     """librdkafka under an incremental protocol: records the calls the source makes in
     its rebalance callbacks, in order."""
 
-    def __init__(self, wake_fails=False):
+    def __init__(self, failing=None):
         super().__init__()
-        self.calls, self._wake_fails = [], wake_fails
+        self.calls, self._failing = [], failing
 
     def subscribe(self, topics, on_assign, on_revoke, on_lost):
         self.on_assign, self.on_revoke = on_assign, on_revoke
@@ -149,11 +149,13 @@ class CooperativeLibrdkafka(Librdkafka):
 
     def assignment(self):
         self.calls.append(("assignment", sorted(self.assigned)))
+        if self._failing == "assignment":  # as while the consumer closes
+            raise KafkaException(KafkaError(KafkaError._DESTROY))
         return super().assignment()
 
     def offsets_for_times(self, partitions, timeout):
         self.calls.append(("offsets_for_times", sorted(p.partition for p in partitions)))
-        if self._wake_fails:
+        if self._failing == "offsets_for_times":
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
         return partitions
 
@@ -163,19 +165,20 @@ class Revoking(Listener):
         pass
 
 
-@pytest.mark.parametrize("wake_fails", [False, True])
-def test_an_incremental_rebalance_wakes_the_fetchers_of_the_partitions_kept(wake_fails):
+@pytest.mark.parametrize("failing", [None, "assignment", "offsets_for_times"])
+def test_an_incremental_rebalance_wakes_the_fetchers_of_the_partitions_kept(failing):
     """librdkafka resumes the partitions an incremental rebalance paused without waking
     their brokers' fetchers (which then sleep up to 1 s): after its incremental assign or
     unassign the source waits for the resume (`assignment()`, served after it) and sends
     one request to the leaders of every partition it keeps. A failed wake-up only costs
-    that second; the replica goes on."""
-    kafka = CooperativeLibrdkafka(wake_fails)
+    that second; the replica goes on (also when the consumer is closing)."""
+    kafka = CooperativeLibrdkafka(failing)
     source = KafkaSource({"partition.assignment.strategy": "cooperative-sticky"}, ["t"], consumer=kafka)
     source.start(Revoking({("t", p): 10 for p in range(3)}))
     kafka.rebalance(0, 1, 2)
     kafka.revoke(1)
     source.poll(10, 0)  # raises what a callback raised, if anything
-    assert kafka.calls == [("incremental_assign", [0, 1, 2]), ("assignment", [0, 1, 2]),
-                           ("offsets_for_times", [0, 1, 2]),
-                           ("incremental_unassign", [1]), ("assignment", [0, 2]), ("offsets_for_times", [0, 2])]
+    woken = [] if failing == "assignment" else [("offsets_for_times", [0, 1, 2])]
+    woken_again = [] if failing == "assignment" else [("offsets_for_times", [0, 2])]
+    assert kafka.calls == [("incremental_assign", [0, 1, 2]), ("assignment", [0, 1, 2]), *woken,
+                           ("incremental_unassign", [1]), ("assignment", [0, 2]), *woken_again]
