@@ -22,14 +22,8 @@ def build_backend(settings: Settings, store: PostgresStore, faults: FaultHook = 
         return FilesystemBackend(settings.state_dir, settings.connector_name, faults)
     if settings.state_backend == "postgres":
         from connector.backends.postgres import PostgresBackend
-        from connector.bookkeeping.repository import Repository
-        from connector.sink.connection import Database
 
-        # Its rows on a connection of their own: a snapshot is saved while the commit
-        # transaction writes on the store's.
-        rows = store.rows
-        return PostgresBackend(Repository(Database(settings.libpq_url, settings.connector_schema), rows.pipeline,
-                                          rows.replica), faults)
+        return PostgresBackend(store.rows, faults)
     from connector.backends.memory import MemoryBackend
 
     return MemoryBackend()

@@ -93,9 +93,6 @@ class FilesystemBackend:
     def discard(self, checkpoint_id: int) -> None:
         self._path(checkpoint_id).unlink(missing_ok=True)
 
-    def close(self) -> None:
-        """Nothing is held open between snapshots."""
-
     def _fsync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)
         try:

@@ -21,6 +21,3 @@ class MemoryBackend:
 
     def discard(self, checkpoint_id: int) -> None:
         pass
-
-    def close(self) -> None:
-        pass

@@ -21,7 +21,6 @@ class SnapshotRows(Protocol):
     def snapshot_ids(self) -> list[int]: ...
     def load_snapshot(self, checkpoint_id: int) -> bytes | None: ...
     def delete_snapshot(self, checkpoint_id: int) -> None: ...
-    def close(self) -> None: ...
 
 
 class PostgresBackend:
@@ -43,6 +42,3 @@ class PostgresBackend:
 
     def discard(self, checkpoint_id: int) -> None:
         self._store.delete_snapshot(checkpoint_id)
-
-    def close(self) -> None:
-        self._store.close()

@@ -35,9 +35,6 @@ class Repository:
         self._db, self.pipeline, self.replica = db, pipeline, replica
         self._heartbeats = 0
 
-    def close(self) -> None:
-        self._db.close()
-
     def next_checkpoint_id(self) -> int:
         return int(self._db.run("taking a checkpoint ID", sa.select(bk.checkpoint_ids.next_value()))[0][0])
 

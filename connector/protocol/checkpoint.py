@@ -5,12 +5,9 @@ A checkpoint `C` completes in these steps (DESIGN.md):
 
 1. snapshot_state(C): take ID `C` from the database sequence, freeze the buffer into
    snapshot `C`, start a fresh buffer.                                      -> SEALED
-2. Persist `C` in the state backend.                                        -> DURABLE
+2. Persist `C` in the state backend (durable before any database work).     -> DURABLE
 3. notify_checkpoint_complete(C): commit `C` in one database transaction; the store
    answers                              -> COMMITTED | ALREADY_COMMITTED (a no-op) | FENCED
-   Steps 2 and 3 overlap: the transaction writes its rows while the snapshot is being
-   saved, and COMMITs only once `C` is durable (`Store.commit`'s `durable` returns), so no
-   checkpoint is ever committed before it is durable.
 4. Unless fenced: commit the same offsets to Kafka (asynchronous, idempotent).
    If fenced: drop `C` and re-read the affected partitions from the database offsets.
 5. Discard `C` from the state backend.                                      -> done
@@ -22,7 +19,7 @@ never became durable, else at step 3 (a re-commit is a no-op).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,9 +28,7 @@ from connector.models import Commit, CommitOutcome, Snapshot, TopicPartition
 
 class Store(Protocol):
     def next_checkpoint_id(self) -> int: ...
-    # Steps 1-4 of the transaction, then `durable()` (it returns once the snapshot is
-    # durable, raising what stopped that), then COMMIT; not called when it rolls back.
-    def commit(self, snapshot: Snapshot[Any], durable: Callable[[], None]) -> Commit: ...
+    def commit(self, snapshot: Snapshot[Any]) -> Commit: ...
     def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]: ...
 
 
@@ -41,28 +36,6 @@ class StateBackend(Protocol):
     def save(self, snapshot: Snapshot[Any]) -> None: ...
     def pending(self) -> Iterable[Snapshot[Any]]: ...  # oldest first, loaded one at a time
     def discard(self, checkpoint_id: int) -> None: ...
-    def close(self) -> None: ...  # at shutdown: what it holds open (a connection)
-
-
-class Worker(Protocol):
-    """Runs work on a thread of its own (connector/runtime/worker.py), one at a time."""
-
-    def start(self, work: Callable[[], None], name: str) -> None: ...
-    def busy(self) -> bool: ...
-    def join(self) -> None: ...
-
-
-class InlineWorker:
-    """No overlap: the work runs at once, on the caller's thread."""
-
-    def start(self, work: Callable[[], None], name: str) -> None:
-        work()
-
-    def busy(self) -> bool:
-        return False
-
-    def join(self) -> None:
-        pass
 
 
 class OffsetSink(Protocol):

@@ -1,8 +1,7 @@
 """The checkpoint coordinator: owns the operator state and drives each checkpoint
 through the protocol (connector/protocol/checkpoint.py numbers the steps). Pure: the
-clock is injected, and the threads that overlap a commit with reading, and step 2 with
-step 3's transaction, are `Worker`s handed in (connector/runtime/worker.py); without
-them, every step runs inline, in order.
+clock is injected, and the thread that overlaps a commit with reading is a `Worker`
+handed in (connector/runtime/worker.py); without one, every step runs inline.
 
 Three named operations take or finish checkpoints:
 
@@ -25,16 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from connector.models import Record, Snapshot, TopicPartition
-from connector.protocol.checkpoint import (
-    CheckpointPolicy,
-    CheckpointResult,
-    InFlight,
-    InlineWorker,
-    OffsetSink,
-    StateBackend,
-    Store,
-    Worker,
-)
+from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, InFlight, OffsetSink, StateBackend, Store
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run
 from connector.protocol.state import OperatorState
@@ -51,17 +41,34 @@ class Mapper(Protocol):
     def map_run(self, run: Run, start: int, stop: int) -> list[Any]: ...
 
 
+class Worker(Protocol):
+    def start(self, work: Callable[[], None], name: str) -> None: ...
+    def busy(self) -> bool: ...
+    def join(self) -> None: ...
+
+
+class InlineWorker:
+    """No overlap: the work runs at once, on the caller's thread."""
+
+    def start(self, work: Callable[[], None], name: str) -> None:
+        work()
+
+    def busy(self) -> bool:
+        return False
+
+    def join(self) -> None:
+        pass
+
+
 class CheckpointCoordinator:
     """Owns the operator state; takes and completes its checkpoints."""
 
     def __init__(self, store: Store, backend: StateBackend, offsets: OffsetSink, mapper: Mapper,
                  policy: CheckpointPolicy, clock: Callable[[], float], faults: FaultHook = NO_FAULTS,
-                 on_complete: Callable[[CheckpointResult], None] | None = None, worker: Worker | None = None,
-                 saver: Worker | None = None) -> None:
+                 on_complete: Callable[[CheckpointResult], None] | None = None, worker: Worker | None = None) -> None:
         self.state = OperatorState()
         self._mapper, self._policy, self._clock = mapper, policy, clock
-        self._steps = CheckpointSteps(self.state, store, backend, offsets, faults, clock, on_complete,
-                                      saver or InlineWorker())
+        self._steps = CheckpointSteps(self.state, store, backend, offsets, faults, clock, on_complete)
         self._worker = worker or InlineWorker()
         self._inflight: InFlight | None = None  # sealed, not yet through step 5
         self._opened_s = clock()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from connector.models import CommitOutcome, Snapshot, TopicPartition
-from connector.protocol.checkpoint import CheckpointResult, InFlight, OffsetSink, StateBackend, Store, Worker
+from connector.protocol.checkpoint import CheckpointResult, InFlight, OffsetSink, StateBackend, Store
 from connector.protocol.faults import FaultHook
 from connector.protocol.state import OperatorState
 
@@ -21,9 +21,9 @@ class CheckpointSteps:
 
     def __init__(self, state: OperatorState, store: Store, backend: StateBackend, offsets: OffsetSink,
                  faults: FaultHook, clock: Callable[[], float],
-                 on_complete: Callable[[CheckpointResult], None] | None, saver: Worker) -> None:
+                 on_complete: Callable[[CheckpointResult], None] | None) -> None:
         self._state, self._store, self._backend, self._offsets = state, store, backend, offsets
-        self.faults, self._clock, self._on_complete, self._saver = faults, clock, on_complete, saver
+        self.faults, self._clock, self._on_complete = faults, clock, on_complete
         self.refetched: set[TopicPartition] = set()  # partitions a fence sent back: records polled before are stale
 
     def seal(self) -> InFlight:
@@ -32,36 +32,20 @@ class CheckpointSteps:
         return InFlight(self._state.snapshot(checkpoint_id), self._clock())
 
     def durable_and_committed(self, inflight: InFlight) -> None:
-        """Steps 2 (unless durable already) and 3, overlapped: the saver makes the snapshot
-        durable while the transaction writes its rows, and the transaction COMMITs only
-        once `durable` returned. A step that raises leaves `inflight` FAILED with the
-        error, the saver joined (the commit worker runs this)."""
-        failures: list[BaseException] = []
-        if inflight.durable_at is None:
-            self._saver.start(lambda: self._save(inflight, failures), f"save-{inflight.checkpoint_id}")
-
-        def durable() -> None:
-            self._saver.join()
-            if failures:
-                raise failures[0]
-
+        """Steps 2 (unless durable already) and 3; a step that raises leaves `inflight`
+        FAILED with the error (the commit worker runs this)."""
         try:
+            if inflight.durable_at is None:
+                # Step 2 (idempotent: the same ID and content may be saved twice).
+                self._backend.save(inflight.snapshot)
+                inflight.made_durable(self._clock())
+                self.faults.reached("after_snapshot_durable")
+            # Step 3.
             started = self._clock()
-            commit = self._store.commit(inflight.snapshot, durable)
-            durable()  # a FENCED or ALREADY_COMMITTED answer rolled back without waiting
+            commit = self._store.commit(inflight.snapshot)
             inflight.answered(commit, started, self._clock())
         except BaseException as exc:  # handed to the loop's thread by the coordinator
-            self._saver.join()
             inflight.failed(exc)
-
-    def _save(self, inflight: InFlight, failures: list[BaseException]) -> None:
-        """Step 2 (idempotent: the same ID and content may be saved twice)."""
-        try:
-            self._backend.save(inflight.snapshot)
-            inflight.made_durable(self._clock())
-            self.faults.reached("after_snapshot_durable")
-        except BaseException as exc:  # raised by `durable` on the transaction's thread
-            failures.append(exc)
 
     def finish(self, inflight: InFlight) -> CheckpointResult:
         """Steps 4-5, once step 3 answered."""

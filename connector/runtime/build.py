@@ -17,7 +17,6 @@ from connector.observability import Health, Metrics
 from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.faults import FaultHook
 from connector.runtime.runner import Runner
-from connector.runtime.worker import CommitWorker
 from connector.sink.postgres import PostgresStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +42,5 @@ def runner_from_settings(settings: Settings, stop: threading.Event | None = None
                     stale_after_s=2 * settings.checkpoint_interval_ms / 1000 + timeout_s + 10)
     return Runner(KafkaSource.from_settings(settings), store, build_backend(settings, store, faults), policy,
                   faults, settings.shutdown_timeout_ms, stop, settings.restart_strategy, Metrics(), health,
-                  settings.errors_tolerance == "all", Forwarder.from_settings(settings, replica),
-                  saver=None if settings.state_backend == "memory" else CommitWorker())
+                  settings.errors_tolerance == "all", Forwarder.from_settings(settings, replica))
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.models import TopicPartition
 from connector.observability import Health, Metrics
-from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, StateBackend, Store, Worker
+from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, StateBackend, Store
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run
@@ -81,16 +81,13 @@ class Sink(Store, Protocol):
 @dataclass(frozen=True)
 class Checkpointing:
     """How this replica checkpoints: the state backend, the trigger policy, the fault
-    hook, whether records the mapping refuses become dead letters, the clock, and the
-    saver: the thread that makes a snapshot durable while the commit transaction writes
-    (None: step 2 runs first, on the commit worker)."""
+    hook, whether records the mapping refuses become dead letters, and the clock."""
 
     backend: StateBackend
     policy: CheckpointPolicy
     faults: FaultHook
     tolerate_errors: bool
     clock: Callable[[], float]
-    saver: Worker | None
 
 
 class Runner:
@@ -100,10 +97,9 @@ class Runner:
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
                  stop: threading.Event | None = None, restart: RestartStrategy = DEFAULT_RESTART,
                  metrics: Metrics | None = None, health: Health | None = None, tolerate_errors: bool = False,
-                 forwarder: Forwarder | None = None, clock: Callable[[], float] = time.monotonic,
-                 saver: Worker | None = None) -> None:
+                 forwarder: Forwarder | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._source, self._store, self._forwarder = source, store, forwarder
-        self._checkpointing = Checkpointing(backend, policy, faults, tolerate_errors, clock, saver)
+        self._checkpointing = Checkpointing(backend, policy, faults, tolerate_errors, clock)
         self._lifecycle = Lifecycle(shutdown_timeout_ms, stop)
         self._gauges = Gauges(metrics or Metrics(), health or Health(stuck_after_s=600, stale_after_s=600), source,
                               clock)
@@ -156,8 +152,7 @@ class Runner:
         setup = self._checkpointing
         self.coordinator = CheckpointCoordinator(self._store, setup.backend, self._source,
                                                  run_mapping(mapper, setup.tolerate_errors), setup.policy,
-                                                 setup.clock, setup.faults, self._completed, CommitWorker(),
-                                                 setup.saver)
+                                                 setup.clock, setup.faults, self._completed, CommitWorker())
         self.coordinator.recover()
         if self._forwarder is not None:
             self._forwarder.start()
@@ -203,7 +198,6 @@ class Runner:
         with contextlib.suppress(TransientError):  # a stale row stops counting as live by itself
             self._store.leave()
         self._store.close()
-        self._checkpointing.backend.close()
         log.info("stopped cleanly in %.0f ms", (clock() - started) * 1000)
 
     # -- the loop's one verb ------------------------------------------------------------------
@@ -285,8 +279,7 @@ class Runner:
         return self.coordinator
 
     def _close_quietly(self) -> None:
-        closers = [self._source.close, self._store.close, self._checkpointing.backend.close] + \
-            ([self._forwarder.close] if self._forwarder else [])
+        closers = [self._source.close, self._store.close] + ([self._forwarder.close] if self._forwarder else [])
         for close in closers:
             try:
                 close()

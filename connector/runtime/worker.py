@@ -1,6 +1,5 @@
 """The commit worker: steps 2-3 of the checkpoint in flight on a thread of its own, so
-the loop reads on while the database commits; and the saver, step 2 on another, so the
-snapshot is made durable while the transaction writes (connector/protocol/coordinator.py)."""
+the loop reads on while the database commits (connector/protocol/coordinator.py)."""
 
 from __future__ import annotations
 

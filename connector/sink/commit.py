@@ -11,8 +11,7 @@
    ERRORS_TOLERANCE=all, inserted as dead letters with the records the mapping
    rejected; with `none` the transaction is rolled back naming the first of them.
 4. Set each partition's next_offset to the range's end; insert the checkpoint row.
-5. Wait until the checkpoint is durable in the state backend (saved meanwhile on a thread
-   of its own), then COMMIT.
+5. COMMIT.
 
 Nothing else runs here: the small bookkeeping queries are connector/bookkeeping/repository.py's.
 """
@@ -20,7 +19,7 @@ Nothing else runs here: the small bookkeeping queries are connector/bookkeeping/
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,8 +62,7 @@ class CommitTransaction:
         self._timeout_ms, self._tolerate_errors, self._faults = timeout_ms, tolerate_errors, faults
         self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
 
-    def commit(self, snapshot: Snapshot[Payload], durable: Callable[[], None]) -> Commit:
-        """Steps 1-5; before COMMIT, `durable()` waits for the snapshot (state backend)."""
+    def commit(self, snapshot: Snapshot[Payload]) -> Commit:
         conn = self._db.connection()
         try:
             transaction = conn.begin()
@@ -73,7 +71,6 @@ class CommitTransaction:
         try:
             commit = self._steps(conn, snapshot)
             if commit.outcome is CommitOutcome.COMMITTED:
-                durable()  # never a COMMIT of a checkpoint its state backend does not hold
                 self._faults.reached("after_rows_written")
                 transaction.commit()  # Step 5.
             else:

@@ -79,9 +79,9 @@ class PostgresStore:
             return {}
         return self.rows.seed_from_savepoint(*self._start_from)
 
-    def commit(self, snapshot: Snapshot[Payload], durable: Callable[[], None]) -> Commit:
+    def commit(self, snapshot: Snapshot[Payload]) -> Commit:
         assert self._transaction is not None, "prepare() must run before commit()"
-        return self._transaction.commit(snapshot, durable)
+        return self._transaction.commit(snapshot)
 
     def close(self) -> None:
         self.db.close()

@@ -92,7 +92,7 @@ class Target:
             end = chunk[-1].offset + 1
             snapshot = Snapshot(self.store.next_checkpoint_id(), (PartitionRange(topic, 0, start, end, len(chunk)),),
                                 chunk, tuple(self.mapper(r) for r in chunk))
-            self.store.commit(snapshot, lambda: None)  # no state backend to wait for
+            self.store.commit(snapshot)
             start = end
 
     def rows(self) -> list[tuple[Any, ...]]:

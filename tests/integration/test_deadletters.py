@@ -300,7 +300,7 @@ def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter
         for start in (None, 0):  # the second time after an offsets reset to 0
             snapshot = Snapshot(store.next_checkpoint_id(), (PartitionRange("t", 0, start, 2, 2),), records,
                                 tuple(mapper(r) for r in records))
-            assert store.commit(snapshot, lambda: None).deadlettered == 1  # nothing to wait for
+            assert store.commit(snapshot).deadlettered == 1
             services.sql("UPDATE eos.offsets SET next_offset = 0 WHERE pipeline = %s", [pipeline])
     finally:
         store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from connector.models import Commit, CommitOutcome, Record, Snapshot
 from connector.protocol.coordinator import CheckpointCoordinator
@@ -25,12 +24,11 @@ class FakeStore:
         self._ids += 1
         return self._ids
 
-    def commit(self, snapshot: Snapshot, durable: Callable[[], None]) -> Commit:
+    def commit(self, snapshot: Snapshot) -> Commit:
         if snapshot.checkpoint_id in self.committed:
             return Commit(CommitOutcome.ALREADY_COMMITTED)
         if any(self.offsets.get(r.tp) != r.start for r in snapshot.ranges):
             return Commit(CommitOutcome.FENCED)
-        durable()
         for r in snapshot.ranges:
             self.offsets[r.tp] = r.end
         self.rows.extend(snapshot.ops)
@@ -56,9 +54,6 @@ class FakeBackend:
     def discard(self, checkpoint_id: int) -> None:
         self.saved.pop(checkpoint_id, None)
         self.discarded.append(checkpoint_id)
-
-    def close(self) -> None:
-        pass
 
 
 class FakeOffsets:

@@ -92,7 +92,7 @@ def test_recommit_of_pending_snapshot_is_idempotent():
     add(coord, rec(0))
     snapshot = coord.state.snapshot(store.next_checkpoint_id())
     backend.save(snapshot)
-    assert store.commit(snapshot, lambda: None).outcome is CommitOutcome.COMMITTED  # ...then it died
+    assert store.commit(snapshot).outcome is CommitOutcome.COMMITTED  # ...then the process died
     restarted, *_ = make(store=store, backend=backend)
     results = restarted.recover()
     assert [r.outcome for r in results] == [CommitOutcome.ALREADY_COMMITTED]

@@ -26,13 +26,13 @@ class GatedStore(FakeStore):
         self.order: list[int] = []
         self.fail_next = False
 
-    def commit(self, snapshot, durable):
+    def commit(self, snapshot):
         assert self.gate.wait(10), "the test never opened the gate"
         self.order.append(snapshot.checkpoint_id)
         if self.fail_next:
             self.fail_next = False
             raise TransientError("connection lost")
-        return super().commit(snapshot, durable)
+        return super().commit(snapshot)
 
 
 def make(store):
@@ -104,9 +104,9 @@ class TimedStore(FakeStore):
         super().__init__()
         self.clock, self.seconds = clock, seconds
 
-    def commit(self, snapshot, durable):
+    def commit(self, snapshot):
         self.clock.now += self.seconds
-        return super().commit(snapshot, durable)
+        return super().commit(snapshot)
 
 
 def test_a_commit_is_timed_when_it_returns_not_when_the_loop_reads_its_result():
@@ -122,73 +122,3 @@ def test_a_commit_is_timed_when_it_returns_not_when_the_loop_reads_its_result():
     result = coord.finish_in_flight()
     assert result.commit_s == pytest.approx(0.05)
     assert result.duration_s == pytest.approx(3.05)
-
-
-class GatedBackend(FakeBackend):
-    """A state backend whose saves wait for the test to open the gate (or fail once)."""
-
-    def __init__(self, events: list[str]) -> None:
-        super().__init__()
-        self.events, self.gate, self.fail_next = events, threading.Event(), False
-
-    def save(self, snapshot):
-        assert self.gate.wait(10), "the test never opened the gate"
-        if self.fail_next:
-            self.fail_next = False
-            raise OSError("no space left on device")
-        super().save(snapshot)
-        self.events.append("durable")
-
-
-class WritingStore(FakeStore):
-    """Records when its transaction has written and when it COMMITs."""
-
-    def __init__(self, events: list[str]) -> None:
-        super().__init__()
-        self.events, self.written = events, threading.Event()
-
-    def commit(self, snapshot, durable):
-        self.events.append("written")
-        self.written.set()
-        commit = super().commit(snapshot, durable)
-        self.events.append("committed")
-        return commit
-
-
-def overlapped(events):
-    store, backend = WritingStore(events), GatedBackend(events)
-    coord = CheckpointCoordinator(store, backend, FakeOffsets(), identity, POLICY, clock=Clock(), saver=CommitWorker())
-    coord.assign([("t", 0)])
-    add_many(coord, [rec(i) for i in range(3)])
-    return coord, store, backend
-
-
-def test_the_transaction_writes_while_the_snapshot_is_saved_and_commits_once_it_is_durable():
-    """Steps 2 and 3 overlap: the transaction's rows are written before the snapshot is
-    durable, and its COMMIT waits for it (never a committed checkpoint the state backend
-    does not hold)."""
-    events: list[str] = []
-    coord, store, backend = overlapped(events)
-    taken = threading.Thread(target=coord.checkpoint_now, args=("test",))
-    taken.start()
-    assert store.written.wait(10)
-    assert events == ["written"] and store.committed == {}  # the save is still held
-    backend.gate.set()
-    taken.join(10)
-    assert events == ["written", "durable", "committed"]
-    assert store.rows == [0, 1, 2] and list(store.committed) == [1] and backend.discarded == [1]
-
-
-def test_a_snapshot_that_cannot_be_saved_is_never_committed_and_the_retry_saves_it():
-    """A failed step 2 rolls step 3 back; the retry saves the snapshot again, then commits it once."""
-    events: list[str] = []
-    coord, store, backend = overlapped(events)
-    backend.fail_next = True
-    backend.gate.set()
-    with pytest.raises(OSError, match="no space left"):
-        coord.checkpoint_now("test")
-    assert store.rows == [] and store.committed == {} and events == ["written"]
-    result = coord.finish_in_flight()
-    assert result is not None and result.outcome is CommitOutcome.COMMITTED
-    assert events[0] == "written" and sorted(events[1:3]) == ["durable", "written"]  # either first: they overlap
-    assert events[3:] == ["committed"] and store.rows == [0, 1, 2]
