@@ -56,6 +56,9 @@ def is_plain_timestamp(text: str) -> bool:
     if (len(text) < 16 or text[4] != "-" or text[7] != "-" or text[10] not in "T " or text[13] != ":"
             or "," in text or "\x00" in text):  # a comma before the fraction; a trailing NUL the parser ignores
         return False
+    dot = text.find(".")
+    if dot != -1 and (dot != 19 or text[16] != ":"):  # a fraction of seconds, never of minutes
+        return False
     if text[-1] == "Z":
         return True
     sign = max(text.rfind("+"), text.rfind("-", 16))  # an offset: ±HH, ±HHMM or ±HH:MM, not seconds
