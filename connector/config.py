@@ -26,10 +26,19 @@ from connector.environment import (
 from connector.errors import ConfigError
 from connector.protocol.faults import FaultSpec
 from connector.redaction import MASK, is_secret_name
+from connector.routing import (
+    MAX_IDENTIFIER_BYTES,
+    Routes,
+    Subscription,
+    TableConfig,
+    csv,
+    metadata_columns,
+    per_table_settings,
+    route_problems,
+    table_map,
+)
 from connector.runtime.retry import RestartStrategy
 
-MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
-METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
 KAFKA_DEFAULTS = {
     "auto.offset.reset": "earliest",  # a new pipeline must not skip data
     "isolation.level": "read_committed",
@@ -44,30 +53,6 @@ KAFKA_DEFAULTS = {
 # The next-generation consumer group protocol (KIP-848, `group.protocol=consumer`): the
 # broker owns the session, the heartbeat and the assignor; librdkafka refuses these with it.
 # KAFKA_AUTO_OFFSET_RESET: where a partition with no offset (database or group) starts.
-_QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
-
-
-def parse_qualified_name(text: str) -> tuple[str | None, str]:
-    """`schema.table`, with PostgreSQL's rules: "quoted" parts keep case and may hold
-    dots; unquoted parts are folded to lower case. Returns (schema or None, table)."""
-    parts: list[str] = []
-    pos = 0
-    while pos < len(text):
-        match = _QUALIFIED_PART.match(text, pos)
-        if not match or match.end() == pos:
-            raise ValueError(f"cannot parse {text!r} as [schema.]table")
-        quoted, bare = match.groups()
-        parts.append(quoted.replace('""', '"') if quoted is not None else bare.lower())
-        pos = match.end()
-    if text.endswith(".") or not 1 <= len(parts) <= 2 or not all(p.strip() for p in parts):
-        raise ValueError(f"expected [schema.]table, got {text!r}")
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def _csv(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return tuple(value)
 
 
 class Settings(BaseModel):
@@ -76,10 +61,12 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str = Field(alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
-    kafka_topics: tuple[str, ...] = Field(alias="KAFKA_TOPICS", min_length=1)
+    kafka_topics: tuple[str, ...] = Field((), alias="KAFKA_TOPICS")
+    kafka_topics_regex: str | None = Field(None, alias="KAFKA_TOPICS_REGEX", min_length=1)
     database_url: str = Field(alias="DATABASE_URL", min_length=1, repr=False)
     database_password: str | None = Field(None, alias="DATABASE_PASSWORD", repr=False)
-    sink_table: str = Field(alias="SINK_TABLE", min_length=1)
+    sink_table: str | None = Field(None, alias="SINK_TABLE", min_length=1)
+    sink_table_map: dict[str, tuple[str | None, str]] = Field(default_factory=dict, alias="SINK_TABLE_MAP")
     connector_name: str = Field("eos-connector", alias="CONNECTOR_NAME", min_length=1, max_length=200)
     kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
     sink_mode: Literal["append", "upsert"] = Field("append", alias="SINK_MODE")
@@ -109,27 +96,34 @@ class Settings(BaseModel):
     connector_fault: FaultSpec | None = Field(None, alias="CONNECTOR_FAULT")
     kafka: dict[str, str] = Field(default_factory=dict, repr=False)
     schema_registry: dict[str, str] = Field(default_factory=dict, repr=False)  # SCHEMA_REGISTRY_<NAME>
+    sink_tables: dict[str, dict[str, Any]] = Field(default_factory=dict)  # SINK_TABLE_<NAME>_<SETTING>
 
-    _split_topics = field_validator("kafka_topics", mode="before")(_csv)
+    _split_topics = field_validator("kafka_topics", mode="before")(csv)
+
+    @field_validator("kafka_topics_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("sink_table_map", mode="before")
+    @classmethod
+    def _table_map(cls, value: Any) -> Any:
+        return table_map(value) if isinstance(value, str) else value
 
     @field_validator("sink_key_columns", "sink_additive_columns", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        return None if value is None or value == "" else _csv(value)
+        return None if value is None or value == "" else csv(value)
 
     @field_validator("sink_metadata_columns", mode="before")
     @classmethod
     def _metadata(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        pairs = []
-        for item in _csv(value):
-            field_name, _, column = (part.strip() for part in item.partition("="))
-            if field_name not in METADATA_FIELDS:
-                raise ValueError(f"unknown field {field_name!r}; expected <field>[=<column>] with field one of "
-                                 f"{', '.join(METADATA_FIELDS)}")
-            pairs.append((field_name, column or field_name))
-        return tuple(pairs)
+        return metadata_columns(value) if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -168,15 +162,16 @@ class Settings(BaseModel):
         registry = {name[len("SCHEMA_REGISTRY_"):].lower().replace("_", "."): value for name, value in env.items()
                     if name.startswith("SCHEMA_REGISTRY_") and name != "SCHEMA_REGISTRY_URL"}
         known = {f.alias: env[f.alias] for f in cls.model_fields.values() if f.alias and f.alias in env}
+        extra = {"kafka": kafka, "schema_registry": registry, "sink_tables": per_table_settings(env, problems)}
         failed: set[str] = set()
         try:
-            settings = cls.model_validate({**known, "kafka": kafka, "schema_registry": registry})
+            settings = cls.model_validate({**known, **extra})
         except ValidationError as exc:
             problems.extend(_describe(error, env) for error in exc.errors())
             failed = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
             # What did validate, with neutral stand-ins for the rest, for the checks across variables.
             rest = {name: value for name, value in known.items() if name not in failed}
-            settings = cls.model_validate({**_STAND_INS, **rest, "kafka": kafka, "schema_registry": registry})
+            settings = cls.model_validate({**_STAND_INS, **rest, **extra})
         problems.extend(settings._cross_checks(skip=failed))
         if problems:
             raise ConfigError(problems)
@@ -185,16 +180,11 @@ class Settings(BaseModel):
     def _cross_checks(self, skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
         """Problems across variables; a check reading a variable in `skip` (already
         reported as invalid) is left out."""
-        problems = []
-        names: dict[str, list[str]] = {}
-        if "SINK_TABLE" not in skip:
-            try:
-                names["SINK_TABLE"] = [p for p in parse_qualified_name(self.sink_table) if p is not None]
-            except ValueError as exc:
-                problems.append(f"SINK_TABLE={self.sink_table!r}: {exc}")
-        names.update({"CONNECTOR_SCHEMA": [self.connector_schema], "SINK_KEY_COLUMNS": list(self.sink_key_columns or ()),
-                      "SINK_ADDITIVE_COLUMNS": list(self.sink_additive_columns or ()),
-                      "SINK_METADATA_COLUMNS": [column for _, column in self.sink_metadata_columns]})
+        problems = self._routing_problems(skip)
+        names: dict[str, list[str]] = {
+            "CONNECTOR_SCHEMA": [self.connector_schema], "SINK_KEY_COLUMNS": list(self.sink_key_columns or ()),
+            "SINK_ADDITIVE_COLUMNS": list(self.sink_additive_columns or ()),
+            "SINK_METADATA_COLUMNS": [column for _, column in self.sink_metadata_columns]}
         for variable, identifiers in names.items():
             for name in identifiers:
                 if len(name.encode()) > MAX_IDENTIFIER_BYTES:
@@ -202,16 +192,25 @@ class Settings(BaseModel):
                                     "(PostgreSQL would truncate it and address another name)")
         if "DATABASE_URL" not in skip:
             problems.extend(database_url_problems(self.database_url, self.database_password))
-        for name, value in (("SINK_KEY_COLUMNS", self.sink_key_columns),
-                            ("SINK_ADDITIVE_COLUMNS", self.sink_additive_columns)):
-            if value is not None and self.sink_mode != "upsert" and "SINK_MODE" not in skip:
-                problems.append(f"{name} is set but SINK_MODE is not 'upsert'")
         if skip.isdisjoint({"VALUE_FORMAT", "SCHEMA_REGISTRY_URL"}):
             problems.extend(self._registry_problems())
         if self.errors_deadletter_topic and self.errors_tolerance != "all" and "ERRORS_TOLERANCE" not in skip:
             problems.append("ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all' (no record is "
                             "dead-lettered with 'none')")
         return problems
+
+    def _routing_problems(self, skip: set[str]) -> list[str]:
+        problems = []
+        if self.kafka_topics and self.kafka_topics_regex:
+            problems.append("KAFKA_TOPICS and KAFKA_TOPICS_REGEX are both set; give the topics one way")
+        elif not self.kafka_topics and not self.kafka_topics_regex:
+            problems.append("KAFKA_TOPICS is required but not set (or KAFKA_TOPICS_REGEX)")
+        if self.sink_table is None and not self.sink_table_map:
+            problems.append("SINK_TABLE is required but not set (or SINK_TABLE_MAP)")
+        if not skip.isdisjoint({"SINK_TABLE", "SINK_TABLE_MAP", "KAFKA_TOPICS_REGEX", "SINK_MODE"}):
+            return problems
+        known = None if problems else self.subscription  # which topics the pipeline reads, if that is clear
+        return problems + route_problems(known, self.routes(), self.errors_deadletter_topic)
 
     def _registry_problems(self) -> list[str]:
         if self.value_format != "json" and not self.schema_registry_url:
@@ -230,8 +229,13 @@ class Settings(BaseModel):
         return self.kafka_group_id or self.connector_name
 
     @property
-    def table(self) -> tuple[str | None, str]:
-        return parse_qualified_name(self.sink_table)
+    def subscription(self) -> Subscription:
+        return Subscription(self.kafka_topics, self.kafka_topics_regex)
+
+    def routes(self) -> Routes:
+        defaults = TableConfig((None, ""), self.sink_mode, tuple(self.sink_key_columns or ()),
+                               tuple(self.sink_additive_columns or ()), tuple(self.sink_metadata_columns))
+        return Routes(self.sink_table, self.sink_table_map, defaults, self.sink_tables)
 
     @property
     def libpq_url(self) -> str:
@@ -278,8 +282,7 @@ class Settings(BaseModel):
 
 # Values that pass validation, standing in for required variables that did not, so the
 # checks across variables still run; checks reading them are skipped.
-_STAND_INS = {"KAFKA_BOOTSTRAP_SERVERS": "unset", "KAFKA_TOPICS": "unset", "DATABASE_URL": "postgresql://",
-              "SINK_TABLE": "unset"}
+_STAND_INS = {"KAFKA_BOOTSTRAP_SERVERS": "unset", "DATABASE_URL": "postgresql://"}
 def _describe(error: Any, env: Mapping[str, str]) -> str:
     loc = error["loc"][0] if error["loc"] else "?"
     if error["type"] == "missing":

@@ -11,7 +11,7 @@ from pathlib import Path
 from connector.redaction import MASK, remember, secrets_in
 
 # Variables with their own meaning; every other KAFKA_* is passed to librdkafka.
-KAFKA_RESERVED = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS", "KAFKA_GROUP_ID"})
+KAFKA_RESERVED = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPICS", "KAFKA_TOPICS_REGEX", "KAFKA_GROUP_ID"})
 CLASSIC_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy")
 GROUP_PROTOCOLS = ("classic", "consumer")
 START_OF_NEW_PARTITION = ("earliest", "smallest", "beginning", "latest", "largest", "end")

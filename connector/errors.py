@@ -28,6 +28,10 @@ class SchemaError(ConnectorError):
     """The sink table does not fit the configuration (missing table, key, columns)."""
 
 
+class RouteError(SchemaError):
+    """A topic has no table: no route names one, or the name a route makes does not fit."""
+
+
 class TransientError(ConnectorError):
     """A failure that may succeed if tried again (connection lost, timeout, deadlock)."""
 

@@ -57,8 +57,9 @@ OpT = TypeVar("OpT")  # what the sink maps a record to (connector/sink/mapping.p
 class Snapshot(Generic[OpT]):
     """Checkpoint `checkpoint_id`: the frozen buffer of every partition that had records.
 
-    `records` are in arrival order (offset order within a partition); `ops[i]` is the
-    mapped form of `records[i]` (opaque here: the sink defines it)."""
+    `records` hold each range's partition in turn, in the order of `ranges`, each in
+    offset order (a range's `records` of them); `ops[i]` is the mapped form of
+    `records[i]` (opaque here: the sink defines it)."""
 
     checkpoint_id: int
     ranges: tuple[PartitionRange, ...]
@@ -87,8 +88,10 @@ class CommitOutcome(enum.Enum):
 
 
 class Commit(NamedTuple):
-    """What the commit transaction did: its outcome, and how many of the snapshot's
-    records it dead-lettered (ERRORS_TOLERANCE=all) rather than wrote."""
+    """What the commit transaction did: its outcome, how many of the snapshot's records
+    it dead-lettered (ERRORS_TOLERANCE=all) rather than wrote, and how many it wrote
+    into each table (by qualified name)."""
 
     outcome: CommitOutcome
     deadlettered: int = 0
+    tables: tuple[tuple[str, int], ...] = ()

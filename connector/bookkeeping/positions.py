@@ -12,7 +12,7 @@ A replica is live while its heartbeat row is younger than LIVE_WITHIN_S.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,7 +80,7 @@ def write_offsets(conn: sa.Connection, pipeline: str, offsets: Mapping[tuple[str
         conn.execute(sa.delete(bk.snapshots).where(bk.snapshots.c.pipeline == pipeline))
 
 
-def seed_from_savepoint(conn: sa.Connection, pipeline: str, name: str, topics: Sequence[str]) -> Offsets:
+def seed_from_savepoint(conn: sa.Connection, pipeline: str, name: str, topics: Container[str]) -> Offsets:
     """START_FROM_SAVEPOINT: the savepoint's offsets for `topics`, if the pipeline has no
     offsets yet; {} (nothing done) if it has."""
     source, offsets = savepoint_offsets(conn, name)

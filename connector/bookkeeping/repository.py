@@ -6,7 +6,7 @@ start-up seeding from a savepoint. The commit transaction is `sink/commit.py`'s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,7 +46,7 @@ class Repository:
         stored = {(r.topic, r.partition): r.next_offset for r in rows}
         return {tp: stored.get(tp) for tp in wanted}
 
-    def seed_from_savepoint(self, name: str, topics: Sequence[str]) -> Offsets:
+    def seed_from_savepoint(self, name: str, topics: Container[str]) -> Offsets:
         """START_FROM_SAVEPOINT, a start-up step of `run`: see positions.seed_from_savepoint."""
         with self._db.transaction(f"starting from savepoint {name!r}") as conn:
             return seed_from_savepoint(conn, self.pipeline, name, topics)

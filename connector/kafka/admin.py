@@ -4,7 +4,7 @@ joins the group. Errors leave as the project's KafkaError, naming what was read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +35,11 @@ class Admin:
             else:
                 found[topic] = sorted(meta.partitions)
         return found
+
+    def topics(self, wanted: Container[str]) -> list[str]:
+        """The topics in `wanted` the cluster has (its internal `__…` topics left out)."""
+        metadata = self._consumer.list_topics(timeout=self._timeout_s)
+        return sorted(t for t in metadata.topics if t in wanted and not t.startswith("__"))
 
     def watermarks(self, tp: TopicPartition) -> tuple[int, int]:
         """(low, high): the first offset kept and the offset the next record will take."""

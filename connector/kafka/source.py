@@ -83,7 +83,7 @@ class KafkaSource:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSource:
-        return cls(settings.consumer_config(), settings.kafka_topics, settings.on_data_loss)
+        return cls(settings.consumer_config(), settings.subscription.patterns(), settings.on_data_loss)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, listener: RebalanceListener) -> None:

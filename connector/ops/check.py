@@ -3,10 +3,10 @@ needs, without consuming a record or writing a row.
 
 Checks, in order: the settings; Kafka (metadata through the pipeline's own consumer
 configuration, so security settings are exercised; every topic exists, the dead-letter
-topic too); the Schema
-Registry when VALUE_FORMAT needs one (it answers); the database
-(login, the sink table, every column mappable, upsert key and additive columns); the
-bookkeeping schema's revision (informational: `run` creates or upgrades it).
+topic too; with KAFKA_TOPICS_REGEX, the topics that match now); the Schema Registry when
+VALUE_FORMAT needs one (it answers); the database (login, and for every table the
+topics are routed to: it exists, every column mappable, upsert key and additive
+columns); the bookkeeping schema's revision (informational: `run` creates or upgrades it).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ class Check:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    return [Check("settings", True, f"pipeline {settings.connector_name!r}, {settings.sink_mode} into "
-                                    f"{settings.sink_table!r}, state backend {settings.state_backend}"),
-            check_kafka(settings), *check_registry(settings), check_table(settings), check_bookkeeping(settings)]
+    kafka, topics = check_kafka(settings)
+    into = f"into {settings.sink_table!r}" if settings.sink_table else "into the tables of SINK_TABLE_MAP"
+    return [Check("settings", True, f"pipeline {settings.connector_name!r} reading {settings.subscription}, "
+                                    f"{settings.sink_mode} {into}, state backend {settings.state_backend}"),
+            kafka, *check_registry(settings), *check_tables(settings, topics), check_bookkeeping(settings)]
 
 
 def check_registry(settings: Settings) -> list[Check]:
@@ -53,48 +55,58 @@ def check_registry(settings: Settings) -> list[Check]:
     return [Check("schema registry", True, f"{where}: {len(subjects)} subject(s); values read as {settings.value_format}")]
 
 
-def check_kafka(settings: Settings) -> Check:
+def check_kafka(settings: Settings) -> tuple[Check, list[str]]:
     """Metadata through the pipeline's own consumer configuration (security settings are
-    exercised): every topic exists, the dead-letter topic too."""
+    exercised): every topic exists, the dead-letter topic too. Also the topics read (with
+    KAFKA_TOPICS_REGEX, those matching now)."""
     from connector.kafka.admin import admin
 
     where = f"Kafka at {settings.kafka_bootstrap_servers}"
     problems: list[str] = []
     config = {**settings.consumer_config(), "error_cb": lambda error: problems.append(error.str())}
     dead_letter_topic = (settings.errors_deadletter_topic,) if settings.errors_deadletter_topic else ()
+    topics = list(settings.subscription.topics)
     try:
         with admin(config, f"no metadata within {KAFKA_TIMEOUT_S:.0f}s", KAFKA_TIMEOUT_S) as kafka:
-            found = kafka.partitions([*settings.kafka_topics, *dead_letter_topic])
+            topics = topics or kafka.topics(settings.subscription)
+            found = kafka.partitions([*topics, *dead_letter_topic])
     except KafkaError as exc:
         seen = f" ({problems[-1]})" if problems else ""
-        return Check("kafka", False, f"{where}: {exc}{seen}")
+        return Check("kafka", False, f"{where}: {exc}{seen}"), topics
     missing = [f"{topic!r} ({why})" for topic, why in found.items() if isinstance(why, str)]
     if missing:
-        return Check("kafka", False, f"{where}: topic(s) not available: {', '.join(missing)}")
-    return Check("kafka", True, f"{where}: " + ", ".join(f"{topic!r} ({len(partitions)} partitions)"
-                                                     for topic, partitions in found.items()))
+        return Check("kafka", False, f"{where}: topic(s) not available: {', '.join(missing)}"), topics
+    none = f"no topic matches {settings.subscription.patterns()[0]!r} yet; " if not topics else ""
+    return Check("kafka", True, f"{where}: {none}" + ", ".join(f"{topic!r} ({len(partitions)} partitions)"
+                                                             for topic, partitions in found.items())), topics
 
 
-def check_table(settings: Settings) -> Check:
-    """The sink table fits the settings: read in a READ ONLY transaction (`check`
-    writes nothing; START_FROM_SAVEPOINT is for `run` to apply)."""
-    from connector.sink.connection import Database
-    from connector.sink.table import TableConfig, load_target
+def check_tables(settings: Settings, topics: list[str]) -> list[Check]:
+    """Every table `topics` are routed to fits the settings: read in a READ ONLY
+    transaction (`check` writes nothing; START_FROM_SAVEPOINT is for `run` to apply)."""
+    from connector.sink.catalog import Catalog
 
     where = f"database {redact_url(settings.libpq_url)}"
-    db = Database(settings.libpq_url, settings.connector_schema)
+    catalog = Catalog(settings.routes(), settings.libpq_url, settings.connector_schema)
+    if not topics and catalog.routes.by_topic:
+        return [Check("database", True, f"{where}: no topic to route yet")]
+    checks = []
     try:
-        with db.reading("reading the sink table's definition") as conn:
-            target = load_target(conn, TableConfig.from_settings(settings))
-    except ConnectorError as exc:
-        return Check("database", False, f"{where}: {exc}")
+        for topic in topics or [""]:
+            try:
+                target = catalog.target(topic)
+            except ConnectorError as exc:
+                checks.append(Check("database", False, f"{where}: {exc}"))
+                continue
+            keys = f", key ({', '.join(target.key_columns)})" if target.key_columns else ""
+            as_text = [c.name for c in target.spec.columns if c.kind == "other"]
+            note = f"; passed to PostgreSQL as text for it to cast: {', '.join(as_text)}" if as_text else ""
+            source = f"topic {topic!r} -> " if topic else ""
+            checks.append(Check("database", True, f"{where}: {source}table {target.spec.qualified!r} ({target.mode}) "
+                                                  f"with {len(target.spec.columns)} mappable column(s){keys}{note}"))
     finally:
-        db.close()
-    keys = f", key ({', '.join(target.key_columns)})" if target.key_columns else ""
-    as_text = [c.name for c in target.spec.columns if c.kind == "other"]
-    note = f"; passed to PostgreSQL as text for it to cast: {', '.join(as_text)}" if as_text else ""
-    return Check("database", True, f"{where}: table {settings.sink_table!r} with {len(target.spec.columns)} "
-                                   f"mappable column(s){keys}{note}")
+        catalog.close()
+    return checks
 
 
 def check_bookkeeping(settings: Settings) -> Check:

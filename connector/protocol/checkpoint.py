@@ -130,6 +130,7 @@ class CheckpointResult:
     duration_s: float  # from sealing (step 1) to discarding (step 5), retries included
     offsets: Mapping[TopicPartition, int] = field(default_factory=dict)  # next_offsets now in the database
     deadlettered: int = 0  # records of `records` that became dead letters
+    tables: tuple[tuple[str, int], ...] = ()  # records written, by table
 
     @classmethod
     def of(cls, inflight: InFlight, now: float) -> CheckpointResult:
@@ -137,4 +138,4 @@ class CheckpointResult:
         fenced = commit.outcome is CommitOutcome.FENCED
         return cls(snapshot.checkpoint_id, commit.outcome, snapshot.size, inflight.commit_s,
                    now - inflight.sealed_at, {} if fenced else {r.tp: r.end for r in snapshot.ranges},
-                   commit.deadlettered)
+                   commit.deadlettered, commit.tables)

@@ -40,6 +40,8 @@ class Gauges:
         if result.outcome is CommitOutcome.COMMITTED:
             m.records.written.inc(result.records - result.deadlettered)
             m.records.deadlettered.inc(result.deadlettered)
+            for table, written in result.tables:
+                m.records.written_by_table.labels(table).inc(written)
             self._progress.written += result.records
         for tp, next_offset in result.offsets.items():
             if tp in self.committed:

@@ -5,8 +5,9 @@
    FOR UPDATE in (topic, partition) order and compare-and-set: each stored
    next_offset must equal the range's start (NULL only before a first commit).
    Any mismatch: roll back, FENCED.
-3. Write the rows: COPY (append), or COPY into a stage table and INSERT … ON CONFLICT
-   DO UPDATE, plus DELETE for tombstones (upsert; the batch reduced per key first).
+3. Write the rows into each table the snapshot's topics are routed to, tables in name
+   order: COPY (append), or COPY into a stage table and INSERT … ON CONFLICT DO
+   UPDATE, plus DELETE for tombstones (upsert; the batch reduced per key first).
    Records the database refuses are isolated (connector/sink/writer.py) and, with
    ERRORS_TOLERANCE=all, inserted as dead letters with the records the mapping
    rejected; with `none` the transaction is rolled back naming the first of them.
@@ -19,7 +20,7 @@ Nothing else runs here: the small bookkeeping queries are connector/bookkeeping/
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,8 +33,8 @@ from connector.sink import statements as st
 from connector.sink.connection import DRIVER_ERRORS, Database
 from connector.sink.mapping import Payload
 from connector.sink.new_keys import NewKeys
+from connector.sink.routed import RoutedWriter, Span
 from connector.sink.table import Target
-from connector.sink.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +49,29 @@ def set_timeouts(conn: sa.Connection, timeout_ms: int) -> None:
                            sa.func.set_config("TimeZone", "UTC", True)))
 
 
-def writer(conn: sa.Connection, target: Target, new_keys: NewKeys | None = None) -> BatchWriter:
-    return BatchWriter(conn, target.table, target.mode, target.key_columns, target.additive_columns, new_keys,
-                       target.summed_by_database, target.keys_by_database)
+def spans(snapshot: Snapshot[Payload]) -> list[Span]:
+    """Which topic each op comes from: a snapshot holds its partitions' ops one partition
+    after another, in the order of its ranges."""
+    found, start = [], 0
+    for r in snapshot.ranges:
+        found.append(Span(r.topic, start, start + r.records))
+        start += r.records
+    assert start == len(snapshot.ops), f"checkpoint {snapshot.checkpoint_id}: ranges hold {start} of {len(snapshot.ops)} ops"
+    return found
 
 
 class CommitTransaction:
-    """Commits snapshots of one replica of one pipeline into `target`, steps 1-5."""
+    """Commits snapshots of one replica of one pipeline into the tables `target_for`
+    names for each topic, steps 1-5."""
 
-    def __init__(self, db: Database, pipeline: str, replica: str, target: Target, *, timeout_ms: int,
-                 tolerate_errors: bool, faults: FaultHook = NO_FAULTS) -> None:
-        self._db, self._pipeline, self._replica, self._target = db, pipeline, replica, target
+    def __init__(self, db: Database, pipeline: str, replica: str, target_for: Callable[[str], Target], *,
+                 timeout_ms: int, tolerate_errors: bool, faults: FaultHook = NO_FAULTS) -> None:
+        self._db, self._pipeline, self._replica, self._target_for = db, pipeline, replica, target_for
         self._timeout_ms, self._tolerate_errors, self._faults = timeout_ms, tolerate_errors, faults
-        self._new_keys = NewKeys()  # whether upserts are tried as plain inserts (kept across checkpoints)
+        self._new_keys: dict[str, NewKeys] = {}  # by table: whether upserts are tried as plain inserts
+
+    def new_keys(self, target: Target) -> NewKeys:
+        return self._new_keys.setdefault(target.spec.qualified, NewKeys())
 
     def commit(self, snapshot: Snapshot[Payload]) -> Commit:
         conn = self._db.connection()
@@ -99,16 +110,16 @@ class CommitTransaction:
             return Commit(self._fenced(conn, cid, stale, stored))
         self._faults.reached("after_offsets_locked")
         # Step 3.
-        rows = writer(conn, self._target, self._new_keys)
-        counts = rows.write(snapshot.ops)
+        rows = RoutedWriter(conn, self._target_for, self.new_keys)
+        counts: dict[str, Any] = rows.write(spans(snapshot), snapshot.ops)
         self._deadletter(conn, snapshot, rows)
         # Step 4.
         conn.execute(st.advance_offsets(pipeline), st.advance_params(cid, self._replica, ranges))
-        counts.update(records=snapshot.size, deadlettered=len(rows.rejected))
+        counts.update(records=snapshot.size, deadlettered=len(rows.rejected), tables=rows.tables)
         conn.execute(st.record_checkpoint(pipeline, cid, self._replica, ranges, counts))
-        return Commit(CommitOutcome.COMMITTED, len(rows.rejected))
+        return Commit(CommitOutcome.COMMITTED, len(rows.rejected), tuple(sorted(rows.tables.items())))
 
-    def _deadletter(self, conn: sa.Connection, snapshot: Snapshot[Payload], rows: BatchWriter) -> None:
+    def _deadletter(self, conn: sa.Connection, snapshot: Snapshot[Payload], rows: RoutedWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""
         if not rows.rejected:
             return

@@ -1,5 +1,6 @@
-"""Mapping dispatch: a run's records to ops — the compiled fast path for each value it
-answers, the general mapping (the whole record) for the rest."""
+"""Mapping dispatch: a run's records to ops by the mapping of the run's table — the
+compiled fast path for each value it answers, the general mapping (the whole record)
+for the rest."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from connector.models import Record
 from connector.protocol.runs import Run
 from connector.protocol.state import MappingFailed
+from connector.sink.catalog import RoutedMapper
 from connector.sink.fastpath import FastPath
 from connector.sink.mapping import RowMapper, tolerant
 
@@ -39,8 +41,32 @@ class RunMapping:
         return ops
 
 
-def run_mapping(mapper: Callable[[Record], Any], tolerate_errors: bool) -> RunMapping:
+class RoutedMapping:
+    """Each run and record mapped by the RunMapping of its topic's table."""
+
+    def __init__(self, mapper: RoutedMapper, tolerate_errors: bool) -> None:
+        self._mapper, self._tolerate_errors = mapper, tolerate_errors
+        self._by_topic: dict[str, RunMapping] = {}
+
+    def _of(self, topic: str) -> RunMapping:
+        mapping = self._by_topic.get(topic)
+        if mapping is None:
+            mapper = self._mapper.catalog.mapper(topic)
+            mapping = self._by_topic[topic] = RunMapping(tolerant(mapper) if self._tolerate_errors else mapper,
+                                                         mapper.fast)
+        return mapping
+
+    def __call__(self, record: Record) -> Any:
+        return self._of(record.topic)(record)
+
+    def map_run(self, run: Run, start: int, stop: int) -> list[Any]:
+        return self._of(run.topic).map_run(run, start, stop)
+
+
+def run_mapping(mapper: Callable[[Record], Any], tolerate_errors: bool) -> RunMapping | RoutedMapping:
     """`mapper` dispatched; with ERRORS_TOLERANCE=all a record it refuses becomes a
     dead letter instead of stopping the pipeline."""
+    if isinstance(mapper, RoutedMapper):
+        return RoutedMapping(mapper, tolerate_errors)
     fast = mapper.fast if isinstance(mapper, RowMapper) else None
     return RunMapping(tolerant(mapper) if tolerate_errors else mapper, fast)

@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from connector.config import Settings
 from connector.errors import SchemaError
 from connector.formats import ValueDecoder
+from connector.routing import TableConfig
 from connector.sink.mapping import ColumnSpec, RowMapper
 
 
@@ -141,23 +141,6 @@ def check_additive_columns(table: TableSpec, keys: Sequence[str], additive: Sequ
     bad = [c for c in additive if kinds.get(c) not in NUMERIC_KINDS or c in keys]
     if bad:
         raise SchemaError(f"SINK_ADDITIVE_COLUMNS {bad} must be numeric, non-key columns of {table.qualified!r}")
-
-
-@dataclass(frozen=True)
-class TableConfig:
-    """What the settings say of the sink table (SINK_TABLE, SINK_MODE, SINK_KEY_COLUMNS,
-    SINK_ADDITIVE_COLUMNS, SINK_METADATA_COLUMNS)."""
-
-    name: tuple[str | None, str]
-    mode: str = "append"
-    key_columns: tuple[str, ...] = ()
-    additive_columns: tuple[str, ...] = ()
-    metadata_columns: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TableConfig:
-        return cls(settings.table, settings.sink_mode, tuple(settings.sink_key_columns or ()),
-                   tuple(settings.sink_additive_columns or ()), tuple(settings.sink_metadata_columns))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from connector.models import PartitionRange, Record, Snapshot
 from connector.ops.migrate import upgrade
+from connector.routing import TableConfig
 from connector.sink.connection import engine_for
 from connector.sink.mapping import tolerant
 from connector.sink.postgres import PostgresStore
@@ -71,8 +72,9 @@ class Target:
                      f"c bigint DEFAULT 7)")
         services.sql(f"CREATE TABLE {self.name}_child (k {column} REFERENCES {self.name} (k))")
         self.seeds = KEYS[key_type][:2]
-        self.store = PostgresStore(services.database_url, f"bounds-{self.name}", "test", "eos", table=(None, self.name),
-                                   mode="upsert", additive_columns=["n", "f", "c"], tolerate_errors=True)
+        table = TableConfig((None, self.name), "upsert", additive_columns=("n", "f", "c"))
+        self.store = PostgresStore(services.database_url, f"bounds-{self.name}", "test", "eos", routes=table,
+                                   tolerate_errors=True)
         self.mapper = tolerant(self.store.prepare())
 
     def reset(self) -> None:

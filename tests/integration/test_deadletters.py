@@ -246,6 +246,7 @@ def test_two_replicas_never_forward_the_same_dead_letter(services):
     """Each forwarder claims its batch with SKIP LOCKED: while one holds rows, another
     forwards only the rest, and each dead letter is marked forwarded once."""
     from connector.ops.migrate import upgrade
+    from connector.routing import TableConfig
     from connector.sink.connection import engine_for
     from connector.sink.postgres import PostgresStore
 
@@ -256,7 +257,7 @@ def test_two_replicas_never_forward_the_same_dead_letter(services):
     services.sql("INSERT INTO eos.deadletters (pipeline, topic, partition, \"offset\", checkpoint_id, replica, "
                  "headers, error_class, error) SELECT %s, 't', 0, g, 1, 'r', '[]', 'E', 'e' "
                  "FROM generate_series(0, 9) g", [pipeline])
-    first, second = (PostgresStore(services.database_url, pipeline, name, "eos", table=(None, "unused"))
+    first, second = (PostgresStore(services.database_url, pipeline, name, "eos", routes=TableConfig((None, "unused")))
                      for name in ("first", "second"))
     seen: dict[str, list[int]] = {"first": [], "second": []}
 
@@ -284,6 +285,7 @@ def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter
     replay applies the record once."""
     from connector.models import PartitionRange, Record, Snapshot
     from connector.ops.migrate import upgrade
+    from connector.routing import TableConfig
     from connector.sink.connection import engine_for
     from connector.sink.mapping import tolerant
     from connector.sink.postgres import PostgresStore
@@ -293,7 +295,8 @@ def test_a_record_dead_lettered_again_after_an_offsets_reset_has_one_dead_letter
     engine.dispose()
     table, pipeline = f"reset_{uuid.uuid4().hex[:8]}", f"reset-{uuid.uuid4().hex[:8]}"
     services.sql(f"CREATE TABLE {table} (event_id bigint NOT NULL CHECK (event_id >= 0))")
-    store = PostgresStore(services.database_url, pipeline, "r1", "eos", table=(None, table), tolerate_errors=True)
+    store = PostgresStore(services.database_url, pipeline, "r1", "eos", routes=TableConfig((None, table)),
+                          tolerate_errors=True)
     mapper = tolerant(store.prepare())
     records = [Record("t", 0, 0, None, b'{"event_id": 1}'), Record("t", 0, 1, None, b'{"event_id": -1}')]
     try:

@@ -111,13 +111,15 @@ def bookkeeping(services):
     import uuid
 
     from connector.ops.migrate import upgrade
+    from connector.routing import TableConfig
     from connector.sink.connection import engine_for
     from connector.sink.postgres import PostgresStore
 
     engine = engine_for(services.database_url)
     upgrade(engine, "eos")
     engine.dispose()
-    store = PostgresStore(services.database_url, f"requests-{uuid.uuid4().hex[:8]}", "r1", "eos", table=(None, "x"))
+    store = PostgresStore(services.database_url, f"requests-{uuid.uuid4().hex[:8]}", "r1", "eos",
+                          routes=TableConfig((None, "x")))
     yield store
     store.close()
 

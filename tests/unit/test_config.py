@@ -2,9 +2,10 @@
 
 import pytest
 
-from connector.config import Settings, parse_qualified_name
+from connector.config import Settings
 from connector.environment import redact_url
 from connector.errors import ConfigError
+from connector.routing import parse_qualified_name
 
 BASE = {
     "KAFKA_BOOTSTRAP_SERVERS": "k1:9092",

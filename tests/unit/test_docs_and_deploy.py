@@ -22,7 +22,8 @@ SECRET_FILES = {"DATABASE_PASSWORD_FILE"}
 
 
 def known(name: str) -> bool:
-    return name in SETTINGS or name in SECRET_FILES or name.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))
+    return (name in SETTINGS or name in SECRET_FILES or name.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))
+            or name == "SINK_TABLE_<NAME>_<SETTING>")
 
 
 def test_every_setting_is_in_the_readme_table():
