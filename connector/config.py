@@ -69,7 +69,7 @@ class Settings(BaseModel):
     sink_table_map: dict[str, tuple[str | None, str]] = Field(default_factory=dict, alias="SINK_TABLE_MAP")
     connector_name: str = Field("eos-connector", alias="CONNECTOR_NAME", min_length=1, max_length=200)
     kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
-    sink_mode: Literal["append", "upsert"] = Field("append", alias="SINK_MODE")
+    sink_mode: Literal["append", "upsert", "insert-ignore"] = Field("append", alias="SINK_MODE")
     value_format: Literal["json", "avro", "json-schema", "protobuf"] = Field("json", alias="VALUE_FORMAT")
     schema_registry_url: str | None = Field(None, alias="SCHEMA_REGISTRY_URL", min_length=1, repr=False)
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")

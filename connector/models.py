@@ -89,9 +89,10 @@ class CommitOutcome(enum.Enum):
 
 class Commit(NamedTuple):
     """What the commit transaction did: its outcome, how many of the snapshot's records
-    it dead-lettered (ERRORS_TOLERANCE=all) rather than wrote, and how many it wrote
-    into each table (by qualified name)."""
+    it dead-lettered (ERRORS_TOLERANCE=all) rather than wrote, how many it wrote into
+    each table (by qualified name) and how many it skipped (insert-ignore)."""
 
     outcome: CommitOutcome
     deadlettered: int = 0
     tables: tuple[tuple[str, int], ...] = ()
+    skipped: int = 0  # insert-ignore: records whose key was stored already

@@ -24,7 +24,7 @@ from connector.errors import RouteError
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
 TOPIC_PLACEHOLDER = "${topic}"
-MODES = ("append", "upsert")
+MODES = ("append", "upsert", "insert-ignore")
 # SINK_TABLE_<NAME>_<SETTING>: a table's own value of SINK_<SETTING>.
 PER_TABLE = re.compile(r"^SINK_TABLE_([A-Z0-9_]+?)_(MODE|KEY_COLUMNS|ADDITIVE_COLUMNS|METADATA_COLUMNS)$")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
@@ -198,7 +198,7 @@ def per_table_settings(env: Mapping[str, str], problems: list[str]) -> dict[str,
 def _per_table_value(setting: str, value: str) -> dict[str, Any]:
     if setting == "MODE":
         if value.strip().lower() not in MODES:
-            raise ValueError("expected 'append' or 'upsert'")
+            raise ValueError(f"expected one of {', '.join(map(repr, MODES))}")
         return {"mode": value.strip().lower()}
     if setting == "METADATA_COLUMNS":
         return {"metadata_columns": metadata_columns(value)}
@@ -254,10 +254,14 @@ def _variables(name: str, values: Mapping[str, Any]) -> str:
 
 
 def _mode_problems(name: str, config: TableConfig, own: Mapping[str, Any]) -> list[str]:
-    """Key and additive columns need upsert mode (naming the variables that set them)."""
+    """Key columns need upsert or insert-ignore mode, additive columns upsert (naming the
+    variables that set them)."""
     def variable(setting: str) -> str:
         return f"SINK_TABLE_{name}_{setting.upper()}" if setting in own else f"SINK_{setting.upper()}"
-    if config.mode == "upsert":
-        return []
-    return [f"{variable(setting)} is set but {variable('mode')} is not 'upsert'"
-            for setting in ("key_columns", "additive_columns") if getattr(config, setting)]
+    problems = []
+    if config.key_columns and config.mode == "append":
+        problems.append(f"{variable('key_columns')} is set but {variable('mode')} is 'append' (keys are for "
+                        "'upsert' and 'insert-ignore')")
+    if config.additive_columns and config.mode != "upsert":
+        problems.append(f"{variable('additive_columns')} is set but {variable('mode')} is not 'upsert'")
+    return problems

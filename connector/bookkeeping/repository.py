@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from connector import bookkeeping as bk
+from connector.bookkeeping import statements as bks
 from connector.bookkeeping.positions import Offsets, seed_from_savepoint
 from connector.models import TopicPartition
 from connector.sink import deadletters as dl
-from connector.sink import statements as st
 from connector.sink.connection import Database
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class Repository:
         wanted = sorted(set(partitions))
         if not wanted:
             return {}
-        rows = self._db.run("reading offsets", st.read_offsets(self.pipeline, sorted({t for t, _ in wanted})))
+        rows = self._db.run("reading offsets", bks.read_offsets(self.pipeline, sorted({t for t, _ in wanted})))
         stored = {(r.topic, r.partition): r.next_offset for r in rows}
         return {tp: stored.get(tp) for tp in wanted}
 
@@ -73,7 +73,7 @@ class Repository:
                                    .order_by(q.c.id)).all()
             self._heartbeats += 1
             if self._heartbeats % PRUNE_EVERY == 1:
-                conn.execute(st.prune_checkpoints(self.pipeline, CHECKPOINTS_KEPT_FOR))
+                conn.execute(bks.prune_checkpoints(self.pipeline, CHECKPOINTS_KEPT_FOR))
         return acked, [(int(row.id), str(row.kind)) for row in pending]
 
     def leave(self) -> None:

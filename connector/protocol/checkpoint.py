@@ -131,6 +131,7 @@ class CheckpointResult:
     offsets: Mapping[TopicPartition, int] = field(default_factory=dict)  # next_offsets now in the database
     deadlettered: int = 0  # records of `records` that became dead letters
     tables: tuple[tuple[str, int], ...] = ()  # records written, by table
+    skipped: int = 0  # records of `records` insert-ignore skipped (their key was stored)
 
     @classmethod
     def of(cls, inflight: InFlight, now: float) -> CheckpointResult:
@@ -138,4 +139,4 @@ class CheckpointResult:
         fenced = commit.outcome is CommitOutcome.FENCED
         return cls(snapshot.checkpoint_id, commit.outcome, snapshot.size, inflight.commit_s,
                    now - inflight.sealed_at, {} if fenced else {r.tp: r.end for r in snapshot.ranges},
-                   commit.deadlettered, commit.tables)
+                   commit.deadlettered, commit.tables, commit.skipped)

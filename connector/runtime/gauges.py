@@ -38,8 +38,9 @@ class Gauges:
         m.checkpoints.commit_latency.observe(result.commit_s)
         m.checkpoints.duration.observe(result.duration_s)
         if result.outcome is CommitOutcome.COMMITTED:
-            m.records.written.inc(result.records - result.deadlettered)
+            m.records.written.inc(result.records - result.deadlettered - result.skipped)
             m.records.deadlettered.inc(result.deadlettered)
+            m.records.skipped.inc(result.skipped)
             for table, written in result.tables:
                 m.records.written_by_table.labels(table).inc(written)
             self._progress.written += result.records

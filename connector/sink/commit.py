@@ -25,11 +25,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connector.bookkeeping import statements as bks
 from connector.errors import RecordRejected
 from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink import deadletters as dl
-from connector.sink import statements as st
 from connector.sink.connection import DRIVER_ERRORS, Database
 from connector.sink.mapping import Payload
 from connector.sink.new_keys import NewKeys
@@ -99,12 +99,12 @@ class CommitTransaction:
         cid, ranges, pipeline = snapshot.checkpoint_id, snapshot.ranges, self._pipeline
         set_timeouts(conn, self._timeout_ms)
         # Step 1.
-        if conn.execute(st.checkpoint_exists(pipeline, cid)).first() is not None:
+        if conn.execute(bks.checkpoint_exists(pipeline, cid)).first() is not None:
             return Commit(CommitOutcome.ALREADY_COMMITTED)
         # Step 2.
-        conn.execute(st.ensure_offsets(), st.ensure_params(pipeline, snapshot.partitions))
+        conn.execute(bks.ensure_offsets(), bks.ensure_params(pipeline, snapshot.partitions))
         stored = {(r.topic, r.partition): r.next_offset
-                  for r in conn.execute(st.lock_offsets(pipeline, snapshot.partitions))}
+                  for r in conn.execute(bks.lock_offsets(pipeline, snapshot.partitions))}
         stale = [r for r in ranges if stored.get(r.tp) != r.start]
         if stale:
             return Commit(self._fenced(conn, cid, stale, stored))
@@ -114,10 +114,11 @@ class CommitTransaction:
         counts: dict[str, Any] = rows.write(spans(snapshot), snapshot.ops)
         self._deadletter(conn, snapshot, rows)
         # Step 4.
-        conn.execute(st.advance_offsets(pipeline), st.advance_params(cid, self._replica, ranges))
+        conn.execute(bks.advance_offsets(pipeline), bks.advance_params(cid, self._replica, ranges))
         counts.update(records=snapshot.size, deadlettered=len(rows.rejected), tables=rows.tables)
-        conn.execute(st.record_checkpoint(pipeline, cid, self._replica, ranges, counts))
-        return Commit(CommitOutcome.COMMITTED, len(rows.rejected), tuple(sorted(rows.tables.items())))
+        conn.execute(bks.record_checkpoint(pipeline, cid, self._replica, ranges, counts))
+        return Commit(CommitOutcome.COMMITTED, len(rows.rejected), tuple(sorted(rows.tables.items())),
+                      counts.get("skipped", 0))
 
     def _deadletter(self, conn: sa.Connection, snapshot: Snapshot[Payload], rows: RoutedWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""
@@ -139,7 +140,7 @@ class CommitTransaction:
     def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[PartitionRange],
                 stored: Mapping[Any, Any]) -> CommitOutcome:
         # A concurrent re-commit of this very checkpoint may have won the lock race.
-        if conn.execute(st.checkpoint_exists(self._pipeline, cid)).first() is not None:
+        if conn.execute(bks.checkpoint_exists(self._pipeline, cid)).first() is not None:
             return CommitOutcome.ALREADY_COMMITTED
         detail = ", ".join(f"{r.topic}[{r.partition}] expected {r.start} found {stored.get(r.tp)}" for r in stale)
         log.warning("checkpoint %d fenced: %s", cid, detail)

@@ -233,7 +233,7 @@ class RowMapper:
 
     def _tombstone(self, record: Record) -> Op:
         if self.mode != "upsert":
-            self._fail(record, "null value (tombstone) in append mode")
+            self._fail(record, f"null value (tombstone) in {self.mode} mode (only upsert deletes)")
         texts = self._key_from_record_key(record)
         fields = [texts[k] for k in self.key_columns]
         return Op("delete", self.key_columns, "\t".join(fields) + "\n", tuple(fields))

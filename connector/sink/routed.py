@@ -35,11 +35,6 @@ def spans_of(topics: Sequence[str]) -> list[Span]:
     return spans
 
 
-def writer(conn: sa.Connection, target: Target, new_keys: NewKeys | None = None) -> BatchWriter:
-    return BatchWriter(conn, target.table, target.mode, target.key_columns, target.additive_columns, new_keys,
-                       target.summed_by_database, target.keys_by_database)
-
-
 class RoutedWriter:
     """Writes ops into their tables; afterwards `rejected` holds every op that wrote
     nothing (by its index among all the ops) and `tables` the rows written per table."""
@@ -61,10 +56,10 @@ class RoutedWriter:
             target, parts = groups[name]
             whole = len(parts) == 1 and parts[0].start == 0 and parts[0].stop == len(ops)
             subset = ops if whole else [op for part in parts for op in ops[part.start:part.stop]]
-            rows = writer(self._conn, target, self._new_keys(target) if self._new_keys else None)
+            rows = BatchWriter(self._conn, target, self._new_keys(target) if self._new_keys else None)
             for kind, n in rows.write(subset).items():
                 counts[kind] = counts.get(kind, 0) + n
-            self.tables[name] = self.tables.get(name, 0) + len(subset) - len(rows.rejected)
+            self.tables[name] = self.tables.get(name, 0) + len(subset) - len(rows.rejected) - rows.skipped
             index = range(len(ops)) if whole else [i for part in parts for i in range(part.start, part.stop)]
             self.rejected.update((index[i], why) for i, why in rows.rejected.items())
         return counts

@@ -14,8 +14,6 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from connector import bookkeeping as bk
-from connector.models import PartitionRange, TopicPartition
 from connector.sink.mapping import REJECT, Op, Payload, as_op
 from connector.sink.upserts import reduce_by_key
 
@@ -172,6 +170,14 @@ def create_stage_sql(target: sa.Table, stage: sa.Table) -> str:
     return _create_temporary_sql(stage, sa.select(*(target.c[c.name] for c in stage.columns)))
 
 
+STAGE_ORDINAL = "eos_n"  # an ordered stage numbers its rows in the order COPY gives them
+
+
+def order_stage_sql(stage: sa.Table) -> str:
+    """Make `stage` ordered: a STAGE_ORDINAL column COPY leaves to its identity."""
+    return f"ALTER TABLE {_quote.format_table(stage)} ADD {STAGE_ORDINAL} bigint GENERATED ALWAYS AS IDENTITY"
+
+
 KEY_ORDINAL = "eos_i"
 
 
@@ -216,73 +222,14 @@ def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[s
     return insert.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
 
 
+def insert_new_from_stage_sql(target: sa.Table, stage: sa.Table, key_columns: Sequence[str]) -> str:
+    """INSERT … SELECT from an ordered stage, in the order its rows came; a row whose key
+    is stored already, or came earlier, is skipped (SINK_MODE=insert-ignore). Text run
+    by the driver, whose row count SQLAlchemy does not report for an INSERT construct."""
+    rows = sa.select(*stage.columns).order_by(sa.literal_column(STAGE_ORDINAL))
+    insert = pg.insert(target).from_select([c.name for c in stage.columns], rows)
+    return str(insert.on_conflict_do_nothing(index_elements=list(key_columns)).compile(dialect=DIALECT))
+
+
 def delete_from_stage(target: sa.Table, stage: sa.Table) -> sa.Delete:
     return sa.delete(target).where(sa.and_(*(target.c[c.name] == c for c in stage.columns)))
-
-
-# -- bookkeeping statements ---------------------------------------------------------------
-def checkpoint_exists(pipeline: str, checkpoint_id: int) -> sa.Select[Any]:
-    t = bk.checkpoints
-    return sa.select(t.c.checkpoint_id).where(t.c.pipeline == pipeline, t.c.checkpoint_id == checkpoint_id)
-
-
-def ensure_offsets() -> sa.Insert:
-    """Executed with `ensure_params` (one statement, compiled once: a multi-row VALUES
-    list would be compiled anew for every checkpoint)."""
-    return pg.insert(bk.offsets).on_conflict_do_nothing()
-
-
-def ensure_params(pipeline: str, partitions: Sequence[TopicPartition]) -> list[dict[str, Any]]:
-    return [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in partitions]
-
-
-def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Select[Any]:
-    """Lock the partitions' rows in a fixed order, so concurrent commits cannot deadlock."""
-    t = bk.offsets
-    return (
-        sa.select(t.c.topic, t.c.partition, t.c.next_offset)
-        .where(t.c.pipeline == pipeline, sa.tuple_(t.c.topic, t.c.partition).in_(list(partitions)))
-        .order_by(t.c.topic, t.c.partition)
-        .with_for_update()
-    )
-
-
-def read_offsets(pipeline: str, topics: Sequence[str]) -> sa.Select[Any]:
-    t = bk.offsets
-    return sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(
-        t.c.pipeline == pipeline, t.c.topic.in_(list(topics))
-    )
-
-
-def advance_offsets(pipeline: str) -> sa.Update:
-    """Executed once per partition with `b_topic`, `b_partition`, `b_end`, `b_checkpoint`."""
-    t = bk.offsets
-    return (
-        sa.update(t)
-        .where(t.c.pipeline == pipeline, t.c.topic == sa.bindparam("b_topic"),
-               t.c.partition == sa.bindparam("b_partition"))
-        .values(next_offset=sa.bindparam("b_end"), checkpoint_id=sa.bindparam("b_checkpoint"),
-                replica=sa.bindparam("b_replica"), updated_at=sa.func.now())
-    )
-
-
-def advance_params(checkpoint_id: int, replica: str, ranges: Sequence[PartitionRange]) -> list[dict[str, Any]]:
-    return [{"b_topic": r.topic, "b_partition": r.partition, "b_end": r.end,
-             "b_checkpoint": checkpoint_id, "b_replica": replica} for r in ranges]
-
-
-def prune_checkpoints(pipeline: str, older_than: str) -> sa.Delete:
-    """The pipeline's checkpoint rows older than `older_than` (an interval), but its newest."""
-    t = bk.checkpoints
-    newest = sa.select(sa.func.max(t.c.checkpoint_id)).where(t.c.pipeline == pipeline).scalar_subquery()
-    return sa.delete(t).where(t.c.pipeline == pipeline, t.c.checkpoint_id < newest,
-                              t.c.committed_at < sa.func.now() - sa.cast(older_than, pg.INTERVAL))
-
-
-def record_checkpoint(pipeline: str, checkpoint_id: int, replica: str,
-                      ranges: Sequence[PartitionRange], counts: dict[str, int]) -> sa.Insert:
-    offsets = [{"topic": r.topic, "partition": r.partition, "start": r.start, "end": r.end,
-                "records": r.records} for r in ranges]
-    return sa.insert(bk.checkpoints).values(
-        pipeline=pipeline, checkpoint_id=checkpoint_id, replica=replica, offsets=offsets, counts=counts
-    )

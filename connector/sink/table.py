@@ -93,12 +93,13 @@ def reflect_table(connection: sa.Connection, schema: str | None, name: str) -> T
     return TableSpec(schema, name, tuple(columns), pk, tuple(uniques))
 
 
-def resolve_key_columns(table: TableSpec, configured: Sequence[str] | None) -> tuple[str, ...]:
-    """The upsert key: SINK_KEY_COLUMNS, else the primary key. It must name columns of
-    the table and match a primary key or unique constraint (ON CONFLICT needs one)."""
+def resolve_key_columns(table: TableSpec, configured: Sequence[str] | None, mode: str = "upsert") -> tuple[str, ...]:
+    """The key of upsert and insert-ignore: SINK_KEY_COLUMNS, else the primary key. It
+    must name columns of the table and match a primary key or unique constraint (ON
+    CONFLICT needs one)."""
     keys = tuple(configured) if configured else table.primary_key
     if not keys:
-        raise SchemaError(f"upsert mode needs SINK_KEY_COLUMNS or a primary key on {table.qualified!r}")
+        raise SchemaError(f"{mode} mode needs SINK_KEY_COLUMNS or a primary key on {table.qualified!r}")
     names = {c.name for c in table.columns}
     unknown = [k for k in keys if k not in names]
     if unknown:
@@ -143,6 +144,9 @@ def check_additive_columns(table: TableSpec, keys: Sequence[str], additive: Sequ
         raise SchemaError(f"SINK_ADDITIVE_COLUMNS {bad} must be numeric, non-key columns of {table.qualified!r}")
 
 
+INSERT_IGNORE = "insert-ignore"
+
+
 @dataclass(frozen=True)
 class Target:
     """The sink table as the writer needs it: reflected, validated against the settings."""
@@ -166,8 +170,9 @@ def load_target(conn: sa.Connection, config: TableConfig) -> Target:
     keys: tuple[str, ...] = ()
     keys_by_database = False
     summed: frozenset[str] = frozenset()
+    if config.mode in (INSERT_IGNORE, "upsert"):
+        keys = resolve_key_columns(spec, config.key_columns, config.mode)
     if config.mode == "upsert":
-        keys = resolve_key_columns(spec, config.key_columns)
         keys_by_database = not keys_equal_as_text(conn, spec, keys)
         check_additive_columns(spec, keys, config.additive_columns)
         summed = frozenset(c.name for c in spec.columns if c.name in config.additive_columns and c.kind == "float")

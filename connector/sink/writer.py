@@ -17,6 +17,10 @@ The cost of isolation is paid only by a batch that fails: a good batch costs one
 SAVEPOINT and its RELEASE. A stage table is made once per column set and transaction and
 emptied before each use, so bisecting a large batch holds a handful of relation locks,
 not one per attempt (thousands of stage tables exhausted the lock table).
+
+Insert-ignore stages its rows numbered in the order they came and inserts them in that
+order with ON CONFLICT DO NOTHING: a key's first record wins, later ones are skipped and
+counted (a probe rolled back counts nothing).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from connector.sink import statements as st
 from connector.sink.mapping import REJECT, Op, Payload, as_op
 from connector.sink.new_keys import NewKeys
 from connector.sink.sqlstate import PYTHON_FAULTS, Rejection, record_fault, session_trouble, sqlstate_of
+from connector.sink.table import INSERT_IGNORE, Target
 
 log = logging.getLogger(__name__)
 _BATCH, _WHOLE = "eos_batch", "eos_checkpoint"  # savepoint names: one batch's try; a checkpoint's upserts
@@ -58,22 +63,20 @@ def _refused(start: int, stop: int, fault: Rejection,
 class BatchWriter:
     """Writes one checkpoint's ops on `conn` inside the open commit transaction."""
 
-    def __init__(self, conn: sa.Connection, target: sa.Table, mode: str, key_columns: Sequence[str] = (),
-                 additive: Sequence[str] = (), new_keys: NewKeys | None = None,
-                 summed_by_database: frozenset[str] = frozenset(), keys_by_database: bool = False) -> None:
-        self._conn, self._target = conn, target
+    def __init__(self, conn: sa.Connection, target: Target, new_keys: NewKeys | None = None) -> None:
+        self._conn, self._sink, self._target = conn, target, target.table
         self._new_keys = new_keys or NewKeys()
         # Upsert mode always has a key (the table's definition was checked): none is append.
-        self._keys, self._additive = (tuple(key_columns) if mode == "upsert" else ()), tuple(additive)
-        self._summed_by_database = summed_by_database  # additive columns Python cannot sum exactly
-        self._keys_by_database = keys_by_database  # key texts that differ may be one key to PostgreSQL
+        self._keys = target.key_columns if target.mode == "upsert" else ()
         self._stages: dict[tuple[str, ...], sa.Table] = {}  # one per column set, for the transaction
         self._ops: Sequence[Payload] = ()
         self.rejected: dict[int, Rejection] = {}
+        self.skipped = 0  # insert-ignore: rows whose key was stored already
 
     def write(self, ops: Sequence[Payload]) -> dict[str, int]:
-        """Write `ops`; counts of rows written and deleted. `self.rejected` then holds
-        every record that wrote nothing: rejected by the mapping or by the database."""
+        """Write `ops`; counts of rows written, deleted and (insert-ignore) skipped because
+        their key was stored. `self.rejected` then holds every record that wrote
+        nothing: rejected by the mapping or by the database."""
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._keys:
@@ -82,7 +85,9 @@ class BatchWriter:
             plan = st.plan_append(ops, tuple(c.name for c in self._target.columns))
             for batch in plan.batches:
                 self._isolated("insert", batch)
-        return {"rows": self._written(plan.batches), "deleted": self._written((plan.deletes,) if plan.deletes else ())}
+        counts = {"rows": self._written(plan.batches) - self.skipped,
+                  "deleted": self._written((plan.deletes,) if plan.deletes else ())}
+        return {**counts, "skipped": self.skipped} if self._sink.mode == INSERT_IGNORE else counts
 
     def _upserts(self, ops: Sequence[Op]) -> st.WritePlan:
         """Upsert `ops` with keys as the database compares them. Where it may find equal
@@ -90,7 +95,7 @@ class BatchWriter:
         every op is an upsert of one shape: then two such keys meet in one INSERT … ON
         CONFLICT, which refuses them with 21000, so the checkpoint is tried as it is and
         grouped only then (grouping costs a COPY of the keys and a sort)."""
-        if not self._keys_by_database:
+        if not self._sink.keys_by_database:
             return self._write_upserts(ops)
         if not st.one_shape_of_upserts(ops):
             return self._write_upserts(self._keyed_by_database(ops))
@@ -105,7 +110,7 @@ class BatchWriter:
         return self._write_upserts(self._keyed_by_database(ops))
 
     def _write_upserts(self, ops: Sequence[Op]) -> st.WritePlan:
-        plan = st.plan_upsert(ops, self._keys, self._additive, self._summed_by_database)
+        plan = st.plan_upsert(ops, self._keys, self._sink.additive_columns, self._sink.summed_by_database)
         if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
             self._isolated("delete", plan.deletes)
         for batch in plan.batches:
@@ -126,7 +131,8 @@ class BatchWriter:
         server's lock table) — then write the other rows at once."""
         if not batch.rows:
             return
-        stage = None if kind == "insert" else self._stage(batch.columns)  # made outside: a rollback keeps it
+        staged = kind != "insert" or self._sink.mode == INSERT_IGNORE
+        stage = self._stage(batch.columns) if staged else None  # made outside: a rollback keeps it
         fault = self._attempt(kind, batch, stage, keep=True)
         if fault is None:
             return
@@ -162,9 +168,12 @@ class BatchWriter:
     def _try(self, write: Callable[[], None], keep: bool = True) -> Rejection | None:
         """`write()` under a savepoint (rolled back unless `keep`); the record fault that
         refused it, if one did. Any other failure is raised."""
+        skipped = self.skipped
         try:
             with self._savepoint(keep=keep):
                 write()
+            if not keep:  # rolled back: what it skipped is not skipped
+                self.skipped = skipped
             return None
         except WRITE_ERRORS as exc:  # COPY runs on the driver's own cursor
             fault = record_fault(exc)
@@ -258,14 +267,19 @@ class BatchWriter:
         self._fill(stage, batch.rows)
         if kind == "delete":
             self._conn.execute(st.delete_from_stage(self._target, stage))
+        elif kind == "insert":  # insert-ignore: a row whose key is stored (or met before in the batch) is skipped
+            inserted = self._conn.exec_driver_sql(st.insert_new_from_stage_sql(self._target, stage, self._sink.key_columns))
+            self.skipped += len(batch.rows) - inserted.rowcount
         else:
-            self._conn.execute(st.upsert_from_stage(self._target, stage, self._keys, self._additive))
+            self._conn.execute(st.upsert_from_stage(self._target, stage, self._keys, self._sink.additive_columns))
 
     def _stage(self, columns: tuple[str, ...]) -> sa.Table:
         stage = self._stages.get(columns)
         if stage is None:
             stage = self._stages[columns] = st.stage_table(f"eos_stage_{len(self._stages)}", columns)
             self._conn.exec_driver_sql(st.create_stage_sql(self._target, stage))
+            if self._sink.mode == INSERT_IGNORE:
+                self._conn.exec_driver_sql(st.order_stage_sql(stage))
         return stage
 
     def _copy(self, table: sa.Table, batch: st.CopyBatch) -> None:

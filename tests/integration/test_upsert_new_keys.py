@@ -11,10 +11,11 @@ import orjson
 import pytest
 
 from connector.models import Record
+from connector.routing import TableConfig
 from connector.sink.connection import engine_for
 from connector.sink.mapping import RowMapper
 from connector.sink.new_keys import NewKeys
-from connector.sink.table import reflect_table
+from connector.sink.table import load_target, reflect_table
 from connector.sink.writer import BatchWriter
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,8 @@ def write(services, table, new_keys, docs):
         spec = reflect_table(conn, None, table)
         mapper = RowMapper(spec.columns, "upsert", ["id"])
         ops = [mapper(Record("t", 0, i, None, orjson.dumps(doc))) for i, doc in enumerate(docs)]
-        writer = BatchWriter(conn, spec.sa_table(), "upsert", ["id"], ["n"], new_keys)
+        target = load_target(conn, TableConfig((None, table), "upsert", ("id",), ("n",)))
+        writer = BatchWriter(conn, target, new_keys)
         writer.write(ops)
     engine.dispose()
     return writer

@@ -46,7 +46,7 @@ def test_every_problem_listed_at_once():
                  "KAFKA_ENABLE_AUTO_COMMIT"):
         assert name in text
     assert len(err.value.problems) == 5
-    assert "'append' or 'upsert'" in text
+    assert "'append', 'upsert' or 'insert-ignore'" in text
 
 
 def test_cross_field_problems():

@@ -77,8 +77,10 @@ def test_regex_subscription():
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_MAP": "a b=x"}, "'a b' is not a Kafka topic name"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "${table}"}, "the only placeholder is ${topic}"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_T_KEY_COLUMNS": "id"},
-     "SINK_TABLE_T_KEY_COLUMNS is set but SINK_MODE is not 'upsert'"),
+     "SINK_TABLE_T_KEY_COLUMNS is set but SINK_MODE is 'append'"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_T_MODE": "merge"}, "SINK_TABLE_T_MODE='merge': expected"),
+    ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_MODE": "insert-ignore", "SINK_ADDITIVE_COLUMNS": "n"},
+     "SINK_ADDITIVE_COLUMNS is set but SINK_MODE is not 'upsert'"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_TYPO_MODE": "upsert"},
      "SINK_TABLE_TYPO_MODE: the pipeline has no table whose <NAME> is TYPO (its tables: T)"),
     ({"KAFKA_TOPICS_REGEX": ".*", "SINK_TABLE": "t", "ERRORS_TOLERANCE": "all", "ERRORS_DEADLETTER_TOPIC": "dlq"},
@@ -86,6 +88,11 @@ def test_regex_subscription():
 ])
 def test_routing_mistakes_are_settings_errors(env, expected):
     assert expected in problems(**env)
+
+
+def test_insert_ignore_takes_key_columns():
+    s = settings(KAFKA_TOPICS="a", SINK_TABLE="t", SINK_MODE="insert-ignore", SINK_KEY_COLUMNS="id")
+    assert s.routes().config_for("a") == TableConfig((None, "t"), "insert-ignore", ("id",))
 
 
 def test_a_map_alone_routes_every_listed_topic():

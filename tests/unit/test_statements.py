@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 
+from connector.bookkeeping import statements as bks
 from connector.models import PartitionRange
 from connector.sink import statements as st
 from connector.sink.copytext import parse_row, render_row
@@ -96,17 +97,17 @@ def test_delete_statement():
 
 
 def test_lock_is_ordered_and_for_update():
-    text = sql(st.lock_offsets("p", [("b", 1), ("a", 0)]))
+    text = sql(bks.lock_offsets("p", [("b", 1), ("a", 0)]))
     assert text.endswith("ORDER BY offsets.topic, offsets.partition FOR UPDATE")
 
 
 def test_bookkeeping_values_are_bound_not_formatted():
     """A hostile pipeline name travels as a parameter, never in the SQL text."""
     name = "x'); DROP TABLE offsets; --"
-    compiled = st.checkpoint_exists(name, 7).compile(dialect=st.DIALECT)
+    compiled = bks.checkpoint_exists(name, 7).compile(dialect=st.DIALECT)
     assert name not in str(compiled) and name in compiled.params.values()
     ranges = [PartitionRange("t", 0, None, 5, 5)]
-    insert = st.record_checkpoint(name, 7, "r", ranges, {"rows": 5}).compile(dialect=st.DIALECT)
+    insert = bks.record_checkpoint(name, 7, "r", ranges, {"rows": 5}).compile(dialect=st.DIALECT)
     assert name not in str(insert)
 
 
