@@ -102,8 +102,10 @@ def check_tables(settings: Settings, topics: list[str]) -> list[Check]:
             as_text = [c.name for c in target.spec.columns if c.kind == "other"]
             note = f"; passed to PostgreSQL as text for it to cast: {', '.join(as_text)}" if as_text else ""
             source = f"topic {topic!r} -> " if topic else ""
-            checks.append(Check("database", True, f"{where}: {source}table {target.spec.qualified!r} ({target.mode}) "
-                                                  f"with {len(target.spec.columns)} mappable column(s){keys}{note}"))
+            table = catalog.routes.config_for(topic).qualified  # as routed (unqualified: found by search_path)
+            checks.append(Check("database", True, f"{where}: {source}table {table!r} with "
+                                                  f"{len(target.spec.columns)} mappable column(s){keys}{note}; "
+                                                  f"{target.mode}"))
     finally:
         catalog.close()
     return checks
