@@ -143,9 +143,14 @@ def test_zombie_frozen_inside_the_commit_transaction(make_pipeline):
     wait_until(lambda: is_stopped(zombie.pid), 60, "the replica to freeze itself")
     successor = p.start(host="b", **settings)
     p.wait_for_rows(N, 60, successor)
+    p.assert_exact(N)  # the successor's commits went past the zombie's locks: the server ended its session
+    assert is_stopped(zombie.pid), "the zombie runs before this test woke it:\n" + zombie.output()[-4000:]
     zombie.signal(signal.SIGCONT)
-    wait_until(lambda: re.search(r"checkpoint \d+ fenced", zombie.output()), 60,
-               "the zombie's checkpoint to be retried and fenced: " + zombie.output()[-3000:])
+    try:
+        wait_until(lambda: re.search(r"checkpoint \d+ fenced", zombie.output()), 60, "the zombie to be fenced")
+    except TimeoutError as exc:  # what each replica and the database say, as they are now
+        raise AssertionError(f"{exc}\nzombie:\n{zombie.output()[-4000:]}\nsuccessor:\n{successor.output()[-4000:]}\n"
+                             f"rows: {p.count()}, offsets: {p.offsets()}, checkpoints: {p.checkpoints()}") from exc
     p.produce(events(300, start=N), partition_of=lambda i: i % 4)
     p.wait_for_rows(N + 300, 60, successor)
     assert zombie.stop() == 0 and successor.stop() == 0
