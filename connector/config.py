@@ -22,6 +22,7 @@ from connector.environment import (
     libpq_url,
     read_secret_files,
     redact_url,
+    time_zone,
 )
 from connector.errors import ConfigError
 from connector.protocol.faults import FaultSpec
@@ -36,6 +37,7 @@ from connector.routing import (
     per_table_settings,
     route_problems,
     table_map,
+    topics_regex,
 )
 from connector.runtime.retry import RestartStrategy
 
@@ -75,6 +77,7 @@ class Settings(BaseModel):
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
     sink_metadata_columns: tuple[tuple[str, str], ...] = Field((), alias="SINK_METADATA_COLUMNS")
+    sink_timezone: str = Field("UTC", alias="SINK_TIMEZONE", min_length=1)
     errors_tolerance: Literal["none", "all"] = Field("none", alias="ERRORS_TOLERANCE")
     errors_deadletter_topic: str | None = Field(None, alias="ERRORS_DEADLETTER_TOPIC", min_length=1)
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
@@ -100,15 +103,8 @@ class Settings(BaseModel):
 
     _split_topics = field_validator("kafka_topics", mode="before")(csv)
 
-    @field_validator("kafka_topics_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+    _check_regex = field_validator("kafka_topics_regex")(topics_regex)
+    _check_zone = field_validator("sink_timezone")(time_zone)
 
     @field_validator("sink_table_map", mode="before")
     @classmethod

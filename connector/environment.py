@@ -5,6 +5,7 @@ shown with passwords masked)."""
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -119,3 +120,12 @@ def database_url_problems(url: str, password: str | None) -> list[str]:
                 "characters is percent-encoded)"]
     return [f"{shown}: {name}={options[name]!r} is not one of {', '.join(allowed)}"
             for name, allowed in _LIBPQ_CHOICES.items() if name in options and options[name] not in allowed]
+
+
+def time_zone(value: str) -> str:
+    """SINK_TIMEZONE: a zone of the IANA database."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ValueError("not a time zone of the IANA database (e.g. UTC, Europe/Paris, America/New_York)") from None
+    return value

@@ -66,6 +66,17 @@ def metadata_columns(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def topics_regex(value: str | None) -> str | None:
+    """KAFKA_TOPICS_REGEX, checked by Python's parser (librdkafka's takes the same
+    common forms: classes, alternation, repetition)."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
 def safe_identifier(topic: str) -> str:
     """A topic as `${topic}` puts it in a table name: `.` and `-` become `_`."""
     return topic.replace(".", "_").replace("-", "_")

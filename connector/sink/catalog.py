@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from datetime import UTC, tzinfo
 
 from connector.errors import SchemaError
 from connector.formats import ValueDecoder, decode_json
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 class Catalog:
     """Topic -> table, read lazily and kept; thread-safe."""
 
-    def __init__(self, routes: Routes, url: str, schema: str, decode_value: ValueDecoder = decode_json) -> None:
-        self.routes, self._decode_value = routes, decode_value
+    def __init__(self, routes: Routes, url: str, schema: str, decode_value: ValueDecoder = decode_json,
+                 zone: tzinfo = UTC) -> None:
+        self.routes, self._decode_value, self._zone = routes, decode_value, zone
         self._db = Database(url, schema)
         self._lock = threading.Lock()
         self._tables: dict[tuple[str | None, str], tuple[Target, RowMapper]] = {}
@@ -46,10 +48,6 @@ class Catalog:
 
     def mapper(self, topic: str) -> RowMapper:
         return (self._by_topic.get(topic) or self._entry(topic))[1]
-
-    def tables(self) -> list[Target]:
-        """The tables read so far, in name order."""
-        return [target for _, (target, _) in sorted(self._tables.items(), key=lambda item: str(item[0]))]
 
     def _entry(self, topic: str) -> tuple[Target, RowMapper]:
         with self._lock:
@@ -77,7 +75,7 @@ class Catalog:
                 target = load_target(conn, config)
         finally:
             self._db.close()
-        return target, target.mapper(config.metadata_columns, self._decode_value)
+        return target, target.mapper(config.metadata_columns, self._decode_value, self._zone)
 
     def close(self) -> None:
         self._db.close()

@@ -39,14 +39,15 @@ from connector.sink.table import Target
 log = logging.getLogger(__name__)
 
 
-def set_timeouts(conn: sa.Connection, timeout_ms: int) -> None:
+def set_timeouts(conn: sa.Connection, timeout_ms: int, timezone: str = "UTC") -> None:
     """A statement that hangs is aborted; so is the whole session if this process
     freezes mid-transaction (a zombie), so its row locks cannot stall the others.
-    Timestamps without an offset are UTC (the rows' COPY text leaves them as sent)."""
+    Timestamps without an offset are `timezone`'s (SINK_TIMEZONE; the rows' COPY text
+    leaves them as sent)."""
     timeout = str(timeout_ms)
     conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
                            sa.func.set_config("idle_in_transaction_session_timeout", timeout, True),
-                           sa.func.set_config("TimeZone", "UTC", True)))
+                           sa.func.set_config("TimeZone", timezone, True)))
 
 
 def spans(snapshot: Snapshot[Payload]) -> list[Span]:
@@ -65,9 +66,10 @@ class CommitTransaction:
     names for each topic, steps 1-5."""
 
     def __init__(self, db: Database, pipeline: str, replica: str, target_for: Callable[[str], Target], *,
-                 timeout_ms: int, tolerate_errors: bool, faults: FaultHook = NO_FAULTS) -> None:
+                 timeout_ms: int, tolerate_errors: bool, faults: FaultHook = NO_FAULTS, timezone: str = "UTC") -> None:
         self._db, self._pipeline, self._replica, self._target_for = db, pipeline, replica, target_for
-        self._timeout_ms, self._tolerate_errors, self._faults = timeout_ms, tolerate_errors, faults
+        self._timeout_ms, self._timezone = timeout_ms, timezone
+        self._tolerate_errors, self._faults = tolerate_errors, faults
         self._new_keys: dict[str, NewKeys] = {}  # by table: whether upserts are tried as plain inserts
 
     def new_keys(self, target: Target) -> NewKeys:
@@ -97,7 +99,7 @@ class CommitTransaction:
     def _steps(self, conn: sa.Connection, snapshot: Snapshot[Payload]) -> Commit:
         """Steps 1-4."""
         cid, ranges, pipeline = snapshot.checkpoint_id, snapshot.ranges, self._pipeline
-        set_timeouts(conn, self._timeout_ms)
+        set_timeouts(conn, self._timeout_ms, self._timezone)
         # Step 1.
         if conn.execute(bks.checkpoint_exists(pipeline, cid)).first() is not None:
             return Commit(CommitOutcome.ALREADY_COMMITTED)

@@ -11,18 +11,21 @@ record cannot contain a character COPY treats specially: a JSON document without
 backslash has no tab, newline, carriage return, backslash or NUL in any string (JSON
 must escape them). Every other kind returns text that never needs escaping.
 
-The commit transaction sets `TimeZone` to UTC, so a timestamp without an offset means
-UTC, as it always has here.
+The commit transaction sets `TimeZone` to SINK_TIMEZONE (UTC by default), so a timestamp
+without an offset is that zone's wall time: into `timestamptz` it goes as written and
+PostgreSQL reads it so; into `timestamp` one with an offset (or epoch milliseconds)
+becomes the zone's wall time here, as PostgreSQL casts a timestamptz to timestamp.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -180,8 +183,9 @@ def _text(value: Any) -> str:
     return text
 
 
-def parse_timestamptz(value: Any) -> datetime:
-    """An aware datetime: ISO-8601 text or epoch milliseconds; no offset means UTC."""
+def parse_timestamptz(value: Any, zone: tzinfo = UTC) -> datetime:
+    """An aware datetime: ISO-8601 text, a datetime or epoch milliseconds; no offset
+    means `zone` (SINK_TIMEZONE)."""
     if isinstance(value, datetime):  # Avro timestamps arrive decoded
         parsed = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -190,7 +194,7 @@ def parse_timestamptz(value: Any) -> datetime:
         parsed = _from_iso(_iso_text(value))
     else:
         raise Invalid(f"expected an ISO-8601 string or epoch milliseconds, got {type(value).__name__}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
 
 
 def _timestamptz(value: Any) -> str:
@@ -199,23 +203,26 @@ def _timestamptz(value: Any) -> str:
         parsed = _from_iso(text)  # validates; the text goes as it came when PostgreSQL reads it alike
         if is_plain_timestamp(text):
             return text
-        return parsed.isoformat()  # no offset: UTC (the transaction's TimeZone)
+        return parsed.isoformat()  # no offset: the transaction's TimeZone (SINK_TIMEZONE) reads it
+    if isinstance(value, datetime) and value.tzinfo is None:  # a registry format's local timestamp: alike
+        return value.isoformat()
     return parse_timestamptz(value).isoformat()
 
 
-def parse_timestamp(value: Any) -> datetime:
-    """A naive UTC datetime: an offset, when given, is applied first."""
-    return parse_timestamptz(value).astimezone(UTC).replace(tzinfo=None)
+def parse_timestamp(value: Any, zone: tzinfo = UTC) -> datetime:
+    """A naive datetime, the wall time in `zone` (SINK_TIMEZONE): an offset, when given,
+    is applied first (as PostgreSQL casts a timestamptz to timestamp)."""
+    return parse_timestamptz(value, zone).astimezone(zone).replace(tzinfo=None)
 
 
-def _timestamp(value: Any) -> str:
+def _timestamp(value: Any, zone: tzinfo = UTC) -> str:
     if type(value) is str:
         text = _iso_text(value)
         parsed = _from_iso(text)
-        offset = parsed.utcoffset()
-        if not offset and is_plain_timestamp(text):  # naive or UTC: PostgreSQL drops a zero offset
+        # Naive, or UTC in UTC: sent as written (PostgreSQL drops a zero offset).
+        if is_plain_timestamp(text) and (parsed.tzinfo is None or (zone is UTC and not parsed.utcoffset())):
             return text
-    return parse_timestamp(value).isoformat()
+    return parse_timestamp(value, zone).isoformat()
 
 
 def parse_date(value: Any) -> date:
@@ -270,8 +277,10 @@ CONVERTERS: dict[str, Converter] = {
     "other": _text,  # types without a converter here: sent as text, parsed by PostgreSQL
 }
 
-def column_converter(kind: str, length: int | None) -> Converter:
-    base = CONVERTERS[kind]
+def column_converter(kind: str, length: int | None, zone: tzinfo = UTC) -> Converter:
+    """The converter of a column of `kind` (`length`: varchar(n)); `zone` is the wall
+    clock a `timestamp` column keeps (SINK_TIMEZONE)."""
+    base = CONVERTERS[kind] if kind != "timestamp" or zone is UTC else functools.partial(_timestamp, zone=zone)
     if length is None:
         return base
 

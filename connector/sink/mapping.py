@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any, NamedTuple, NoReturn
 
 from connector.errors import MappingError
@@ -88,8 +89,8 @@ class ColumnSpec:
     length: int | None = None  # varchar(n) / char(n)
 
 
-def _converter(spec: ColumnSpec) -> Converter:
-    return column_converter(spec.kind, spec.length)
+def _converter(spec: ColumnSpec, zone: tzinfo) -> Converter:
+    return column_converter(spec.kind, spec.length, zone)
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,12 @@ class _Layout:
 
     @classmethod
     def of(cls, columns: tuple[ColumnSpec, ...], mode: str, key_columns: tuple[str, ...],
-           metadata: Sequence[tuple[str, str]]) -> _Layout:
+           metadata: Sequence[tuple[str, str]], zone: tzinfo) -> _Layout:
         by_name = {c.name: c for c in columns}
-        meta = tuple((field, column, _converter(by_name[column]), by_name[column].kind in ESCAPED)
+        meta = tuple((field, column, _converter(by_name[column], zone), by_name[column].kind in ESCAPED)
                      for field, column in metadata)
         meta_columns = {column for _, column, _, _ in meta}
-        plan = tuple((c.name, _converter(c), c.kind in ESCAPED, not c.nullable)
+        plan = tuple((c.name, _converter(c, zone), c.kind in ESCAPED, not c.nullable)
                      for c in columns if c.name not in meta_columns)
         slots = tuple(entry[0] for entry in plan) + tuple(c for _, c, _, _ in meta)
         return cls(meta, plan, {entry[0]: entry for entry in plan}, slots,
@@ -128,15 +129,17 @@ class RowMapper:
     only used) in upsert mode."""
 
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
-                 metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json) -> None:
+                 metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json,
+                 zone: tzinfo = UTC) -> None:
+        """`zone`: the wall clock of `timestamp` columns (SINK_TIMEZONE)."""
         self.columns, self.mode, self.key_columns = tuple(columns), mode, tuple(key_columns)
         self._decode_value = decode_value
-        self._layout = _Layout.of(self.columns, mode, self.key_columns, metadata)
+        self._layout = _Layout.of(self.columns, mode, self.key_columns, metadata, zone)
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self._json = decode_value is decode_json
         self.fast: FastPath | None = None
         if self._json and not self._layout.metadata:
-            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c))
+            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c, zone))
                                            for c in self.columns], Op, self._layout.kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:

@@ -5,6 +5,7 @@ transaction (sink/commit.py) and the bookkeeping repository
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Callable, Container, Iterable
 from typing import Any, NamedTuple
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from connector.bookkeeping.positions import Offsets
 from connector.bookkeeping.repository import Repository
 from connector.config import Settings
+from connector.errors import ConfigError, ConnectorError, TransientError
 from connector.formats import ValueDecoder, decode_json, value_decoder
 from connector.models import Commit, Snapshot, TopicPartition
 from connector.protocol.faults import NO_FAULTS, FaultHook
@@ -37,15 +39,16 @@ class PostgresStore:
     def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, routes: Routes | TableConfig,
                  topics: Subscription | None = None, timeout_ms: int = 60_000, faults: FaultHook = NO_FAULTS,
                  tolerate_errors: bool = False, decode_value: ValueDecoder = decode_json,
-                 start_from: StartFrom | None = None) -> None:
+                 start_from: StartFrom | None = None, timezone: str = "UTC") -> None:
         """`routes` name each topic's table (a TableConfig: every topic into that one);
-        the tables of `topics` listed by name are read at prepare(), others when met."""
+        the tables of `topics` listed by name are read at prepare(), others when met.
+        `timezone` (SINK_TIMEZONE): the zone of timestamps written without an offset."""
         self.db = Database(url, schema)
         self.rows = Repository(self.db, pipeline, replica)
         routes = routes if isinstance(routes, Routes) else Routes.single(routes)
-        self.catalog = Catalog(routes, url, schema, decode_value)
+        self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone))
         self._topics, self._timeout_ms, self._tolerate_errors = topics or Subscription(), timeout_ms, tolerate_errors
-        self._faults, self._start_from = faults, start_from
+        self._faults, self._start_from, self._timezone = faults, start_from, timezone
         self._transaction: CommitTransaction | None = None  # built by prepare()
 
     @classmethod
@@ -55,7 +58,7 @@ class PostgresStore:
                    faults=faults, tolerate_errors=settings.errors_tolerance == "all",
                    decode_value=value_decoder(settings.value_format, settings.registry_config()),
                    start_from=StartFrom(settings.start_from_savepoint, settings.subscription)
-                   if settings.start_from_savepoint else None)
+                   if settings.start_from_savepoint else None, timezone=settings.sink_timezone)
 
     @property
     def pipeline(self) -> str:
@@ -64,11 +67,22 @@ class PostgresStore:
     def prepare(self) -> RoutedMapper:
         """Read the tables of the topics listed by name and check they fit the settings
         (reads only; others are read when their topic is met); the record mapper."""
+        self._check_timezone()
         self.catalog.load(self._topics.topics)
         self._transaction = CommitTransaction(self.db, self.rows.pipeline, self.rows.replica, self.catalog.target,
                                               timeout_ms=self._timeout_ms, tolerate_errors=self._tolerate_errors,
-                                              faults=self._faults)
+                                              faults=self._faults, timezone=self._timezone)
         return RoutedMapper(self.catalog)
+
+    def _check_timezone(self) -> None:
+        """PostgreSQL knows SINK_TIMEZONE (its zone database may differ from Python's)."""
+        try:
+            with self.db.reading(f"setting TimeZone to SINK_TIMEZONE={self._timezone!r}") as conn:
+                conn.execute(sa.select(sa.func.set_config("TimeZone", self._timezone, True)))
+        except TransientError:
+            raise
+        except ConnectorError as exc:
+            raise ConfigError([f"SINK_TIMEZONE={self._timezone!r}: PostgreSQL refuses it: {exc}"]) from exc
 
     def start_from_savepoint(self) -> Offsets:
         """START_FROM_SAVEPOINT, a start-up step of `run` (never of `check`): a pipeline
@@ -103,4 +117,4 @@ class PostgresStore:
 
     def replay_deadletters(self, mapper: RoutedMapper, limit: int, dry_run: bool = False) -> tuple[int, list[str]]:
         return replay_deadletters(self.db, self.rows.pipeline, self.catalog.target, mapper, limit=limit,
-                                  timeout_ms=self._timeout_ms, dry_run=dry_run)
+                                  timeout_ms=self._timeout_ms, timezone=self._timezone, dry_run=dry_run)

@@ -15,14 +15,14 @@ from connector.sink.table import Target
 
 
 def replay_deadletters(db: Database, pipeline: str, target_for: Callable[[str], Target],
-                       mapper: Callable[[Record], Op], *, limit: int, timeout_ms: int,
+                       mapper: Callable[[Record], Op], *, limit: int, timeout_ms: int, timezone: str = "UTC",
                        dry_run: bool = False) -> tuple[int, list[str]]:
     """Write up to `limit` dead letters not replayed yet into their tables, in (topic,
     partition, offset) order, in one transaction: those that land are marked replayed,
     the others keep their row with the newest reason. Returns how many landed and a line
     per record still refused. `dry_run` rolls it all back."""
     with db.transaction("replaying dead letters") as conn:
-        set_timeouts(conn, timeout_ms)
+        set_timeouts(conn, timeout_ms, timezone)
         found = conn.execute(dl.to_replay(pipeline, limit)).all()
         records = [dl.record_of(row) for row in found]
         rows = RoutedWriter(conn, target_for)

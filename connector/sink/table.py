@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -159,8 +160,9 @@ class Target:
     summed_by_database: frozenset[str]  # floating-point additive columns: PostgreSQL sums them
     keys_by_database: bool  # key texts that differ may be one key to PostgreSQL
 
-    def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder) -> RowMapper:
-        return RowMapper(self.spec.columns, self.mode, self.key_columns, metadata_columns, decode_value)
+    def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder,
+               zone: tzinfo = UTC) -> RowMapper:
+        return RowMapper(self.spec.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone)
 
 
 def load_target(conn: sa.Connection, config: TableConfig) -> Target:

@@ -4,6 +4,8 @@ answers for the common record (every column named with its usual type)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -56,7 +58,8 @@ def mappers(draw):
                for c in columns]
     mode = draw(st.sampled_from(["append", "upsert"]))
     keys = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)) if mode == "upsert" else []
-    return RowMapper(columns, mode, keys)
+    zone = draw(st.sampled_from([UTC, ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")]))  # SINK_TIMEZONE
+    return RowMapper(columns, mode, keys, zone=zone)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,5 +1,8 @@
 """Record mapping: JSON objects to COPY text rows; bad records name their coordinates."""
 
+from zoneinfo import ZoneInfo
+
+import orjson
 import pytest
 
 from connector.errors import MappingError
@@ -72,6 +75,21 @@ def test_absent_fields_are_left_out_and_nulls_kept():
 
 def test_epoch_millis_into_timestamptz():
     assert append(rec(b'{"id": 1, "at": 0}')).values["at"] == "1970-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("local, expected", [
+    ("2026-07-01T12:00:00Z", "2026-07-01T14:00:00"),  # an instant: the zone's wall time (summer, +02)
+    ("2026-01-15T12:00:00+05:00", "2026-01-15T08:00:00"),  # winter, +01
+    ("2026-01-15T12:00:00", "2026-01-15T12:00:00"),  # no offset: already the zone's wall time
+    (0, "1970-01-01T01:00:00"),  # epoch milliseconds: an instant
+])
+def test_sink_timezone_is_the_wall_clock_of_timestamp_columns(local, expected):
+    """SINK_TIMEZONE=Europe/Paris: a `timestamp` column keeps Paris wall time, as PostgreSQL
+    casts a timestamptz to timestamp under that TimeZone; `timestamptz` text goes as
+    written (the transaction's TimeZone reads a naive one)."""
+    paris = RowMapper(COLUMNS, "append", zone=ZoneInfo("Europe/Paris"))
+    values = paris(rec(orjson.dumps({"id": 1, "local": local, "at": "2026-01-15T12:00:00"}))).values
+    assert values["local"] == expected and values["at"] == "2026-01-15T12:00:00"
 
 
 @pytest.mark.parametrize("value, reason", [
