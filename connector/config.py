@@ -25,9 +25,11 @@ from connector.environment import (
     time_zone,
 )
 from connector.errors import ConfigError
+from connector.fields import FieldRules, renames
 from connector.protocol.faults import FaultSpec
 from connector.redaction import MASK, is_secret_name
 from connector.routing import (
+    LONGER,
     MAX_IDENTIFIER_BYTES,
     Routes,
     Subscription,
@@ -78,6 +80,9 @@ class Settings(BaseModel):
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
     sink_metadata_columns: tuple[tuple[str, str], ...] = Field((), alias="SINK_METADATA_COLUMNS")
     sink_timezone: str = Field("UTC", alias="SINK_TIMEZONE", min_length=1)
+    sink_fields_include: tuple[str, ...] | None = Field(None, alias="SINK_FIELDS_INCLUDE")
+    sink_fields_exclude: tuple[str, ...] | None = Field(None, alias="SINK_FIELDS_EXCLUDE")
+    sink_fields_rename: tuple[tuple[str, str], ...] = Field((), alias="SINK_FIELDS_RENAME")
     errors_tolerance: Literal["none", "all"] = Field("none", alias="ERRORS_TOLERANCE")
     errors_deadletter_topic: str | None = Field(None, alias="ERRORS_DEADLETTER_TOPIC", min_length=1)
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
@@ -111,7 +116,10 @@ class Settings(BaseModel):
     def _table_map(cls, value: Any) -> Any:
         return table_map(value) if isinstance(value, str) else value
 
-    @field_validator("sink_key_columns", "sink_additive_columns", mode="before")
+    _split_renames = field_validator("sink_fields_rename", mode="before")(renames)
+
+    @field_validator("sink_key_columns", "sink_additive_columns", "sink_fields_include", "sink_fields_exclude",
+                     mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         return None if value is None or value == "" else csv(value)
@@ -184,8 +192,7 @@ class Settings(BaseModel):
         for variable, identifiers in names.items():
             for name in identifiers:
                 if len(name.encode()) > MAX_IDENTIFIER_BYTES:
-                    problems.append(f"{variable}: {name[:20]!r}… is longer than {MAX_IDENTIFIER_BYTES} bytes "
-                                    "(PostgreSQL would truncate it and address another name)")
+                    problems.append(f"{variable}: {name[:20]!r}… {LONGER}")
         if "DATABASE_URL" not in skip:
             problems.extend(database_url_problems(self.database_url, self.database_password))
         if skip.isdisjoint({"VALUE_FORMAT", "SCHEMA_REGISTRY_URL"}):
@@ -229,8 +236,9 @@ class Settings(BaseModel):
         return Subscription(self.kafka_topics, self.kafka_topics_regex)
 
     def routes(self) -> Routes:
+        fields = FieldRules(self.sink_fields_include, self.sink_fields_exclude or (), self.sink_fields_rename)
         defaults = TableConfig((None, ""), self.sink_mode, tuple(self.sink_key_columns or ()),
-                               tuple(self.sink_additive_columns or ()), tuple(self.sink_metadata_columns))
+                               tuple(self.sink_additive_columns or ()), tuple(self.sink_metadata_columns), fields)
         return Routes(self.sink_table, self.sink_table_map, defaults, self.sink_tables)
 
     @property

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connector.errors import RouteError
+from connector.fields import EVERY_FIELD, FieldRules
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
@@ -102,6 +103,7 @@ class TableConfig:
     key_columns: tuple[str, ...] = ()
     additive_columns: tuple[str, ...] = ()
     metadata_columns: tuple[tuple[str, str], ...] = ()
+    fields: FieldRules = EVERY_FIELD
 
     @property
     def qualified(self) -> str:
@@ -155,9 +157,11 @@ class Routes:
             name = parse_qualified_name(text)
         except ValueError as exc:
             raise RouteError(f"topic {topic!r}: SINK_TABLE={self.template!r} makes {text!r}: {exc}") from exc
-        too_long = [part for part in name if part is not None and len(part.encode()) > MAX_IDENTIFIER_BYTES]
+        too_long = _too_long(name)
+        if too_long and TOPIC_PLACEHOLDER not in self.template:
+            raise RouteError(f"SINK_TABLE: {too_long[:20]!r}… {LONGER}")
         if too_long:
-            raise RouteError(f"topic {topic!r}: SINK_TABLE={self.template!r} makes the name {too_long[0]!r}, longer "
+            raise RouteError(f"topic {topic!r}: SINK_TABLE={self.template!r} makes the name {too_long!r}, longer "
                              f"than PostgreSQL's {MAX_IDENTIFIER_BYTES} bytes (route the topic in SINK_TABLE_MAP)")
         return name
 
@@ -169,6 +173,13 @@ class Routes:
     def by_topic(self) -> bool:
         """Whether topics may go to different tables (a `${topic}` template or a map)."""
         return bool(self.table_map) or (self.template is not None and TOPIC_PLACEHOLDER in self.template)
+
+
+LONGER = f"is longer than {MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would truncate it and address another name)"
+
+
+def _too_long(name: tuple[str | None, str]) -> str | None:
+    return next((part for part in name if part is not None and len(part.encode()) > MAX_IDENTIFIER_BYTES), None)
 
 
 def _quoted(name: tuple[str | None, str]) -> str:
@@ -187,6 +198,9 @@ def table_map(value: str) -> dict[str, tuple[str | None, str]]:
         if topic in routes:
             raise ValueError(f"topic {topic!r} is routed twice")
         routes[topic] = parse_qualified_name(table)
+        too_long = _too_long(routes[topic])
+        if too_long:
+            raise ValueError(f"{too_long[:20]!r}… {LONGER}")
     return routes
 
 
@@ -229,6 +243,8 @@ def route_problems(subscription: Subscription | None, routes: Routes, deadletter
             parse_qualified_name(routes.template.replace(TOPIC_PLACEHOLDER, "t"))
         except ValueError as exc:
             problems.append(f"SINK_TABLE={routes.template!r}: {exc}")
+    if routes.defaults.fields.include is not None and routes.defaults.fields.exclude:
+        problems.append("SINK_FIELDS_INCLUDE and SINK_FIELDS_EXCLUDE are both set; give one")
     if subscription is not None:
         problems += [f"SINK_TABLE_MAP routes topic {topic!r}, which the pipeline does not read ({subscription})"
                      for topic in routes.table_map if topic not in subscription]
@@ -243,8 +259,9 @@ def route_problems(subscription: Subscription | None, routes: Routes, deadletter
     else:  # tables appear with topics (or the routes are broken): the defaults and every per-table form may apply
         configs = {"": routes.defaults, **{name: replace(routes.defaults, **values)
                                            for name, values in routes.per_table.items()}}
-    return problems + sorted({problem for name, config in configs.items()
-                              for problem in _mode_problems(name, config, routes.per_table.get(name, {}))})
+    problems += sorted({problem for name, config in configs.items()
+                        for problem in _mode_problems(name, config, routes.per_table.get(name, {}))})
+    return list(dict.fromkeys(problems))  # one table's problem once, however many topics it has
 
 
 def _tables(topics: Sequence[str], routes: Routes, problems: list[str]) -> dict[str, TableConfig]:

@@ -64,6 +64,11 @@ class FastColumn(NamedTuple):
     length: int | None  # varchar(n) / char(n)
     nullable: bool  # a JSON null is NULL here (key columns never: the general path fills them from the key)
     convert: Converter
+    field: str = ""  # the JSON field that fills it, if not its name (SINK_FIELDS_RENAME)
+
+    @property
+    def source(self) -> str:
+        return self.field or self.name
 
 
 def escape_row(fields: str) -> str | None:
@@ -154,7 +159,8 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
     row text alone (`as_op` makes it that Op). None when a column's name is one msgspec
     cannot match (a quote, a backslash or a control character in it)."""
     names = [column.name for column in columns]
-    if any(_UNMATCHABLE.search(name) for name in names):
+    sources = [column.source for column in columns]  # the JSON fields
+    if any(_UNMATCHABLE.search(source) for source in sources):
         return None
     columns = [c._replace(nullable=c.nullable and c.name not in key_columns) for c in columns]
     # Fields are named f0, f1, …: column names reach the generated code only through `rename`.
@@ -162,7 +168,7 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
     # collector nothing (a poll batch makes thousands).
     row_type = msgspec.defstruct("Row", [(f"f{i}", _field_type(c.kind, c.length) | None if c.nullable else
                                           _field_type(c.kind, c.length)) for i, c in enumerate(columns)],
-                                 rename={f"f{i}": name for i, name in enumerate(names)}, gc=False)
+                                 rename={f"f{i}": source for i, source in enumerate(sources)}, gc=False)
     fields = [_Source.of(column, i) for i, column in enumerate(columns)]
     lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None",
              " try:", *("  " + line for field in fields for line in field.check.splitlines()), "  pass",
@@ -179,4 +185,4 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
     fast: FastPath = scope["fast"]
     if key_columns or any(c.kind not in ROW_TEXT_KINDS for c in columns):
         return fast
-    return RowText([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast)
+    return RowText([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast)

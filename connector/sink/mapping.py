@@ -87,6 +87,11 @@ class ColumnSpec:
     nullable: bool = True
     has_default: bool = False
     length: int | None = None  # varchar(n) / char(n)
+    field: str | None = None  # the value's field that fills it (SINK_FIELDS_RENAME), if not its name
+
+    @property
+    def source(self) -> str:
+        return self.field or self.name
 
 
 def _converter(spec: ColumnSpec, zone: tzinfo) -> Converter:
@@ -100,8 +105,8 @@ class _Layout:
     # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter, escaped); these
     # columns take the record's metadata, never a same-named field of its value.
     metadata: tuple[tuple[str, str, Converter, bool], ...]
-    plan: tuple[tuple[str, Converter, bool, bool], ...]  # (column, converter, escaped, not null) a value fills
-    by_name: dict[str, tuple[str, Converter, bool, bool]]
+    plan: tuple[tuple[str, Converter, bool, bool], ...]  # (field, converter, escaped, not null): a value's, in slot order
+    by_name: dict[str, tuple[str, Converter, bool, bool]]  # column -> its plan entry
     slots: tuple[str, ...]  # the row's columns, in order
     required: tuple[str, ...]  # not null and no default
     numeric: tuple[str, ...]  # read exactly from JSON
@@ -115,12 +120,12 @@ class _Layout:
         meta = tuple((field, column, _converter(by_name[column], zone), by_name[column].kind in ESCAPED)
                      for field, column in metadata)
         meta_columns = {column for _, column, _, _ in meta}
-        plan = tuple((c.name, _converter(c, zone), c.kind in ESCAPED, not c.nullable)
-                     for c in columns if c.name not in meta_columns)
-        slots = tuple(entry[0] for entry in plan) + tuple(c for _, c, _, _ in meta)
-        return cls(meta, plan, {entry[0]: entry for entry in plan}, slots,
+        filled = [c for c in columns if c.name not in meta_columns]
+        plan = tuple((c.source, _converter(c, zone), c.kind in ESCAPED, not c.nullable) for c in filled)
+        slots = tuple(c.name for c in filled) + tuple(c for _, c, _, _ in meta)
+        return cls(meta, plan, {c.name: entry for c, entry in zip(filled, plan, strict=True)}, slots,
                    tuple(c.name for c in columns if not c.nullable and not c.has_default),
-                   tuple(c.name for c in columns if c.kind == "numeric"), "upsert" if mode == "upsert" else "insert",
+                   tuple(c.source for c in columns if c.kind == "numeric"), "upsert" if mode == "upsert" else "insert",
                    tuple(slots.index(k) for k in key_columns) if mode == "upsert" else ())
 
 
@@ -139,7 +144,7 @@ class RowMapper:
         self._json = decode_value is decode_json
         self.fast: FastPath | None = None
         if self._json and not self._layout.metadata:
-            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c, zone))
+            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c, zone), c.source)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns)
 
     def __call__(self, record: Record) -> Op:

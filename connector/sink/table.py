@@ -4,7 +4,7 @@ settings, then plain data. Reads only: `check` and `deadletters` use it as `run`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, tzinfo
 from typing import Any
 
@@ -159,10 +159,11 @@ class Target:
     additive_columns: tuple[str, ...]
     summed_by_database: frozenset[str]  # floating-point additive columns: PostgreSQL sums them
     keys_by_database: bool  # key texts that differ may be one key to PostgreSQL
+    columns: tuple[ColumnSpec, ...]  # those a record fills, each with its field (SINK_FIELDS_*)
 
     def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder,
                zone: tzinfo = UTC) -> RowMapper:
-        return RowMapper(self.spec.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone)
+        return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone)
 
 
 def load_target(conn: sa.Connection, config: TableConfig) -> Target:
@@ -183,4 +184,29 @@ def load_target(conn: sa.Connection, config: TableConfig) -> Target:
                if column not in names]
     if missing:
         raise SchemaError(f"SINK_METADATA_COLUMNS: table {spec.qualified!r} has no column {', '.join(missing)}")
-    return Target(spec, spec.sa_table(), config.mode, keys, config.additive_columns, summed, keys_by_database)
+    return Target(spec, spec.sa_table(), config.mode, keys, config.additive_columns, summed, keys_by_database,
+                  filled_columns(spec, config, keys))
+
+
+def filled_columns(spec: TableSpec, config: TableConfig, keys: Sequence[str]) -> tuple[ColumnSpec, ...]:
+    """The columns a record fills, each with the field that fills it (SINK_FIELDS_*);
+    metadata columns are the record's metadata's. SchemaError when a rename names no
+    column, or a NOT NULL column without a default (or a key column) is left unfilled."""
+    rules, names = config.fields, {c.name for c in spec.columns}
+    unknown = [new for _, new in rules.rename if new not in names]
+    if unknown:
+        raise SchemaError(f"SINK_FIELDS_RENAME: table {spec.qualified!r} has no column {', '.join(map(repr, unknown))}")
+    metadata = {column for _, column in config.metadata_columns}
+    columns, unfilled = [], []
+    for column in spec.columns:
+        source = column.name if column.name in metadata else rules.source(column.name)
+        if source is not None:
+            columns.append(replace(column, field=None if source == column.name else source))
+        elif column.name in keys or (not column.nullable and not column.has_default):
+            unfilled.append(column.name)
+    if unfilled:
+        raise SchemaError(f"SINK_FIELDS_*: no field fills column(s) {', '.join(map(repr, unfilled))} of "
+                          f"{spec.qualified!r}, a key or NOT NULL without a default")
+    if not columns:
+        raise SchemaError(f"SINK_FIELDS_*: no field fills any column of {spec.qualified!r}")
+    return tuple(columns)

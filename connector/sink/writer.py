@@ -82,7 +82,7 @@ class BatchWriter:
         if self._keys:
             plan = self._upserts(cast(Sequence[Op], ops))  # no plain rows in upsert mode
         else:
-            plan = st.plan_append(ops, tuple(c.name for c in self._target.columns))
+            plan = st.plan_append(ops, tuple(c.name for c in self._sink.columns))
             for batch in plan.batches:
                 self._isolated("insert", batch)
         counts = {"rows": self._written(plan.batches) - self.skipped,

@@ -7,7 +7,7 @@ import pytest
 
 from connector.errors import MappingError
 from connector.models import Record
-from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, tolerant
+from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, as_op, tolerant
 
 COLUMNS = [
     ColumnSpec("id", "bigint", nullable=False),
@@ -225,3 +225,15 @@ def test_a_json_number_fills_a_numeric_column_exactly_on_both_paths(number):
     general = mapper.general(rec(value)).row
     assert fast is not None and fast == general
     assert Decimal(general.split("\t")[1]) == Decimal(number.decode()) and general.endswith('{"ratio":0.5}\n')
+
+
+def test_a_renamed_field_fills_its_column_on_both_paths():
+    """SINK_FIELDS_RENAME=uid:user_id: field `uid` fills `user_id`; a field named `user_id`
+    fills nothing. The fast path (which the C row builder serves) agrees with the general one."""
+    columns = [ColumnSpec("user_id", "bigint", field="uid"), ColumnSpec("note", "text"),
+               ColumnSpec("at", "timestamptz")]
+    mapper = RowMapper(columns, "append")
+    value = orjson.dumps({"uid": 5, "user_id": 9, "note": "é\t\"x\"", "at": "2026-01-15T09:30:00Z"})
+    general = mapper.general(rec(value))
+    assert general.values == {"user_id": "5", "note": "é\t\"x\"", "at": "2026-01-15T09:30:00Z"}
+    assert mapper.fast is not None and as_op(mapper.fast(value), general.columns) == general

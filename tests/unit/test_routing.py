@@ -5,6 +5,7 @@ import pytest
 
 from connector.config import Settings
 from connector.errors import ConfigError, RouteError
+from connector.fields import FieldRules
 from connector.routing import Routes, Subscription, TableConfig, env_name, safe_identifier
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "DATABASE_URL": "postgresql://db/app"}
@@ -75,10 +76,15 @@ def test_regex_subscription():
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_MAP": "b=x"}, "routes topic 'b', which the pipeline"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_MAP": "a=x,a=y"}, "topic 'a' is routed twice"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_MAP": "a b=x"}, "'a b' is not a Kafka topic name"),
+    ({"KAFKA_TOPICS": "a", "SINK_TABLE_MAP": "a=" + "x" * 64}, "is longer than 63 bytes"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "${table}"}, "the only placeholder is ${topic}"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_T_KEY_COLUMNS": "id"},
      "SINK_TABLE_T_KEY_COLUMNS is set but SINK_MODE is 'append'"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_T_MODE": "merge"}, "SINK_TABLE_T_MODE='merge': expected"),
+    ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_FIELDS_INCLUDE": "a", "SINK_FIELDS_EXCLUDE": "b"},
+     "SINK_FIELDS_INCLUDE and SINK_FIELDS_EXCLUDE are both set"),
+    ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_FIELDS_RENAME": "a:b,c:b"}, "'b' named twice"),
+    ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_FIELDS_RENAME": "a-b"}, "expected old:new, got 'a-b'"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_MODE": "insert-ignore", "SINK_ADDITIVE_COLUMNS": "n"},
      "SINK_ADDITIVE_COLUMNS is set but SINK_MODE is not 'upsert'"),
     ({"KAFKA_TOPICS": "a", "SINK_TABLE": "t", "SINK_TABLE_TYPO_MODE": "upsert"},
@@ -98,3 +104,20 @@ def test_insert_ignore_takes_key_columns():
 def test_a_map_alone_routes_every_listed_topic():
     s = settings(KAFKA_TOPICS="a,b", SINK_TABLE_MAP="a=x,b=s.y", SINK_TABLE_S_Y_MODE="upsert")
     assert s.routes().config_for("b").mode == "upsert" and s.routes().table_for("a") == (None, "x")
+
+
+@pytest.mark.parametrize("rules, column, field", [
+    (FieldRules(), "a", "a"),
+    (FieldRules(rename=(("uid", "user_id"),)), "user_id", "uid"),  # the renamed field fills its new column
+    (FieldRules(rename=(("uid", "user_id"),)), "uid", None),  # and no longer its own
+    (FieldRules(exclude=("secret",)), "secret", None),
+    (FieldRules(include=("a",)), "b", None),
+    (FieldRules(include=("uid",), rename=(("uid", "user_id"),)), "user_id", "uid"),  # include names fields
+])
+def test_which_field_fills_a_column(rules, column, field):
+    assert rules.source(column) == field
+
+
+def test_field_settings_reach_every_table():
+    s = settings(KAFKA_TOPICS="a", SINK_TABLE="t", SINK_FIELDS_EXCLUDE="secret, token", SINK_FIELDS_RENAME="uid:user_id")
+    assert s.routes().config_for("a").fields == FieldRules(None, ("secret", "token"), (("uid", "user_id"),))

@@ -1,0 +1,46 @@
+"""Which fields of a record's value fill which columns: SINK_FIELDS_INCLUDE,
+SINK_FIELDS_EXCLUDE and SINK_FIELDS_RENAME. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldRules:
+    """SINK_FIELDS_INCLUDE (None: every field), SINK_FIELDS_EXCLUDE and SINK_FIELDS_RENAME
+    (old -> new): which fields of a record's value fill which columns."""
+
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
+
+    def source(self, column: str) -> str | None:
+        """The field that fills `column`, or None when no field may."""
+        renamed = dict((new, old) for old, new in self.rename)
+        field = renamed.get(column, None if column in dict(self.rename) else column)
+        if field is None or field in self.exclude or (self.include is not None and field not in self.include):
+            return None
+        return field
+
+
+def renames(value: Any) -> Any:
+    """SINK_FIELDS_RENAME: `old:new,…`."""
+    if not isinstance(value, str):
+        return value
+    pairs = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        old, sep, new = (part.strip() for part in item.partition(":"))
+        if not sep or not old or not new:
+            raise ValueError(f"expected old:new, got {item!r}")
+        pairs.append((old, new))
+    for index in (0, 1):
+        seen = [pair[index] for pair in pairs]
+        twice = sorted({name for name in seen if seen.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} named twice")
+    return tuple(pairs)
+
+
+EVERY_FIELD = FieldRules()
