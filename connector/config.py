@@ -83,6 +83,8 @@ class Settings(BaseModel):
     sink_fields_include: tuple[str, ...] | None = Field(None, alias="SINK_FIELDS_INCLUDE")
     sink_fields_exclude: tuple[str, ...] | None = Field(None, alias="SINK_FIELDS_EXCLUDE")
     sink_fields_rename: tuple[tuple[str, str], ...] = Field((), alias="SINK_FIELDS_RENAME")
+    sink_flatten: bool = Field(False, alias="SINK_FLATTEN")
+    sink_flatten_separator: str = Field("_", alias="SINK_FLATTEN_SEPARATOR", min_length=1)
     errors_tolerance: Literal["none", "all"] = Field("none", alias="ERRORS_TOLERANCE")
     errors_deadletter_topic: str | None = Field(None, alias="ERRORS_DEADLETTER_TOPIC", min_length=1)
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)
@@ -236,7 +238,8 @@ class Settings(BaseModel):
         return Subscription(self.kafka_topics, self.kafka_topics_regex)
 
     def routes(self) -> Routes:
-        fields = FieldRules(self.sink_fields_include, self.sink_fields_exclude or (), self.sink_fields_rename)
+        fields = FieldRules(self.sink_fields_include, self.sink_fields_exclude or (), self.sink_fields_rename,
+                            self.sink_flatten_separator if self.sink_flatten else None)
         defaults = TableConfig((None, ""), self.sink_mode, tuple(self.sink_key_columns or ()),
                                tuple(self.sink_additive_columns or ()), tuple(self.sink_metadata_columns), fields)
         return Routes(self.sink_table, self.sink_table_map, defaults, self.sink_tables)

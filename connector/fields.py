@@ -1,5 +1,6 @@
-"""Which fields of a record's value fill which columns: SINK_FIELDS_INCLUDE,
-SINK_FIELDS_EXCLUDE and SINK_FIELDS_RENAME. Pure."""
+"""Which fields of a record's value fill which columns: SINK_FLATTEN (nested objects
+become `parent_child` fields first), then SINK_FIELDS_INCLUDE, SINK_FIELDS_EXCLUDE and
+SINK_FIELDS_RENAME, which name fields as flattened. Pure."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class FieldRules:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     rename: tuple[tuple[str, str], ...] = ()
+    flatten: str | None = None  # SINK_FLATTEN's separator when on
 
     def source(self, column: str) -> str | None:
         """The field that fills `column`, or None when no field may."""
@@ -23,6 +25,19 @@ class FieldRules:
         if field is None or field in self.exclude or (self.include is not None and field not in self.include):
             return None
         return field
+
+
+def flatten(document: dict[str, Any], separator: str, prefix: str = "") -> dict[str, Any]:
+    """Nested objects' fields as `parent<separator>child` fields, at any depth; other
+    values (arrays, an empty object) stay as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        name = f"{prefix}{separator}{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, separator, name))
+        else:
+            flat[name] = value
+    return flat
 
 
 def renames(value: Any) -> Any:

@@ -75,7 +75,7 @@ class Catalog:
                 target = load_target(conn, config)
         finally:
             self._db.close()
-        return target, target.mapper(config.metadata_columns, self._decode_value, self._zone)
+        return target, target.mapper(config.metadata_columns, self._decode_value, self._zone, config.fields.flatten)
 
     def close(self) -> None:
         self._db.close()

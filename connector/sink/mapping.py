@@ -16,6 +16,7 @@ from datetime import UTC, tzinfo
 from typing import Any, NamedTuple, NoReturn
 
 from connector.errors import MappingError
+from connector.fields import flatten
 from connector.formats import ValueDecoder, decode_json, exact_json
 from connector.models import Record
 from connector.sink.copytext import ESCAPED, NULL, Converter, column_converter, escape, parse_row
@@ -135,15 +136,16 @@ class RowMapper:
 
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
                  metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json,
-                 zone: tzinfo = UTC) -> None:
-        """`zone`: the wall clock of `timestamp` columns (SINK_TIMEZONE)."""
+                 zone: tzinfo = UTC, flatten_with: str | None = None) -> None:
+        """`zone`: the wall clock of `timestamp` columns (SINK_TIMEZONE); `flatten_with`:
+        SINK_FLATTEN's separator (nested objects fill `parent_child` columns)."""
         self.columns, self.mode, self.key_columns = tuple(columns), mode, tuple(key_columns)
-        self._decode_value = decode_value
+        self._decode_value, self._flatten_with = decode_value, flatten_with
         self._layout = _Layout.of(self.columns, mode, self.key_columns, metadata, zone)
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self._json = decode_value is decode_json
         self.fast: FastPath | None = None
-        if self._json and not self._layout.metadata:
+        if self._json and not self._layout.metadata and flatten_with is None:
             self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c, zone), c.source)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns)
 
@@ -174,8 +176,12 @@ class RowMapper:
             self._fail(record, str(exc))
         if not isinstance(document, dict):
             self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
+        separator = self._flatten_with
+        if separator is not None:
+            document = flatten(document, separator)
         if self._json and any(type(document.get(name)) is float for name in self._layout.numeric):
             exact = exact_json(value)  # a numeric column takes the number as written, not a double
+            exact = flatten(exact, separator) if separator is not None else exact
             document = {**document, **{name: exact[name] for name in self._layout.numeric if name in exact}}
         # A JSON value without a backslash has nothing COPY would need escaped.
         fields, absent = self._fields(record, document, self._json and b"\\" not in value)

@@ -162,8 +162,8 @@ class Target:
     columns: tuple[ColumnSpec, ...]  # those a record fills, each with its field (SINK_FIELDS_*)
 
     def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder,
-               zone: tzinfo = UTC) -> RowMapper:
-        return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone)
+               zone: tzinfo = UTC, flatten_with: str | None = None) -> RowMapper:
+        return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone, flatten_with)
 
 
 def load_target(conn: sa.Connection, config: TableConfig) -> Target:

@@ -32,3 +32,16 @@ def test_rules_that_cannot_work_stop_start_up(make_pipeline, settings, reason):
     replica = p.start(**settings)
     assert replica.wait(60) != 0
     assert reason.format(table=f"public.{p.table}") in replica.output()
+
+
+def test_flattened_objects_fill_parent_child_columns(make_pipeline):
+    p = make_pipeline("CREATE TABLE {table} (id bigint, customer_name text, customer_address_zip text, "
+                      "total_amount numeric, total_currency text)", partitions=1)
+    docs = [{"id": i, "customer": {"name": f"Zoë \"{i}\"\t", "address": {"zip": f"0{i}"}},
+             "total": {"amount": f"{i}.10", "currency": "€"}} for i in range(10)]
+    p.produce([(None, orjson.dumps(doc)) for doc in docs])
+    replica = p.start(SINK_FLATTEN="true")
+    p.wait_for_rows(10, 60, replica)
+    assert replica.stop() == 0
+    assert [(i, n, z, str(a), c) for i, n, z, a, c in p.rows("*", "ORDER BY id")] == [
+        (i, f"Zoë \"{i}\"\t", f"0{i}", f"{i}.10", "€") for i in range(10)]

@@ -237,3 +237,17 @@ def test_a_renamed_field_fills_its_column_on_both_paths():
     general = mapper.general(rec(value))
     assert general.values == {"user_id": "5", "note": "é\t\"x\"", "at": "2026-01-15T09:30:00Z"}
     assert mapper.fast is not None and as_op(mapper.fast(value), general.columns) == general
+
+
+def test_flatten_fills_parent_child_columns_exactly():
+    """SINK_FLATTEN: nested objects fill `parent_child` columns at any depth, numbers as
+    written; a renamed flattened field fills its new column; arrays stay values."""
+    columns = [ColumnSpec("id", "bigint"), ColumnSpec("price_amount", "numeric"), ColumnSpec("city", "text"),
+               ColumnSpec("tags", "json"), ColumnSpec("a__b__c", "text")]
+    by_field = [c if c.name != "city" else ColumnSpec("city", "text", field="address_city") for c in columns]
+    value = b'{"id": 1, "price": {"amount": 2.10}, "address": {"city": "S\\u00e3o Paulo"}, "tags": [1, {"x": 2}]}'
+    assert RowMapper(by_field, "append", flatten_with="_").fast is None  # nested fields: the general path only
+    assert RowMapper(by_field, "append", flatten_with="_")(rec(value)).values == {
+        "id": "1", "price_amount": "2.10", "city": "São Paulo", "tags": '[1,{"x":2}]'}
+    deep = RowMapper(columns, "append", flatten_with="__")(rec(b'{"a": {"b": {"c": "deep"}}}'))
+    assert deep.values == {"a__b__c": "deep"}

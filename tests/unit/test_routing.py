@@ -121,3 +121,9 @@ def test_which_field_fills_a_column(rules, column, field):
 def test_field_settings_reach_every_table():
     s = settings(KAFKA_TOPICS="a", SINK_TABLE="t", SINK_FIELDS_EXCLUDE="secret, token", SINK_FIELDS_RENAME="uid:user_id")
     assert s.routes().config_for("a").fields == FieldRules(None, ("secret", "token"), (("uid", "user_id"),))
+
+
+def test_flatten_settings():
+    assert settings(KAFKA_TOPICS="a", SINK_TABLE="t").routes().config_for("a").fields.flatten is None
+    s = settings(KAFKA_TOPICS="a", SINK_TABLE="t", SINK_FLATTEN="true", SINK_FLATTEN_SEPARATOR="__")
+    assert s.routes().config_for("a").fields.flatten == "__"
