@@ -7,7 +7,6 @@ and returns an immutable object. Nothing here does I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from connector.environment import (
     libpq_url,
     read_secret_files,
     redact_url,
+    registry_problems,
     time_zone,
 )
 from connector.errors import ConfigError
@@ -75,6 +75,7 @@ class Settings(BaseModel):
     kafka_group_id: str | None = Field(None, alias="KAFKA_GROUP_ID")
     sink_mode: Literal["append", "upsert", "insert-ignore"] = Field("append", alias="SINK_MODE")
     value_format: Literal["json", "avro", "json-schema", "protobuf"] = Field("json", alias="VALUE_FORMAT")
+    key_format: Literal["json", "avro", "json-schema", "protobuf"] = Field("json", alias="KEY_FORMAT")
     schema_registry_url: str | None = Field(None, alias="SCHEMA_REGISTRY_URL", min_length=1, repr=False)
     sink_key_columns: tuple[str, ...] | None = Field(None, alias="SINK_KEY_COLUMNS")
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
@@ -136,7 +137,7 @@ class Settings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", "errors_tolerance", "value_format", "on_data_loss", mode="before")
+    @field_validator("log_format", "errors_tolerance", "value_format", "key_format", "on_data_loss", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -197,8 +198,9 @@ class Settings(BaseModel):
                     problems.append(f"{variable}: {name[:20]!r}… {LONGER}")
         if "DATABASE_URL" not in skip:
             problems.extend(database_url_problems(self.database_url, self.database_password))
-        if skip.isdisjoint({"VALUE_FORMAT", "SCHEMA_REGISTRY_URL"}):
-            problems.extend(self._registry_problems())
+        if skip.isdisjoint({"VALUE_FORMAT", "KEY_FORMAT", "SCHEMA_REGISTRY_URL"}):
+            problems.extend(registry_problems({"VALUE_FORMAT": self.value_format, "KEY_FORMAT": self.key_format},
+                                              self.schema_registry_url, self.schema_registry))
         if self.errors_deadletter_topic and self.errors_tolerance != "all" and "ERRORS_TOLERANCE" not in skip:
             problems.append("ERRORS_DEADLETTER_TOPIC is set but ERRORS_TOLERANCE is not 'all' (no record is "
                             "dead-lettered with 'none')")
@@ -216,18 +218,6 @@ class Settings(BaseModel):
             return problems
         known = None if problems else self.subscription  # which topics the pipeline reads, if that is clear
         return problems + route_problems(known, self.routes(), self.errors_deadletter_topic)
-
-    def _registry_problems(self) -> list[str]:
-        if self.value_format != "json" and not self.schema_registry_url:
-            return [f"VALUE_FORMAT={self.value_format!r} needs SCHEMA_REGISTRY_URL (http(s)://host:port; "
-                    "mock://name for the in-memory registry of tests)"]
-        if self.value_format == "json" and (self.schema_registry_url or self.schema_registry):
-            return ["SCHEMA_REGISTRY_* is set but VALUE_FORMAT is 'json' (set avro, json-schema or protobuf)"]
-        if (self.schema_registry_url and re.match(r"^[a-z][a-z0-9+.-]*://[^/?#]*@", self.schema_registry_url, re.I)
-                and "basic.auth.user.info" in self.schema_registry):
-            return ["SCHEMA_REGISTRY_URL holds credentials and SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO is set too; "
-                    "give them one way"]
-        return []
 
     @property
     def group_id(self) -> str:

@@ -129,3 +129,17 @@ def time_zone(value: str) -> str:
     except (ValueError, zoneinfo.ZoneInfoNotFoundError):
         raise ValueError("not a time zone of the IANA database (e.g. UTC, Europe/Paris, America/New_York)") from None
     return value
+
+
+def registry_problems(formats: Mapping[str, str], url: str | None, registry: Mapping[str, str]) -> list[str]:
+    """VALUE_FORMAT and KEY_FORMAT (`formats`, by variable) against SCHEMA_REGISTRY_URL
+    and the other SCHEMA_REGISTRY_* settings (`registry`)."""
+    problems = [f"{variable}={fmt!r} needs SCHEMA_REGISTRY_URL (http(s)://host:port; mock://name for the "
+                "in-memory registry of tests)" for variable, fmt in formats.items() if fmt != "json" and not url]
+    if all(fmt == "json" for fmt in formats.values()) and (url or registry):
+        problems.append("SCHEMA_REGISTRY_* is set but VALUE_FORMAT and KEY_FORMAT are 'json' (set avro, "
+                        "json-schema or protobuf)")
+    if url and re.match(r"^[a-z][a-z0-9+.-]*://[^/?#]*@", url, re.I) and "basic.auth.user.info" in registry:
+        problems.append("SCHEMA_REGISTRY_URL holds credentials and SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO is set too; "
+                        "give them one way")
+    return problems

@@ -82,14 +82,35 @@ def value_decoder(fmt: str, registry_config: Mapping[str, Any] | None) -> ValueD
     return RegistryDecoder(fmt, registry_client(registry_config))
 
 
-class RegistryDecoder:
-    """Decodes Schema Registry framed values of one format."""
+def decode_json_key(topic: str, payload: bytes) -> Any:
+    """KEY_FORMAT=json: a JSON key (numbers as written: `2.10` filling a text key stays
+    `2.10`), else the key as UTF-8 text."""
+    try:
+        return exact_json(payload)
+    except ValueError:
+        pass
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("neither JSON nor UTF-8 text") from None
 
-    def __init__(self, fmt: str, client: Any) -> None:
+
+def key_decoder(fmt: str, registry_config: Mapping[str, Any] | None) -> ValueDecoder:
+    """KEY_FORMAT's decoder of record keys."""
+    if fmt == "json":
+        return decode_json_key
+    assert registry_config is not None, "SCHEMA_REGISTRY_URL is checked by the settings"
+    return RegistryDecoder(fmt, registry_client(registry_config), "key")
+
+
+class RegistryDecoder:
+    """Decodes Schema Registry framed values (or keys, `part`) of one format."""
+
+    def __init__(self, fmt: str, client: Any, part: str = "value") -> None:
         from confluent_kafka.schema_registry.avro import AvroDeserializer
         from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 
-        self.format, self._client = fmt, client
+        self.format, self._client, self._part = fmt, client, part
         if fmt == "avro":
             self._deserialize: Callable[[bytes, Any], Any] = AvroDeserializer(client)
         elif fmt == "json-schema":
@@ -102,13 +123,14 @@ class RegistryDecoder:
         from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
         try:
-            return self._deserialize(payload, SerializationContext(topic, MessageField.VALUE))
+            field = MessageField.KEY if self._part == "key" else MessageField.VALUE
+            return self._deserialize(payload, SerializationContext(topic, field))
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
-                raise ValueError(f"value's schema is not in the registry: {exc.error_message}") from None
+                raise ValueError(f"{self._part}'s schema is not in the registry: {exc.error_message}") from None
             raise RegistryUnavailable(f"Schema Registry: {exc}") from exc
         except (SerializationError, ValueError, TypeError, KeyError, IndexError, EOFError) as exc:
-            raise ValueError(f"value is not {self.format}: {type(exc).__name__}: {exc}") from None
+            raise ValueError(f"{self._part} is not {self.format}: {type(exc).__name__}: {exc}") from None
         except OSError as exc:
             raise RegistryUnavailable(f"Schema Registry: {exc}") from exc
         except Exception as exc:  # the registry client's HTTP errors (httpx) carry no common base

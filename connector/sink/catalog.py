@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, tzinfo
 
 from connector.errors import SchemaError
-from connector.formats import ValueDecoder, decode_json
+from connector.formats import ValueDecoder, decode_json, decode_json_key
 from connector.models import Record
 from connector.routing import Routes, TableConfig
 from connector.sink.connection import Database
@@ -27,8 +27,8 @@ class Catalog:
     """Topic -> table, read lazily and kept; thread-safe."""
 
     def __init__(self, routes: Routes, url: str, schema: str, decode_value: ValueDecoder = decode_json,
-                 zone: tzinfo = UTC) -> None:
-        self.routes, self._decode_value, self._zone = routes, decode_value, zone
+                 zone: tzinfo = UTC, decode_key: ValueDecoder = decode_json_key) -> None:
+        self.routes, self._decode_value, self._zone, self._decode_key = routes, decode_value, zone, decode_key
         self._db = Database(url, schema)
         self._lock = threading.Lock()
         self._tables: dict[tuple[str | None, str], tuple[Target, RowMapper]] = {}
@@ -75,7 +75,8 @@ class Catalog:
                 target = load_target(conn, config)
         finally:
             self._db.close()
-        return target, target.mapper(config.metadata_columns, self._decode_value, self._zone, config.fields.flatten)
+        return target, target.mapper(config.metadata_columns, self._decode_value, self._zone, config.fields.flatten,
+                                     self._decode_key)
 
     def close(self) -> None:
         self._db.close()

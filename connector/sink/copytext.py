@@ -60,7 +60,7 @@ def is_plain_timestamp(text: str) -> bool:
             or "," in text or "\x00" in text):  # a comma before the fraction; a trailing NUL the parser ignores
         return False
     dot = text.find(".")
-    if dot != -1 and (dot != 19 or text[16] != ":"):  # a fraction of seconds, never of minutes
+    if dot != -1 and (dot != 19 or text[16] != ":" or not text[20:21].isdigit()):  # seconds' digits, never minutes'
         return False
     if text[-1] == "Z":
         return True

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from connector.errors import MappingError
 from connector.fields import flatten
-from connector.formats import ValueDecoder, decode_json, exact_json
+from connector.formats import RegistryUnavailable, ValueDecoder, decode_json, decode_json_key, exact_json
 from connector.models import Record
 from connector.sink.copytext import ESCAPED, NULL, Converter, column_converter, escape, parse_row
 from connector.sink.fastpath import FastColumn, FastPath, compile_fast_path
@@ -136,11 +136,12 @@ class RowMapper:
 
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
                  metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json,
-                 zone: tzinfo = UTC, flatten_with: str | None = None) -> None:
+                 zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key) -> None:
         """`zone`: the wall clock of `timestamp` columns (SINK_TIMEZONE); `flatten_with`:
-        SINK_FLATTEN's separator (nested objects fill `parent_child` columns)."""
+        SINK_FLATTEN's separator (nested objects fill `parent_child` columns);
+        `decode_key`: KEY_FORMAT's decoder of record keys."""
         self.columns, self.mode, self.key_columns = tuple(columns), mode, tuple(key_columns)
-        self._decode_value, self._flatten_with = decode_value, flatten_with
+        self._decode_value, self._flatten_with, self._decode_key = decode_value, flatten_with, decode_key
         self._layout = _Layout.of(self.columns, mode, self.key_columns, metadata, zone)
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self._json = decode_value is decode_json
@@ -161,7 +162,7 @@ class RowMapper:
                 if op is not None:
                     return as_op(op, self._layout.slots)
             return self.general(record)
-        except MappingError:
+        except (MappingError, RegistryUnavailable):  # a registry outage is no record's fault
             raise
         except Exception as exc:
             self._fail(record, f"{type(exc).__name__}: {exc}")
@@ -259,9 +260,9 @@ class RowMapper:
             self._fail(record, f"no value for key column(s) {', '.join(wanted)} in the value or the record key")
         key: Any
         try:
-            key = exact_json(raw)  # a key `2.10` filling a text key stays `2.10`
-        except ValueError:
-            key = self._decode_text(record, raw)
+            key = self._decode_key(record.topic, raw)
+        except ValueError as exc:
+            self._fail(record, f"record key: {exc}")
         if not isinstance(key, dict):
             if len(self.key_columns) != 1:
                 self._fail(record, f"a scalar record key cannot fill key columns {', '.join(self.key_columns)}")
@@ -283,12 +284,6 @@ class RowMapper:
         if absent:
             self._fail(record, f"no value for key column(s) {', '.join(absent)}")
         return texts
-
-    def _decode_text(self, record: Record, payload: bytes) -> str:
-        try:
-            return payload.decode("utf-8")
-        except UnicodeDecodeError:
-            self._fail(record, "record key is neither JSON nor UTF-8 text")
 
     @staticmethod
     def _fail(record: Record, reason: str) -> NoReturn:

@@ -15,7 +15,7 @@ from connector.bookkeeping.positions import Offsets
 from connector.bookkeeping.repository import Repository
 from connector.config import Settings
 from connector.errors import ConfigError, ConnectorError, TransientError
-from connector.formats import ValueDecoder, decode_json, value_decoder
+from connector.formats import ValueDecoder, decode_json, decode_json_key, key_decoder, value_decoder
 from connector.models import Commit, Snapshot, TopicPartition
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.routing import Routes, Subscription, TableConfig
@@ -39,14 +39,15 @@ class PostgresStore:
     def __init__(self, url: str, pipeline: str, replica: str, schema: str, *, routes: Routes | TableConfig,
                  topics: Subscription | None = None, timeout_ms: int = 60_000, faults: FaultHook = NO_FAULTS,
                  tolerate_errors: bool = False, decode_value: ValueDecoder = decode_json,
-                 start_from: StartFrom | None = None, timezone: str = "UTC") -> None:
+                 decode_key: ValueDecoder = decode_json_key, start_from: StartFrom | None = None,
+                 timezone: str = "UTC") -> None:
         """`routes` name each topic's table (a TableConfig: every topic into that one);
         the tables of `topics` listed by name are read at prepare(), others when met.
         `timezone` (SINK_TIMEZONE): the zone of timestamps written without an offset."""
         self.db = Database(url, schema)
         self.rows = Repository(self.db, pipeline, replica)
         routes = routes if isinstance(routes, Routes) else Routes.single(routes)
-        self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone))
+        self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone), decode_key)
         self._topics, self._timeout_ms, self._tolerate_errors = topics or Subscription(), timeout_ms, tolerate_errors
         self._faults, self._start_from, self._timezone = faults, start_from, timezone
         self._transaction: CommitTransaction | None = None  # built by prepare()
@@ -57,6 +58,7 @@ class PostgresStore:
                    routes=settings.routes(), topics=settings.subscription, timeout_ms=settings.checkpoint_timeout_ms,
                    faults=faults, tolerate_errors=settings.errors_tolerance == "all",
                    decode_value=value_decoder(settings.value_format, settings.registry_config()),
+                   decode_key=key_decoder(settings.key_format, settings.registry_config()),
                    start_from=StartFrom(settings.start_from_savepoint, settings.subscription)
                    if settings.start_from_savepoint else None, timezone=settings.sink_timezone)
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from connector.errors import SchemaError
-from connector.formats import ValueDecoder
+from connector.formats import ValueDecoder, decode_json_key
 from connector.routing import TableConfig
 from connector.sink.mapping import ColumnSpec, RowMapper
 
@@ -162,8 +162,9 @@ class Target:
     columns: tuple[ColumnSpec, ...]  # those a record fills, each with its field (SINK_FIELDS_*)
 
     def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder,
-               zone: tzinfo = UTC, flatten_with: str | None = None) -> RowMapper:
-        return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone, flatten_with)
+               zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key) -> RowMapper:
+        return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone, flatten_with,
+                         decode_key)
 
 
 def load_target(conn: sa.Connection, config: TableConfig) -> Target:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import decimal
 
+import orjson
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2  # noqa: F401
 
@@ -94,3 +95,27 @@ def test_registry_format_lands_exactly_once(make_pipeline, fmt):
                              (p.name,))
     assert len(letters) == 1 and letters[0][1] == "MappingError"
     assert f"value is not {fmt}" in letters[0][2] and "magic byte" in letters[0][2].lower()
+
+
+def test_avro_keyed_tombstones_delete(make_pipeline):
+    """KEY_FORMAT=avro: a tombstone's key is decoded through the registry, so it deletes its
+    row; a key that is not Avro is a bad record naming the reason."""
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    p = make_pipeline("CREATE TABLE {table} (event_id bigint PRIMARY KEY, user_id text)", partitions=2)
+    url = f"mock://{p.name}"
+    key = AvroSerializer(registry_client({"url": url}), '{"type": "record", "name": "VisitKey", "fields": '
+                                                        '[{"name": "event_id", "type": "long"}]}')
+    ctx = SerializationContext(p.topic, MessageField.KEY)
+    values = [(key({"event_id": i}, ctx), orjson.dumps({"event_id": i, "user_id": f"ü{i}"})) for i in range(100)]
+    tombstones = [(key({"event_id": i}, ctx), None) for i in range(0, 100, 2)]
+    ids = [*range(100), *range(0, 100, 2), 1]  # each key's records in one partition, in order
+    p.produce([*values, *tombstones, (b'{"event_id": 1}', None)], partition_of=lambda i: ids[i] % 2)
+    settings = Settings.from_env(p.env(SINK_MODE="upsert", KEY_FORMAT="avro", SCHEMA_REGISTRY_URL=url,
+                                       ERRORS_TOLERANCE="all", CHECKPOINT_MAX_RECORDS="40"))
+    _migrate(settings.libpq_url, settings.connector_schema)
+    assert p.run_in_process(settings)[1] == 0
+    assert p.rows("event_id, user_id", "ORDER BY event_id") == [(i, f"ü{i}") for i in range(1, 100, 2)]
+    letters = p.services.sql("SELECT error FROM eos_connector.deadletters WHERE pipeline = %s", (p.name,))
+    assert len(letters) == 1 and "record key: key is not avro" in letters[0][0]

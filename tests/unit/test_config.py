@@ -174,7 +174,12 @@ def test_value_format_settings():
     assert "VALUE_FORMAT='xml'" in str(err.value)
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**BASE, "SCHEMA_REGISTRY_URL": "http://sr"})
-    assert "VALUE_FORMAT is 'json'" in str(err.value)
+    assert "VALUE_FORMAT and KEY_FORMAT are 'json'" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "KEY_FORMAT": "avro"})
+    assert "KEY_FORMAT='avro' needs SCHEMA_REGISTRY_URL" in str(err.value)
+    keyed = Settings.from_env({**BASE, "KEY_FORMAT": "Avro", "SCHEMA_REGISTRY_URL": "http://sr"})
+    assert (keyed.key_format, keyed.value_format) == ("avro", "json")
 
 
 def test_a_variable_that_fails_alone_hides_no_other_problem():

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from connector.errors import MappingError
+from connector.formats import RegistryUnavailable
 from connector.models import Record
 from connector.sink.mapping import REJECT, ColumnSpec, RowMapper, as_op, tolerant
 
@@ -251,3 +252,15 @@ def test_flatten_fills_parent_child_columns_exactly():
         "id": "1", "price_amount": "2.10", "city": "São Paulo", "tags": '[1,{"x":2}]'}
     deep = RowMapper(columns, "append", flatten_with="__")(rec(b'{"a": {"b": {"c": "deep"}}}'))
     assert deep.values == {"a__b__c": "deep"}
+
+
+def test_a_registry_outage_is_no_records_fault():
+    """RegistryUnavailable leaves the mapper as it is (the replica stops and a restart
+    resumes exactly), never as a bad record to stop on or dead-letter."""
+    def unreachable(topic, payload):
+        raise RegistryUnavailable("Schema Registry: connection refused")
+    for mapper in (RowMapper(COLUMNS, "append", decode_value=unreachable),
+                   RowMapper(COLUMNS, "upsert", ["id"], decode_key=unreachable)):
+        record = rec(b"\x00\x00\x00\x00\x01payload" if mapper.mode == "append" else None, key=b"\x00k")
+        with pytest.raises(RegistryUnavailable):
+            tolerant(mapper)(record)

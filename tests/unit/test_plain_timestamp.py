@@ -33,6 +33,7 @@ ends = st.sampled_from(["", "", "", "\x00", "\x00\x00", " "])  # Python's parser
 @example(("2026", "-", "11", "-", "22"), "T", ("10", ":", "00", ":", "00"), ".123", "Z", "")
 @example(("2026", "-", "11", "-", "22"), "T", ("10", ":", "00", ":", "00"), "", "", "\x00")
 @example(("2026", "-", "01", "-", "01"), "T", ("00", ":", "00", "", ""), ".", "Z", "")  # a fraction of minutes
+@example(("2026", "-", "01", "-", "01"), "T", ("00", ":", "00", ":", "00"), ".", "Z", "")  # a fraction without digits
 @given(dates, st.sampled_from(["T", " ", "t", "x", "_"]), times, fraction, offsets, ends)
 def test_the_check_by_position_agrees_with_the_regex(date, separator, time, frac, offset, end):
     text = "".join(date) + separator + "".join(time) + frac + offset + end
