@@ -264,3 +264,26 @@ def test_a_registry_outage_is_no_records_fault():
         record = rec(b"\x00\x00\x00\x00\x01payload" if mapper.mode == "append" else None, key=b"\x00k")
         with pytest.raises(RegistryUnavailable):
             tolerant(mapper)(record)
+
+
+def test_avro_time_units_as_the_schema_says():
+    """Epoch micro- and milliseconds, local timestamps, days and time of day: the writer's
+    schema says which, the decoded values land as such (the in-memory registry)."""
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from connector.formats import RegistryDecoder, registry_client
+
+    fields = [("us", "long", "timestamp-micros"), ("ms", "long", "timestamp-millis"),
+              ("local", "long", "local-timestamp-millis"), ("day", "int", "date"), ("t", "long", "time-micros")]
+    schema = orjson.dumps({"type": "record", "name": "E", "fields": [
+        {"name": n, "type": {"type": t, "logicalType": lt}} for n, t, lt in fields]}).decode()
+    client = registry_client({"url": "mock://time-units"})
+    payload = AvroSerializer(client, schema)(
+        {"us": 1768487400123456, "ms": 1768487400123, "local": 1768487400123, "day": 20468, "t": 3723000001},
+        SerializationContext("visits", MessageField.VALUE))
+    columns = [ColumnSpec("us", "timestamptz"), ColumnSpec("ms", "timestamptz"), ColumnSpec("local", "timestamp"),
+               ColumnSpec("day", "date"), ColumnSpec("t", "time")]
+    values = RowMapper(columns, "append", decode_value=RegistryDecoder("avro", client))(rec(payload)).values
+    assert values == {"us": "2026-01-15T14:30:00.123456+00:00", "ms": "2026-01-15T14:30:00.123000+00:00",
+                      "local": "2026-01-15T14:30:00.123000", "day": "2026-01-15", "t": "01:02:03.000001"}
