@@ -81,6 +81,7 @@ class Settings(BaseModel):
     sink_additive_columns: tuple[str, ...] | None = Field(None, alias="SINK_ADDITIVE_COLUMNS")
     sink_metadata_columns: tuple[tuple[str, str], ...] = Field((), alias="SINK_METADATA_COLUMNS")
     sink_timezone: str = Field("UTC", alias="SINK_TIMEZONE", min_length=1)
+    sink_version_column: str | None = Field(None, alias="SINK_VERSION_COLUMN", min_length=1)
     sink_fields_include: tuple[str, ...] | None = Field(None, alias="SINK_FIELDS_INCLUDE")
     sink_fields_exclude: tuple[str, ...] | None = Field(None, alias="SINK_FIELDS_EXCLUDE")
     sink_fields_rename: tuple[tuple[str, str], ...] = Field((), alias="SINK_FIELDS_RENAME")
@@ -231,7 +232,8 @@ class Settings(BaseModel):
         fields = FieldRules(self.sink_fields_include, self.sink_fields_exclude or (), self.sink_fields_rename,
                             self.sink_flatten_separator if self.sink_flatten else None)
         defaults = TableConfig((None, ""), self.sink_mode, tuple(self.sink_key_columns or ()),
-                               tuple(self.sink_additive_columns or ()), tuple(self.sink_metadata_columns), fields)
+                               tuple(self.sink_additive_columns or ()), tuple(self.sink_metadata_columns), fields,
+                               self.sink_version_column)
         return Routes(self.sink_table, self.sink_table_map, defaults, self.sink_tables)
 
     @property

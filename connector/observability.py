@@ -33,8 +33,9 @@ class RecordMetrics:
         self.written = Counter("eos_records_written", "Records whose effect a committed checkpoint wrote", registry=r)
         self.written_by_table = Counter("eos_table_records_written", "Records whose effect a committed "
                                         "checkpoint wrote, by the table they were routed to", ["table"], registry=r)
-        self.skipped = Counter("eos_records_skipped", "Records SINK_MODE=insert-ignore skipped: a row of their key "
-                               "was stored already, or came earlier in the checkpoint", registry=r)
+        self.skipped = Counter("eos_records_skipped", "Records that changed nothing by design: insert-ignore met "
+                               "their key stored (or earlier in the checkpoint), or SINK_VERSION_COLUMN found a "
+                               "version not older stored", registry=r)
         self.deadlettered = Counter("eos_records_deadlettered", "Records written to the dead-letter table instead "
                                     "of the sink table (ERRORS_TOLERANCE=all)", registry=r)
         self.gaps = Counter("eos_offset_gaps", "Offsets the broker skipped in an assigned partition's sequence "

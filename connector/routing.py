@@ -4,18 +4,16 @@ with each table's own settings. Pure: nothing here does I/O.
 - `Subscription`: KAFKA_TOPICS (names) or KAFKA_TOPICS_REGEX (a pattern librdkafka
   subscribes to, so topics created later that match are read too).
 - `Routes.table_for(topic)`: SINK_TABLE_MAP's entry for the topic, else SINK_TABLE with
-  `${topic}` replaced by the topic made a safe identifier (`.` and `-` become `_`),
-  then read as a `[schema.]table` name: unquoted parts fold to lower case, "quoted"
-  ones keep it, exactly as PostgreSQL reads the name in SQL.
-- `Routes.config_for(topic)`: the table's settings: SINK_TABLE_<NAME>_MODE,
-  _KEY_COLUMNS, _ADDITIVE_COLUMNS and _METADATA_COLUMNS where set, else the plain
-  SINK_MODE, SINK_KEY_COLUMNS, … (`env_name` says what <NAME> is).
+  `${topic}` made a safe identifier (`.` and `-` become `_`), read as PostgreSQL reads
+  a `[schema.]table` name in SQL (unquoted parts fold to lower case, "quoted" keep it).
+- `Routes.config_for(topic)`: the table's settings: SINK_TABLE_<NAME>_<SETTING> where
+  set, else the plain SINK_<SETTING> (`env_name` says what <NAME> is).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +25,7 @@ METADATA_FIELDS = ("topic", "partition", "offset", "timestamp", "headers")
 TOPIC_PLACEHOLDER = "${topic}"
 MODES = ("append", "upsert", "insert-ignore")
 # SINK_TABLE_<NAME>_<SETTING>: a table's own value of SINK_<SETTING>.
-PER_TABLE = re.compile(r"^SINK_TABLE_([A-Z0-9_]+?)_(MODE|KEY_COLUMNS|ADDITIVE_COLUMNS|METADATA_COLUMNS)$")
+PER_TABLE = re.compile(r"^SINK_TABLE_([A-Z0-9_]+?)_(MODE|KEY_COLUMNS|ADDITIVE_COLUMNS|METADATA_COLUMNS|VERSION_COLUMN)$")
 _QUALIFIED_PART = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([^".]+))\s*(?:\.|$)')
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # what Kafka accepts as a topic name
 
@@ -104,6 +102,7 @@ class TableConfig:
     additive_columns: tuple[str, ...] = ()
     metadata_columns: tuple[tuple[str, str], ...] = ()
     fields: FieldRules = EVERY_FIELD
+    version_column: str | None = None
 
     @property
     def qualified(self) -> str:
@@ -221,13 +220,15 @@ def per_table_settings(env: Mapping[str, str], problems: list[str]) -> dict[str,
 
 
 def _per_table_value(setting: str, value: str) -> dict[str, Any]:
-    if setting == "MODE":
-        if value.strip().lower() not in MODES:
-            raise ValueError(f"expected one of {', '.join(map(repr, MODES))}")
-        return {"mode": value.strip().lower()}
-    if setting == "METADATA_COLUMNS":
-        return {"metadata_columns": metadata_columns(value)}
-    return {setting.lower(): csv(value)}
+    if setting == "MODE" and value.strip().lower() not in MODES:
+        raise ValueError(f"expected one of {', '.join(map(repr, MODES))}")
+    parse: Callable[[str], Any] = {"MODE": str.lower, "METADATA_COLUMNS": metadata_columns,
+                                   "VERSION_COLUMN": _optional}.get(setting, csv)
+    return {setting.lower(): parse(value.strip())}
+
+
+def _optional(value: str) -> str | None:
+    return value or None
 
 
 def route_problems(subscription: Subscription | None, routes: Routes, deadletter_topic: str | None) -> list[str]:
@@ -282,14 +283,18 @@ def _variables(name: str, values: Mapping[str, Any]) -> str:
 
 
 def _mode_problems(name: str, config: TableConfig, own: Mapping[str, Any]) -> list[str]:
-    """Key columns need upsert or insert-ignore mode, additive columns upsert (naming the
-    variables that set them)."""
+    """Key columns need upsert or insert-ignore mode, additive and version columns upsert
+    (naming the variables that set them)."""
     def variable(setting: str) -> str:
         return f"SINK_TABLE_{name}_{setting.upper()}" if setting in own else f"SINK_{setting.upper()}"
     problems = []
     if config.key_columns and config.mode == "append":
         problems.append(f"{variable('key_columns')} is set but {variable('mode')} is 'append' (keys are for "
                         "'upsert' and 'insert-ignore')")
-    if config.additive_columns and config.mode != "upsert":
-        problems.append(f"{variable('additive_columns')} is set but {variable('mode')} is not 'upsert'")
+    for setting in ("additive_columns", "version_column"):
+        if getattr(config, setting) and config.mode != "upsert":
+            problems.append(f"{variable(setting)} is set but {variable('mode')} is not 'upsert'")
+    if config.version_column and config.additive_columns:
+        problems.append(f"{variable('version_column')} and {variable('additive_columns')} are both set (a newer "
+                        "version replaces a row; an increment adds to it)")
     return problems

@@ -139,11 +139,12 @@ def one_shape_of_upserts(ops: Sequence[Op]) -> bool:
 
 
 def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = (),
-                summed_by_database: frozenset[str] = frozenset()) -> WritePlan:
-    """Deletes, then each round's batches in order (`reduce_by_key`)."""
+                summed_by_database: frozenset[str] = frozenset(), versioned: bool = False) -> WritePlan:
+    """Deletes, then each round's batches in order (`reduce_by_key`; `versioned`: a
+    key's upserts one per round, for the database to compare their versions)."""
     if ops and _distinct_upserts(ops):  # the common checkpoint: one batch, no Python step per record
         return WritePlan((CopyBatch(ops[0].columns, list(map(_ROW, ops)), Singles(range(len(ops)))),), None)
-    deletes, rounds = reduce_by_key(ops, additive, summed_by_database)
+    deletes, rounds = reduce_by_key(ops, additive, summed_by_database, versioned)
     delete_batch = (CopyBatch(tuple(key_columns), [op.row for _, op in deletes.values()],
                               [s for s, _ in deletes.values()]) if deletes else None)
     return WritePlan(tuple(batch for upserts in rounds for batch in _group(upserts.values())), delete_batch)
@@ -206,10 +207,11 @@ def empty_stage_sql(stage: sa.Table) -> str:
 
 
 def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[str],
-                      additive: Sequence[str] = ()) -> sa.Insert:
+                      additive: Sequence[str] = (), version: str | None = None) -> sa.Insert:
     """INSERT … SELECT from the stage; on conflict the stage's values replace the row's,
     and `additive` columns are added to the stored value instead (NULL on either side
-    counts as 0: a null increment adds nothing)."""
+    counts as 0: a null increment adds nothing). With a `version` column (newer wins) a
+    stored row is replaced only by a greater version (any version replaces none)."""
     columns = [c.name for c in stage.columns]
     insert = pg.insert(target).from_select(columns, sa.select(*stage.columns))
     updates: dict[str, Any] = {
@@ -219,7 +221,11 @@ def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[s
     }
     if not updates:
         return insert.on_conflict_do_nothing(index_elements=list(key_columns))
-    return insert.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+    if version is None:
+        return insert.on_conflict_do_update(index_elements=list(key_columns), set_=updates)
+    stored, incoming = target.c[version], insert.excluded[version]
+    newer = sa.or_(incoming > stored, sa.and_(stored.is_(None), incoming.is_not(None)))
+    return insert.on_conflict_do_update(index_elements=list(key_columns), set_=updates, where=newer)
 
 
 def insert_new_from_stage_sql(target: sa.Table, stage: sa.Table, key_columns: Sequence[str]) -> str:

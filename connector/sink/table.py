@@ -160,6 +160,7 @@ class Target:
     summed_by_database: frozenset[str]  # floating-point additive columns: PostgreSQL sums them
     keys_by_database: bool  # key texts that differ may be one key to PostgreSQL
     columns: tuple[ColumnSpec, ...]  # those a record fills, each with its field (SINK_FIELDS_*)
+    version_column: str | None = None  # SINK_VERSION_COLUMN: a stored row is replaced only by a greater one
 
     def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder,
                zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key) -> RowMapper:
@@ -185,8 +186,21 @@ def load_target(conn: sa.Connection, config: TableConfig) -> Target:
                if column not in names]
     if missing:
         raise SchemaError(f"SINK_METADATA_COLUMNS: table {spec.qualified!r} has no column {', '.join(missing)}")
+    check_version_column(spec, keys, config.version_column)
     return Target(spec, spec.sa_table(), config.mode, keys, config.additive_columns, summed, keys_by_database,
-                  filled_columns(spec, config, keys))
+                  filled_columns(spec, config, keys), config.version_column)
+
+
+VERSION_KINDS = frozenset({"smallint", "integer", "bigint", "numeric", "float", "timestamp", "timestamptz", "date",
+                           "text"})
+
+
+def check_version_column(spec: TableSpec, keys: Sequence[str], version: str | None) -> None:
+    """SINK_VERSION_COLUMN names an ordered, non-key column of the table."""
+    kinds = {c.name: c.kind for c in spec.columns}
+    if version is not None and (kinds.get(version) not in VERSION_KINDS or version in keys):
+        raise SchemaError(f"SINK_VERSION_COLUMN {version!r} must be a non-key column of {spec.qualified!r} of an "
+                          "ordered type (integer, numeric, floating point, timestamp, date or text)")
 
 
 def filled_columns(spec: TableSpec, config: TableConfig, keys: Sequence[str]) -> tuple[ColumnSpec, ...]:

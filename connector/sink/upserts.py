@@ -54,8 +54,8 @@ def _merge(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:
 Reduced = dict[tuple[Any, ...], tuple[tuple[int, ...], Op]]
 
 
-def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = (),
-                  summed_by_database: frozenset[str] = frozenset()) -> tuple[Reduced, list[Reduced]]:
+def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = (), summed_by_database: frozenset[str] = frozenset(),
+                  versioned: bool = False) -> tuple[Reduced, list[Reduced]]:
     """Reduce a batch to at most one delete per key and a few rounds of upserts, at most
     one per key in each round; each with the indices of the records it stands for, in
     partition order. Applying the deletes, then the rounds in order, has the effect of
@@ -67,7 +67,8 @@ def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = (),
     tombstone cancels the key's upserts before it and marks the key for deletion; its
     sources include the upserts it cancelled, so a delete the database refuses is
     replayed record by record. Upserts after it insert a fresh row (deletes run first).
-    Rejected records are skipped."""
+    Rejected records are skipped. `versioned` (SINK_VERSION_COLUMN): a key's upserts
+    never fold; each opens a round, and the database keeps the greatest version."""
     deletes: Reduced = {}
     chains: dict[tuple[Any, ...], list[tuple[tuple[int, ...], Op]]] = {}  # each key's rounds since its tombstone
     for i, op in enumerate(ops):
@@ -79,7 +80,7 @@ def reduce_by_key(ops: Sequence[Op], additive: Sequence[str] = (),
             deletes[key] = (deletes.get(key, ((), op))[0] + cancelled + (i,), op)
             continue
         chain = chains.setdefault(key, [])
-        if chain and _mergeable(chain[-1][1], op, additive, summed_by_database):
+        if chain and not versioned and _mergeable(chain[-1][1], op, additive, summed_by_database):
             sources, stored = chain[-1]
             chain[-1] = (sources + (i,), _merge(stored, op, additive))
         else:

@@ -71,12 +71,12 @@ class BatchWriter:
         self._stages: dict[tuple[str, ...], sa.Table] = {}  # one per column set, for the transaction
         self._ops: Sequence[Payload] = ()
         self.rejected: dict[int, Rejection] = {}
-        self.skipped = 0  # insert-ignore: rows whose key was stored already
+        self.skipped = 0  # rows whose key was stored (insert-ignore) or held no older version
 
     def write(self, ops: Sequence[Payload]) -> dict[str, int]:
-        """Write `ops`; counts of rows written, deleted and (insert-ignore) skipped because
-        their key was stored. `self.rejected` then holds every record that wrote
-        nothing: rejected by the mapping or by the database."""
+        """Write `ops`; counts of rows written, deleted and skipped (insert-ignore: the key
+        was stored; SINK_VERSION_COLUMN: the stored version was not older). `self.rejected`
+        then holds every record that wrote nothing: rejected by the mapping or by the database."""
         self._ops = ops
         self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
         if self._keys:
@@ -87,7 +87,8 @@ class BatchWriter:
                 self._isolated("insert", batch)
         counts = {"rows": self._written(plan.batches) - self.skipped,
                   "deleted": self._written((plan.deletes,) if plan.deletes else ())}
-        return {**counts, "skipped": self.skipped} if self._sink.mode == INSERT_IGNORE else counts
+        skips = self._sink.mode == INSERT_IGNORE or self._sink.version_column is not None
+        return {**counts, "skipped": self.skipped} if skips else counts
 
     def _upserts(self, ops: Sequence[Op]) -> st.WritePlan:
         """Upsert `ops` with keys as the database compares them. Where it may find equal
@@ -110,7 +111,8 @@ class BatchWriter:
         return self._write_upserts(self._keyed_by_database(ops))
 
     def _write_upserts(self, ops: Sequence[Op]) -> st.WritePlan:
-        plan = st.plan_upsert(ops, self._keys, self._sink.additive_columns, self._sink.summed_by_database)
+        plan = st.plan_upsert(ops, self._keys, self._sink.additive_columns, self._sink.summed_by_database,
+                              self._sink.version_column is not None)
         if plan.deletes is not None:  # deletes first: later upserts insert fresh rows
             self._isolated("delete", plan.deletes)
         for batch in plan.batches:
@@ -271,7 +273,13 @@ class BatchWriter:
             inserted = self._conn.exec_driver_sql(st.insert_new_from_stage_sql(self._target, stage, self._sink.key_columns))
             self.skipped += len(batch.rows) - inserted.rowcount
         else:
-            self._conn.execute(st.upsert_from_stage(self._target, stage, self._keys, self._sink.additive_columns))
+            merge = st.upsert_from_stage(self._target, stage, self._keys, self._sink.additive_columns,
+                                         self._sink.version_column)
+            if self._sink.version_column is None:
+                self._conn.execute(merge)
+            else:  # the driver's row count: the rows a greater version replaced or inserted
+                applied = self._conn.exec_driver_sql(str(merge.compile(dialect=st.DIALECT)))
+                self.skipped += len(batch.rows) - applied.rowcount
 
     def _stage(self, columns: tuple[str, ...]) -> sa.Table:
         stage = self._stages.get(columns)
