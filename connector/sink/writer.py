@@ -107,7 +107,9 @@ class BatchWriter:
         except (sa.exc.DBAPIError, psycopg.Error) as exc:
             if sqlstate_of(exc) != CARDINALITY_VIOLATION:
                 raise
-        self.rejected, self._stages = rejected, stages  # as before the try: its stage tables were rolled back too
+        # As before the try: its stage tables were rolled back too (and it skipped nothing:
+        # keys the database finds equal meet in the first round, whose statement failed).
+        self.rejected, self._stages = rejected, stages
         return self._write_upserts(self._keyed_by_database(ops))
 
     def _write_upserts(self, ops: Sequence[Op]) -> st.WritePlan:
