@@ -211,7 +211,7 @@ def upsert_from_stage(target: sa.Table, stage: sa.Table, key_columns: Sequence[s
     """INSERT … SELECT from the stage; on conflict the stage's values replace the row's,
     and `additive` columns are added to the stored value instead (NULL on either side
     counts as 0: a null increment adds nothing). With a `version` column (newer wins) a
-    stored row is replaced only by a greater version (any version replaces none)."""
+    stored row is replaced only by a greater version (one without a version, by any)."""
     columns = [c.name for c in stage.columns]
     insert = pg.insert(target).from_select(columns, sa.select(*stage.columns))
     updates: dict[str, Any] = {
