@@ -51,7 +51,9 @@ class RoutedMapping:
     def _of(self, topic: str) -> RunMapping:
         mapping = self._by_topic.get(topic)
         if mapping is None:
-            mapping = self._by_topic[topic] = _one_table(self._mapper.catalog.mapper(topic), self._tolerate_errors)
+            mapper = self._mapper.catalog.mapper(topic)
+            mapping = self._by_topic[topic] = RunMapping(tolerant(mapper) if self._tolerate_errors else mapper,
+                                                         mapper.fast)
         return mapping
 
     def __call__(self, record: Record) -> Any:
@@ -66,9 +68,5 @@ def run_mapping(mapper: Callable[[Record], Any], tolerate_errors: bool) -> RunMa
     dead letter instead of stopping the pipeline."""
     if isinstance(mapper, RoutedMapper):
         return RoutedMapping(mapper, tolerate_errors)
-    return _one_table(mapper, tolerate_errors)
-
-
-def _one_table(mapper: Callable[[Record], Any], tolerate_errors: bool) -> RunMapping:
     fast = mapper.fast if isinstance(mapper, RowMapper) else None
     return RunMapping(tolerant(mapper) if tolerate_errors else mapper, fast)
