@@ -52,11 +52,12 @@ class RoutedWriter:
             target = self._target_for(span.topic)
             groups.setdefault(target.spec.qualified, (target, []))[1].append(span)
         counts = {"rows": 0, "deleted": 0}
-        for name in sorted(groups):
+        for n, name in enumerate(sorted(groups)):
             target, parts = groups[name]
             whole = len(parts) == 1 and parts[0].start == 0 and parts[0].stop == len(ops)
             subset = ops if whole else [op for part in parts for op in ops[part.start:part.stop]]
-            rows = BatchWriter(self._conn, target, self._new_keys(target) if self._new_keys else None)
+            rows = BatchWriter(self._conn, target, self._new_keys(target) if self._new_keys else None,
+                               stages=f"eos_{n}")  # temporary tables: one namespace per transaction
             for kind, n in rows.write(subset).items():
                 counts[kind] = counts.get(kind, 0) + n
             self.tables[name] = self.tables.get(name, 0) + len(subset) - len(rows.rejected) - rows.skipped

@@ -4,14 +4,13 @@ Every batch runs under a SAVEPOINT. When the database refuses a batch for someth
 record carries — a data exception (SQLSTATE class 22: a value out of range, too long,
 malformed), an integrity violation (class 23: NOT NULL, foreign key, unique, check,
 exclusion) or a value too large for an index (54000): `sink/sqlstate.py` decides — or
-Python cannot send a row (a
-lone surrogate COPY cannot encode), the batch is rolled back to its savepoint and probed
-in halves, each probe rolled back, down to the single rows that are refused; every other
-row is then written at once. A refused row that merges several records (upsert: one key's
-records in this checkpoint) is retried one record at a time in partition order, so each
-record's effect lands or is refused on its own. Refused records are returned as
-`Rejection`s by their index in the snapshot; the store dead-letters them (or stops,
-naming the first). Any other failure ends the transaction as before.
+Python cannot send a row (a lone surrogate COPY cannot encode), the batch is rolled back
+to its savepoint and probed in halves, each probe rolled back, down to the single rows
+that are refused; every other row is then written at once. A refused row that merges
+several records (upsert: one key's records in this checkpoint) is retried one record at a
+time in partition order, so each record's effect lands or is refused on its own. Refused
+records are returned as `Rejection`s by their index in the snapshot; the store
+dead-letters them (or stops, naming the first). Any other failure ends the transaction.
 
 The cost of isolation is paid only by a batch that fails: a good batch costs one
 SAVEPOINT and its RELEASE. A stage table is made once per column set and transaction and
@@ -61,10 +60,12 @@ def _refused(start: int, stop: int, fault: Rejection,
 
 
 class BatchWriter:
-    """Writes one checkpoint's ops on `conn` inside the open commit transaction."""
+    """Writes one checkpoint's ops on `conn` inside the open commit transaction; its
+    stage tables' names begin with `stages`, unique among the transaction's writers."""
 
-    def __init__(self, conn: sa.Connection, target: Target, new_keys: NewKeys | None = None) -> None:
-        self._conn, self._sink, self._target = conn, target, target.table
+    def __init__(self, conn: sa.Connection, target: Target, new_keys: NewKeys | None = None,
+                 stages: str = "eos") -> None:
+        self._conn, self._sink, self._target, self._prefix = conn, target, target.table, stages
         self._new_keys = new_keys or NewKeys()
         # Upsert mode always has a key (the table's definition was checked): none is append.
         self._keys = target.key_columns if target.mode == "upsert" else ()
@@ -215,7 +216,7 @@ class BatchWriter:
             return ops
         stage = self._stages.get(())
         if stage is None:
-            stage = self._stages[()] = st.stage_table("eos_keys", (*self._keys, st.KEY_ORDINAL))
+            stage = self._stages[()] = st.stage_table(f"{self._prefix}_keys", (*self._keys, st.KEY_ORDINAL))
             self._conn.exec_driver_sql(st.create_key_stage_sql(self._target, stage))
         rows = ["\t".join(key) + f"\t{i}\n" for i, key in enumerate(keys)]
         collisions = self._collisions(stage, rows)
@@ -286,7 +287,7 @@ class BatchWriter:
     def _stage(self, columns: tuple[str, ...]) -> sa.Table:
         stage = self._stages.get(columns)
         if stage is None:
-            stage = self._stages[columns] = st.stage_table(f"eos_stage_{len(self._stages)}", columns)
+            stage = self._stages[columns] = st.stage_table(f"{self._prefix}_stage_{len(self._stages)}", columns)
             self._conn.exec_driver_sql(st.create_stage_sql(self._target, stage))
             if self._sink.mode == INSERT_IGNORE:
                 self._conn.exec_driver_sql(st.order_stage_sql(stage))
