@@ -87,6 +87,8 @@ class Settings(BaseModel):
     sink_fields_rename: tuple[tuple[str, str], ...] = Field((), alias="SINK_FIELDS_RENAME")
     sink_flatten: bool = Field(False, alias="SINK_FLATTEN")
     sink_flatten_separator: str = Field("_", alias="SINK_FLATTEN_SEPARATOR", min_length=1)
+    sink_auto_create: bool = Field(False, alias="SINK_AUTO_CREATE")
+    sink_auto_evolve: bool = Field(False, alias="SINK_AUTO_EVOLVE")
     errors_tolerance: Literal["none", "all"] = Field("none", alias="ERRORS_TOLERANCE")
     errors_deadletter_topic: str | None = Field(None, alias="ERRORS_DEADLETTER_TOPIC", min_length=1)
     checkpoint_interval_ms: int = Field(1000, alias="CHECKPOINT_INTERVAL_MS", gt=0)

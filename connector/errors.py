@@ -28,6 +28,10 @@ class SchemaError(ConnectorError):
     """The sink table does not fit the configuration (missing table, key, columns)."""
 
 
+class TableMissing(SchemaError):
+    """The sink table does not exist (SINK_AUTO_CREATE=true creates it)."""
+
+
 class RouteError(SchemaError):
     """A topic has no table: no route names one, or the name a route makes does not fit."""
 

@@ -36,6 +36,10 @@ class RecordMetrics:
         self.skipped = Counter("eos_records_skipped", "Records that changed nothing by design: insert-ignore met "
                                "their key stored (or earlier in the checkpoint), or SINK_VERSION_COLUMN found a "
                                "version not older stored", registry=r)
+        self.unknown_fields = Counter("eos_unknown_fields", "Values of fields no column of their table takes, "
+                                      "by table and field: not written (SINK_AUTO_EVOLVE=true adds the column; a "
+                                      "field SINK_FIELDS_EXCLUDE names is not counted)", ["table", "field"],
+                                      registry=r)
         self.deadlettered = Counter("eos_records_deadlettered", "Records written to the dead-letter table instead "
                                     "of the sink table (ERRORS_TOLERANCE=all)", registry=r)
         self.gaps = Counter("eos_offset_gaps", "Offsets the broker skipped in an assigned partition's sequence "

@@ -32,7 +32,9 @@ def runner_from_settings(settings: Settings, stop: threading.Event | None = None
     faults = FaultHook(settings.connector_fault)
     replica = replica_id()
     log.info("replica %s of pipeline %r", replica, settings.connector_name)
-    store = PostgresStore.from_settings(settings, replica, faults)
+    metrics = Metrics()
+    store = PostgresStore.from_settings(settings, replica, faults, lambda table, field:
+                                        metrics.records.unknown_fields.labels(table, field).inc())
     policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
                               settings.checkpoint_max_bytes)
     # Alive while the loop moves (a commit may take CHECKPOINT_TIMEOUT_MS, a retry wait
@@ -41,6 +43,6 @@ def runner_from_settings(settings: Settings, stop: threading.Event | None = None
     health = Health(stuck_after_s=timeout_s + max_wait_s + 30,
                     stale_after_s=2 * settings.checkpoint_interval_ms / 1000 + timeout_s + 10)
     return Runner(KafkaSource.from_settings(settings), store, build_backend(settings, store, faults), policy,
-                  faults, settings.shutdown_timeout_ms, stop, settings.restart_strategy, Metrics(), health,
+                  faults, settings.shutdown_timeout_ms, stop, settings.restart_strategy, metrics, health,
                   settings.errors_tolerance == "all", Forwarder.from_settings(settings, replica))
 

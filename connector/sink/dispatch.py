@@ -46,15 +46,17 @@ class RoutedMapping:
 
     def __init__(self, mapper: RoutedMapper, tolerate_errors: bool) -> None:
         self._mapper, self._tolerate_errors = mapper, tolerate_errors
-        self._by_topic: dict[str, RunMapping] = {}
+        self._by_topic: dict[str, tuple[Any, RunMapping]] = {}
 
     def _of(self, topic: str) -> RunMapping:
-        mapping = self._by_topic.get(topic)
-        if mapping is None:
-            mapper = self._mapper.catalog.mapper(topic)
-            mapping = self._by_topic[topic] = RunMapping(tolerant(mapper) if self._tolerate_errors else mapper,
-                                                         mapper.fast)
-        return mapping
+        """The RunMapping of the topic's table as it is now (SINK_AUTO_CREATE and
+        SINK_AUTO_EVOLVE give a table a new mapper)."""
+        mapper = self._mapper.catalog.mapper(topic)
+        made = self._by_topic.get(topic)
+        if made is None or made[0] is not mapper:
+            made = self._by_topic[topic] = mapper, RunMapping(tolerant(mapper) if self._tolerate_errors else mapper,
+                                                              mapper.fast)
+        return made[1]
 
     def __call__(self, record: Record) -> Any:
         return self._of(record.topic)(record)

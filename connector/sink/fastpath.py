@@ -71,6 +71,20 @@ class FastColumn(NamedTuple):
         return self.field or self.name
 
 
+class Others(NamedTuple):
+    """The fields a value may hold besides the columns' and still take the fast path:
+    `left` (SINK_FIELDS_EXCLUDE: never read), `watched` (no column takes them yet: a
+    record holding one with a value is the general path's) and, when `any_field`, any
+    other field (ignored); without it, a record holding another is the general path's."""
+
+    left: tuple[str, ...] = ()
+    watched: tuple[str, ...] = ()
+    any_field: bool = True
+
+
+ANY_OTHER = Others()
+
+
 def escape_row(fields: str) -> str | None:
     """Fields joined by `_SEPARATOR`, NULLs as `_NULL_MARK`, as a COPY text row: escaped,
     tab-separated. None when a field holds a NUL."""
@@ -152,23 +166,33 @@ def _returns(columns: Sequence[FastColumn], fields: Sequence[_Source], keys: Seq
     return [*lines, f" return new(op, (kind, names, f'{row}', ({key}), None))"]
 
 
+def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
+    """The msgspec Struct a value decodes into: fields f0, f1, … for the columns (column
+    names reach the generated code only through `rename`), then the other fields allowed.
+    gc=False: a decoded row holds no reference cycle, and untracked it costs the collector
+    nothing (a poll batch makes thousands)."""
+    fields: list[Any] = [(f"f{i}", _field_type(c.kind, c.length) | None if c.nullable else _field_type(c.kind, c.length))
+                         for i, c in enumerate(columns)]
+    fields += [(f"l{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(others.left))]
+    fields += [(f"w{i}", None, None) for i in range(len(others.watched))]  # only a null: no column to fill
+    rename = {f"f{i}": c.source for i, c in enumerate(columns)}
+    rename.update({f"l{i}": name for i, name in enumerate(others.left)})
+    rename.update({f"w{i}": name for i, name in enumerate(others.watched)})
+    return msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=not others.any_field, gc=False)
+
+
 def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
-                      key_columns: Sequence[str] = ()) -> FastPath | None:
+                      key_columns: Sequence[str] = (), others: Others = ANY_OTHER) -> FastPath | None:
     """The fast path for `columns`, in table order: it returns `op(op_kind, column names,
     row, key, None)`, the key formed as `RowMapper` forms it; without `key_columns`, the
-    row text alone (`as_op` makes it that Op). None when a column's name is one msgspec
+    row text alone (`as_op` makes it that Op). None when a field's name is one msgspec
     cannot match (a quote, a backslash or a control character in it)."""
     names = [column.name for column in columns]
     sources = [column.source for column in columns]  # the JSON fields
-    if any(_UNMATCHABLE.search(source) for source in sources):
+    if any(_UNMATCHABLE.search(source) for source in [*sources, *others.left, *others.watched]):
         return None
     columns = [c._replace(nullable=c.nullable and c.name not in key_columns) for c in columns]
-    # Fields are named f0, f1, …: column names reach the generated code only through `rename`.
-    # gc=False: a decoded row holds no reference cycle, and untracked it costs the
-    # collector nothing (a poll batch makes thousands).
-    row_type = msgspec.defstruct("Row", [(f"f{i}", _field_type(c.kind, c.length) | None if c.nullable else
-                                          _field_type(c.kind, c.length)) for i, c in enumerate(columns)],
-                                 rename={f"f{i}": source for i, source in enumerate(sources)}, gc=False)
+    row_type = _row_type(columns, others)
     fields = [_Source.of(column, i) for i, column in enumerate(columns)]
     lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None",
              " try:", *("  " + line for field in fields for line in field.check.splitlines()), "  pass",

@@ -3,24 +3,25 @@
 Pure: the table's columns are described once (from reflection) as `ColumnSpec`s, each
 with a converter chosen by type (connector/sink/copytext.py); mapping a record is
 decoding its value and running the converters of the columns it names, straight into a
-row of COPY text. Absent fields are left out (NULL or the column default on insert);
-unknown fields are ignored. Anything that cannot be converted raises MappingError with
-the record's topic, partition and offset.
+row of COPY text. Absent fields are left out (NULL or the column default on insert).
+A field no column takes is told to the mapper's `FieldWatch` (the catalog's: it is
+reported, or its column added by SINK_AUTO_EVOLVE); without one it is ignored. Anything
+that cannot be converted raises MappingError with the record's topic, partition and offset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 from connector.errors import MappingError
-from connector.fields import flatten
+from connector.fields import FieldRules, flatten
 from connector.formats import RegistryUnavailable, ValueDecoder, decode_json, decode_json_key, exact_json
 from connector.models import Record
-from connector.sink.copytext import ESCAPED, NULL, Converter, column_converter, escape, parse_row
-from connector.sink.fastpath import FastColumn, FastPath, compile_fast_path
+from connector.sink.copytext import NULL, escape, parse_row
+from connector.sink.fastpath import ANY_OTHER, FastColumn, FastPath, Others, compile_fast_path
+from connector.sink.layout import ColumnSpec, Layout, converter
 from connector.sink.metadata import metadata_value
 
 REJECT = "reject"
@@ -81,53 +82,14 @@ def tolerant(mapper: Callable[[Record], Op]) -> Callable[[Record], Op]:
     return map_or_reject
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
-    name: str
-    kind: str  # one of the keys of CONVERTERS, or "other"
-    nullable: bool = True
-    has_default: bool = False
-    length: int | None = None  # varchar(n) / char(n)
-    field: str | None = None  # the value's field that fills it (SINK_FIELDS_RENAME), if not its name
+class FieldWatch(Protocol):
+    """What becomes of the fields of a value no column of its table takes (the catalog's)."""
 
-    @property
-    def source(self) -> str:
-        return self.field or self.name
+    rules: FieldRules  # SINK_FIELDS_*: a field excluded (or not included) is meant to be left
 
-
-def _converter(spec: ColumnSpec, zone: tzinfo) -> Converter:
-    return column_converter(spec.kind, spec.length, zone)
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where each column of a row comes from, worked out once per table."""
-
-    # Record metadata (SINK_METADATA_COLUMNS): (field, column, converter, escaped); these
-    # columns take the record's metadata, never a same-named field of its value.
-    metadata: tuple[tuple[str, str, Converter, bool], ...]
-    plan: tuple[tuple[str, Converter, bool, bool], ...]  # (field, converter, escaped, not null): a value's, in slot order
-    by_name: dict[str, tuple[str, Converter, bool, bool]]  # column -> its plan entry
-    slots: tuple[str, ...]  # the row's columns, in order
-    required: tuple[str, ...]  # not null and no default
-    numeric: tuple[str, ...]  # read exactly from JSON
-    kind: str  # the op's kind: upsert or insert
-    key_slots: tuple[int, ...]
-
-    @classmethod
-    def of(cls, columns: tuple[ColumnSpec, ...], mode: str, key_columns: tuple[str, ...],
-           metadata: Sequence[tuple[str, str]], zone: tzinfo) -> _Layout:
-        by_name = {c.name: c for c in columns}
-        meta = tuple((field, column, _converter(by_name[column], zone), by_name[column].kind in ESCAPED)
-                     for field, column in metadata)
-        meta_columns = {column for _, column, _, _ in meta}
-        filled = [c for c in columns if c.name not in meta_columns]
-        plan = tuple((c.source, _converter(c, zone), c.kind in ESCAPED, not c.nullable) for c in filled)
-        slots = tuple(c.name for c in filled) + tuple(c for _, c, _, _ in meta)
-        return cls(meta, plan, {c.name: entry for c, entry in zip(filled, plan, strict=True)}, slots,
-                   tuple(c.name for c in columns if not c.nullable and not c.has_default),
-                   tuple(c.source for c in columns if c.kind == "numeric"), "upsert" if mode == "upsert" else "insert",
-                   tuple(slots.index(k) for k in key_columns) if mode == "upsert" else ())
+    def met(self, record: Record, fields: dict[str, Any]) -> Callable[[Record], Op] | None:
+        """`record` holds `fields` (name -> value) no column takes: the mapper that maps
+        it instead (its table evolved), or None (the fields are left)."""
 
 
 class RowMapper:
@@ -136,19 +98,33 @@ class RowMapper:
 
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
                  metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json,
-                 zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key) -> None:
+                 zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key,
+                 added: Sequence[ColumnSpec] = (), watch: FieldWatch | None = None) -> None:
         """`zone`: the wall clock of `timestamp` columns (SINK_TIMEZONE); `flatten_with`:
         SINK_FLATTEN's separator (nested objects fill `parent_child` columns);
-        `decode_key`: KEY_FORMAT's decoder of record keys."""
+        `decode_key`: KEY_FORMAT's decoder of record keys; `added`: columns SINK_AUTO_EVOLVE
+        adds (the general path fills them: a record naming one leaves the fast path);
+        `watch`: told of the fields no column takes."""
         self.columns, self.mode, self.key_columns = tuple(columns), mode, tuple(key_columns)
         self._decode_value, self._flatten_with, self._decode_key = decode_value, flatten_with, decode_key
-        self._layout = _Layout.of(self.columns, mode, self.key_columns, metadata, zone)
+        self._watch = watch
+        self._layout = Layout.of(self.columns, tuple(added), mode, self.key_columns, metadata, zone,
+                                 watch.rules if watch else None)
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
-        self._json = decode_value is decode_json
         self.fast: FastPath | None = None
-        if self._json and not self._layout.metadata and flatten_with is None:
-            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, _converter(c, zone), c.source)
-                                           for c in self.columns], Op, self._layout.kind, self.key_columns)
+        if decode_value is decode_json and not self._layout.metadata and flatten_with is None and self.columns:
+            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, converter(c, zone), c.source)
+                                           for c in self.columns], Op, self._layout.kind, self.key_columns,
+                                          self._others())
+
+    def _others(self) -> Others:
+        """The fields besides the columns' that a value may hold on the fast path."""
+        if self._watch is None:
+            return ANY_OTHER  # ignored
+        rules = self._watch.rules
+        if rules.include is None:  # any other field is unknown: the general path tells the watch
+            return Others(left=rules.exclude, any_field=False)
+        return Others(watched=tuple(sorted(set(rules.include) - self._layout.known)))
 
     def __call__(self, record: Record) -> Op:
         """The record's op; MappingError naming the record for anything that stops it
@@ -160,7 +136,7 @@ class RowMapper:
             if self.fast is not None:
                 op: Payload | None = self.fast(value)
                 if op is not None:
-                    return as_op(op, self._layout.slots)
+                    return as_op(op, self._layout.row_slots)
             return self.general(record)
         except (MappingError, RegistryUnavailable):  # a registry outage is no record's fault
             raise
@@ -171,21 +147,16 @@ class RowMapper:
         """Any record with a value; the fast path answers the common ones alike."""
         value = record.value
         assert value is not None
-        try:
-            document = self._decode_value(record.topic, value)
-        except ValueError as exc:
-            self._fail(record, str(exc))
-        if not isinstance(document, dict):
-            self._fail(record, f"value is a JSON {type(document).__name__}, expected an object")
-        separator = self._flatten_with
-        if separator is not None:
-            document = flatten(document, separator)
-        if self._json and any(type(document.get(name)) is float for name in self._layout.numeric):
-            exact = exact_json(value)  # a numeric column takes the number as written, not a double
-            exact = flatten(exact, separator) if separator is not None else exact
-            document = {**document, **{name: exact[name] for name in self._layout.numeric if name in exact}}
+        document = self._document(record, value)
+        if self._watch is not None:
+            unknown = document.keys() - self._layout.known
+            if unknown and self._watch.rules.include is not None:
+                unknown &= set(self._watch.rules.include)
+            evolved = self._watch.met(record, {name: document[name] for name in sorted(unknown)}) if unknown else None
+            if evolved is not None and evolved is not self:  # not self: a column no field fills has the name
+                return evolved(record)
         # A JSON value without a backslash has nothing COPY would need escaped.
-        fields, absent = self._fields(record, document, self._json and b"\\" not in value)
+        fields, absent = self._fields(record, document, self._decode_value is decode_json and b"\\" not in value)
         if self._layout.metadata:
             self._add_metadata(record, fields)
         key: tuple[Any, ...] = ()
@@ -200,6 +171,25 @@ class RowMapper:
             self._fail(record, f"no value for NOT NULL column(s) {', '.join(missing)}")
         return Op(self._layout.kind, self._shapes.setdefault(columns, columns),
                   "\t".join(text for text in fields if text is not _ABSENT) + "\n", key)
+
+    def _document(self, record: Record, value: bytes) -> dict[str, Any]:
+        """The record's value decoded (and flattened: SINK_FLATTEN), numbers that fill a
+        numeric column as written."""
+        try:
+            decoded = self._decode_value(record.topic, value)
+        except ValueError as exc:
+            self._fail(record, str(exc))
+        if not isinstance(decoded, dict):
+            self._fail(record, f"value is a JSON {type(decoded).__name__}, expected an object")
+        document: dict[str, Any] = decoded
+        separator = self._flatten_with
+        if separator is not None:
+            document = flatten(document, separator)
+        if self._decode_value is decode_json and any(type(document.get(n)) is float for n in self._layout.numeric):
+            exact = exact_json(value)  # a numeric column takes the number as written, not a double
+            exact = flatten(exact, separator) if separator is not None else exact
+            document = {**document, **{name: exact[name] for name in self._layout.numeric if name in exact}}
+        return document
 
     def _fields(self, record: Record, document: dict[str, Any], clean: bool) -> tuple[list[Any], bool]:
         """Each value column's text (NULL, or _ABSENT when the document lacks it); and

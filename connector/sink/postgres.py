@@ -19,7 +19,7 @@ from connector.formats import ValueDecoder, decode_json, decode_json_key, key_de
 from connector.models import Commit, Snapshot, TopicPartition
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.routing import Routes, Subscription, TableConfig
-from connector.sink.catalog import Catalog, RoutedMapper
+from connector.sink.catalog import FIXED_TABLES, Catalog, RoutedMapper, SchemaChanges
 from connector.sink.commit import CommitTransaction
 from connector.sink.connection import Database
 from connector.sink.mapping import Payload
@@ -40,27 +40,34 @@ class PostgresStore:
                  topics: Subscription | None = None, timeout_ms: int = 60_000, faults: FaultHook = NO_FAULTS,
                  tolerate_errors: bool = False, decode_value: ValueDecoder = decode_json,
                  decode_key: ValueDecoder = decode_json_key, start_from: StartFrom | None = None,
-                 timezone: str = "UTC") -> None:
+                 timezone: str = "UTC", changes: SchemaChanges = FIXED_TABLES,
+                 on_unknown_field: Callable[[str, str], None] = lambda table, field: None) -> None:
         """`routes` name each topic's table (a TableConfig: every topic into that one);
         the tables of `topics` listed by name are read at prepare(), others when met.
-        `timezone` (SINK_TIMEZONE): the zone of timestamps written without an offset."""
+        `timezone` (SINK_TIMEZONE): the zone of timestamps written without an offset;
+        `changes`: SINK_AUTO_CREATE and SINK_AUTO_EVOLVE; `on_unknown_field(table, field)`:
+        a record holds a field its table has no column for (and does not get one)."""
         self.db = Database(url, schema)
         self.rows = Repository(self.db, pipeline, replica)
         routes = routes if isinstance(routes, Routes) else Routes.single(routes)
-        self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone), decode_key)
+        self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone), decode_key, changes,
+                               on_unknown_field)
         self._topics, self._timeout_ms, self._tolerate_errors = topics or Subscription(), timeout_ms, tolerate_errors
         self._faults, self._start_from, self._timezone = faults, start_from, timezone
         self._transaction: CommitTransaction | None = None  # built by prepare()
 
     @classmethod
-    def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS) -> PostgresStore:
+    def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS,
+                      on_unknown_field: Callable[[str, str], None] = lambda table, field: None) -> PostgresStore:
         return cls(settings.libpq_url, settings.connector_name, replica, settings.connector_schema,
                    routes=settings.routes(), topics=settings.subscription, timeout_ms=settings.checkpoint_timeout_ms,
                    faults=faults, tolerate_errors=settings.errors_tolerance == "all",
                    decode_value=value_decoder(settings.value_format, settings.registry_config()),
                    decode_key=key_decoder(settings.key_format, settings.registry_config()),
                    start_from=StartFrom(settings.start_from_savepoint, settings.subscription)
-                   if settings.start_from_savepoint else None, timezone=settings.sink_timezone)
+                   if settings.start_from_savepoint else None, timezone=settings.sink_timezone,
+                   changes=SchemaChanges(settings.sink_auto_create, settings.sink_auto_evolve),
+                   on_unknown_field=on_unknown_field)
 
     @property
     def pipeline(self) -> str:

@@ -1,19 +1,24 @@
 """One checkpoint's ops written into every table they are routed to, inside the caller's
 transaction: a BatchWriter per table (sink/writer.py), tables in name order (two
-replicas writing the same tables take their locks in one order)."""
+replicas writing the same tables take their locks in one order), each table first
+created or given its new columns (SINK_AUTO_CREATE, SINK_AUTO_EVOLVE: sink/evolution.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from connector.sink import evolution
 from connector.sink.mapping import Payload
 from connector.sink.new_keys import NewKeys
 from connector.sink.sqlstate import Rejection
 from connector.sink.table import Target
 from connector.sink.writer import BatchWriter
+
+log = logging.getLogger(__name__)
 
 
 class Span(NamedTuple):
@@ -56,6 +61,8 @@ class RoutedWriter:
             target, parts = groups[name]
             whole = len(parts) == 1 and parts[0].start == 0 and parts[0].stop == len(ops)
             subset = ops if whole else [op for part in parts for op in ops[part.start:part.stop]]
+            for statement in evolution.ensure(self._conn, target.table, target.changes, target.key_columns):
+                log.info("table %r: %s", name, statement)
             rows = BatchWriter(self._conn, target, self._new_keys(target) if self._new_keys else None,
                                stages=f"eos_{n}")  # temporary tables: one namespace per transaction
             for kind, n in rows.write(subset).items():

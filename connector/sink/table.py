@@ -11,10 +11,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from connector.errors import SchemaError
+from connector.errors import SchemaError, TableMissing
 from connector.formats import ValueDecoder, decode_json_key
 from connector.routing import TableConfig
-from connector.sink.mapping import ColumnSpec, RowMapper
+from connector.sink.evolution import NO_CHANGES, NewColumn, TableChanges
+from connector.sink.layout import ColumnSpec
+from connector.sink.mapping import FieldWatch, RowMapper
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ def reflect_table(connection: sa.Connection, schema: str | None, name: str) -> T
     inspector = sa.inspect(connection)
     if schema is None or not inspector.has_table(name, schema=schema):
         shown = f"{schema}.{name}" if schema else name
-        raise SchemaError(f"SINK_TABLE {shown!r} does not exist (create it before starting the connector)")
+        raise TableMissing(f"SINK_TABLE {shown!r} does not exist (create it before starting the connector, or set "
+                           "SINK_AUTO_CREATE=true)")
     columns = []
     for col in inspector.get_columns(name, schema=schema):
         if col.get("computed"):  # a generated column takes no value: records cannot name it
@@ -118,6 +121,7 @@ def resolve_key_columns(table: TableSpec, configured: Sequence[str] | None, mode
 # ISO dates) or as sent (text, varchar): under a deterministic collation two of them are
 # one key exactly when their texts are equal.
 _TEXT_EQUAL_TYPES = frozenset({"int2", "int4", "int8", "uuid", "bool", "date", "text", "varchar"})
+_TEXT_EQUAL_KINDS = frozenset({"smallint", "integer", "bigint", "uuid", "boolean", "date", "text"})
 
 
 def keys_equal_as_text(connection: sa.Connection, table: TableSpec, keys: Sequence[str]) -> bool:
@@ -161,11 +165,35 @@ class Target:
     keys_by_database: bool  # key texts that differ may be one key to PostgreSQL
     columns: tuple[ColumnSpec, ...]  # those a record fills, each with its field (SINK_FIELDS_*)
     version_column: str | None = None  # SINK_VERSION_COLUMN: a stored row is replaced only by a greater one
+    changes: TableChanges = NO_CHANGES  # SINK_AUTO_CREATE / SINK_AUTO_EVOLVE: made by the commit before its rows
 
     def mapper(self, metadata_columns: Sequence[tuple[str, str]], decode_value: ValueDecoder,
-               zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key) -> RowMapper:
+               zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key,
+               watch: FieldWatch | None = None) -> RowMapper:
         return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone, flatten_with,
-                         decode_key)
+                         decode_key, tuple(c.spec for c in self.changes.add), watch)
+
+    def evolved(self, new: Sequence[NewColumn]) -> Target:
+        """This table with `new` columns added (by the commit that writes their rows)."""
+        spec = replace(self.spec, columns=self.spec.columns + tuple(c.spec for c in new))
+        return replace(self, spec=spec, table=spec.sa_table(), changes=self.changes._replace(add=self.changes.add + tuple(new)))
+
+
+def created_target(config: TableConfig, schema: str | None, columns: Sequence[NewColumn]) -> Target:
+    """A table that does not exist yet, as SINK_AUTO_CREATE makes it in `schema` from
+    `columns` (the key columns among them make its primary key). SchemaError when it
+    cannot be."""
+    keys = config.key_columns if config.mode in (INSERT_IGNORE, "upsert") else ()
+    spec = TableSpec(schema, config.name[1], tuple(c.spec for c in columns), keys, ())
+    if config.mode in (INSERT_IGNORE, "upsert"):
+        resolve_key_columns(spec, keys, config.mode)
+    check_additive_columns(spec, keys, config.additive_columns if config.mode == "upsert" else ())
+    check_version_column(spec, keys, config.version_column)
+    kinds = {c.name: c.kind for c in spec.columns}
+    return Target(spec, spec.sa_table(), config.mode, keys, config.additive_columns,
+                  frozenset(c for c in config.additive_columns if kinds.get(c) == "float"),
+                  not all(kinds[k] in _TEXT_EQUAL_KINDS for k in keys), filled_columns(spec, config, keys),
+                  config.version_column, TableChanges(create=tuple(columns)))
 
 
 def load_target(conn: sa.Connection, config: TableConfig) -> Target:

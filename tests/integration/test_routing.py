@@ -1,8 +1,11 @@
 """One pipeline, many topics, many tables: `${topic}` routing, SINK_TABLE_MAP and the
 per-table settings, with every table's rows committed in one transaction per checkpoint.
-Replicas are SIGKILLed at every protocol step; at each crash point every table holds
-exactly the records below the offsets the database committed (no table has a checkpoint
-another lacks), and after a restart every record is in its table exactly once."""
+Some tables do not exist (SINK_AUTO_CREATE makes them) and some records carry a field
+their table has no column for (SINK_AUTO_EVOLVE adds it). Replicas are SIGKILLed at every
+protocol step; at each crash point every table holds exactly the records below the
+offsets the database committed (no table has a checkpoint another lacks, or a column a
+committed record did not bring), and after a restart every record is in its table
+exactly once, the new column filled from the record that first held its field."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ TOPICS = 20
 PER_TOPIC = 60
 HALF = PER_TOPIC // 2
 ROWS = (TOPICS - TOPICS // 5) * PER_TOPIC + TOPICS // 5 * HALF  # an upsert table (every fifth) keeps HALF keys
+NOTE_FROM = 20  # records j >= NOTE_FROM of an evolving topic carry a field `note` no column takes at first
 COLUMNS = "event_id bigint NOT NULL, body text, kafka_topic text, kafka_partition int, kafka_offset bigint"
 
 
@@ -46,11 +50,14 @@ class Routed:
         self.env: dict[str, str] = {
             "KAFKA_TOPICS": ",".join(self.topics), "SINK_TABLE": f"{self.schema}.${{topic}}",
             "SINK_TABLE_MAP": f"{self.topics[-1]}={self.other}.last_topic",
-            "SINK_METADATA_COLUMNS": "topic=kafka_topic,partition=kafka_partition,offset=kafka_offset"}
+            "SINK_METADATA_COLUMNS": "topic=kafka_topic,partition=kafka_partition,offset=kafka_offset",
+            "SINK_AUTO_CREATE": "true", "SINK_AUTO_EVOLVE": "true"}
         for i, topic in enumerate(self.topics):
             services.create_topic(topic, 2)
             key = " PRIMARY KEY" if self.upsert(i) else ""
-            services.sql(f'CREATE TABLE {self.table(topic)} (event_id bigint NOT NULL{key}, {COLUMNS.split(", ", 1)[1]})')
+            if not self.created(i):
+                services.sql(f'CREATE TABLE {self.table(topic)} (event_id bigint NOT NULL{key}, '
+                             f'{COLUMNS.split(", ", 1)[1]})')
             if self.upsert(i):
                 name = env_name((self.schema, safe_identifier(topic).lower()))
                 self.env.update({f"SINK_TABLE_{name}_MODE": "upsert", f"SINK_TABLE_{name}_KEY_COLUMNS": "event_id"})
@@ -59,21 +66,35 @@ class Routed:
     def upsert(i: int) -> bool:
         return i % 5 == 0
 
+    @staticmethod
+    def created(i: int) -> bool:
+        """The connector creates the table (append), from the topic's first record."""
+        return i % 5 == 2
+
+    @staticmethod
+    def evolving(i: int) -> bool:
+        """Records from NOTE_FROM on carry `note` (in a created table and an existing one)."""
+        return i % 5 in (2, 3)
+
     def table(self, topic: str) -> str:
         """The table's name in SQL (quoted: a name may start with a digit)."""
         if topic == self.topics[-1]:
             return f'"{self.other}".last_topic'
         return f'"{self.schema}"."{safe_identifier(topic).lower()}"'
 
-    def record(self, t: int, j: int) -> tuple[int, str]:
+    def record(self, t: int, j: int) -> tuple[int, str, str | None]:
         """The `j`th record of topic `t`: its event ID (in an upsert table, records j and
-        j + HALF share one: the later one wins) and body."""
-        return t * 1000 + (j % HALF if self.upsert(t) else j), f"«{self.topics[t]}» n°{j}\t\"q\" \\ é"
+        j + HALF share one: the later one wins), body and note (None: no such field)."""
+        note = f"note «{j}»\t\\ ü" if self.evolving(t) and j >= NOTE_FROM else None
+        return t * 1000 + (j % HALF if self.upsert(t) else j), f"«{self.topics[t]}» n°{j}\t\"q\" \\ é", note
 
     def produce(self) -> None:
         for t, topic in enumerate(self.topics):
-            events = [(str(j).encode(), orjson.dumps(dict(zip(("event_id", "body"), self.record(t, j), strict=True))))
-                      for j in range(PER_TOPIC)]
+            events = []
+            for j in range(PER_TOPIC):
+                event_id, body, note = self.record(t, j)
+                value = {"event_id": event_id, "body": body, **({"note": note} if note is not None else {})}
+                events.append((str(j).encode(), orjson.dumps(value)))
             produce(self.services.bootstrap_servers, topic, events, lambda j: j % 2)  # record j: offset j // 2
 
     def expected(self, t: int, committed: dict[tuple[str, int], int]) -> list[tuple[Any, ...]]:
@@ -81,8 +102,8 @@ class Routed:
         rows: dict[int, tuple[Any, ...]] = {}
         for j in range(PER_TOPIC):
             if j // 2 < committed.get((self.topics[t], j % 2), 0):
-                event_id, body = self.record(t, j)
-                rows[event_id] = (j % 2, j // 2, event_id, body)
+                event_id, body, note = self.record(t, j)
+                rows[event_id] = (j % 2, j // 2, event_id, body, note)
         return sorted(rows.values())
 
     def start(self, **settings: str) -> Any:
@@ -94,7 +115,14 @@ class Routed:
         return {(topic, partition): next_offset for topic, partition, next_offset in rows if next_offset is not None}
 
     def rows(self, topic: str) -> list[tuple[Any, ...]]:
-        return self.services.sql(f"SELECT kafka_partition, kafka_offset, event_id, body FROM {self.table(topic)} "
+        """The table's rows (none while it does not exist), `note` None while it has no such column."""
+        table = self.table(topic)
+        columns = {c for (c,) in self.services.sql("SELECT attname FROM pg_attribute WHERE attrelid = "
+                                                   "to_regclass(%s) AND attnum > 0", (table,))}
+        if not columns:
+            return []
+        note = "note" if "note" in columns else "NULL"
+        return self.services.sql(f"SELECT kafka_partition, kafka_offset, event_id, body, {note} FROM {table} "
                                  "ORDER BY kafka_partition, kafka_offset")
 
     def assert_matches_offsets(self, committed: dict[tuple[str, int], int] | None = None) -> int:
@@ -109,7 +137,7 @@ class Routed:
         return total
 
     def count(self) -> int:
-        return sum(int(self.services.sql(f"SELECT count(*) FROM {self.table(topic)}")[0][0]) for topic in self.topics)
+        return sum(len(self.rows(topic)) for topic in self.topics)
 
 
 @pytest.fixture
@@ -138,6 +166,11 @@ def test_many_topics_into_many_tables_atomically_under_kills(routed, step):
     assert routed.offsets() == everything
     assert routed.assert_matches_offsets(everything) == ROWS
     assert "goes to table" in restarted.output()
+    created = routed.topics[2]  # made from its first record, given `note` later
+    assert routed.services.sql("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
+                               "AND table_name = %s ORDER BY ordinal_position",
+                               (routed.schema, safe_identifier(created).lower()))[:4] == [
+        ("kafka_topic", "text"), ("kafka_partition", "integer"), ("kafka_offset", "bigint"), ("event_id", "bigint")]
 
 
 @pytest.mark.integration
