@@ -147,7 +147,7 @@ def add_sql(table: sa.Table, column: NewColumn) -> str:
 def ensure(conn: sa.Connection, table: sa.Table, changes: TableChanges, keys: Sequence[str]) -> list[str]:
     """Give `table` the columns `changes` name, inside the caller's transaction; the DDL
     run (none when it has them all: the common case costs one catalog query)."""
-    name = {"table": _table_name(table)}
+    name = {"table": _table_name(table).replace("%%", "%")}  # a value: no placeholder escape
     present = {row[0] for row in conn.exec_driver_sql(present_columns_sql(), name)}
     wanted = [*changes.create, *changes.add]
     if present.issuperset(c.spec.name for c in wanted):
@@ -160,4 +160,4 @@ def ensure(conn: sa.Connection, table: sa.Table, changes: TableChanges, keys: Se
         statements = [add_sql(table, column) for column in wanted if column.spec.name not in present]
     for statement in statements:
         conn.exec_driver_sql(statement)
-    return statements
+    return [statement.replace("%%", "%") for statement in statements]  # as PostgreSQL ran them

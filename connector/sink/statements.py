@@ -152,8 +152,9 @@ def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequenc
 
 # -- row statements ---------------------------------------------------------------------
 def copy_sql(table: sa.Table, columns: Sequence[str]) -> str:
+    """As psycopg's copy() takes it: without parameters, so a `%` in a name is not doubled."""
     cols = ", ".join(_quote.quote(c) for c in columns)
-    return f"COPY {_quote.format_table(table)} ({cols}) FROM STDIN"
+    return f"COPY {_quote.format_table(table)} ({cols}) FROM STDIN".replace("%%", "%")
 
 
 def stage_table(name: str, columns: Sequence[str]) -> sa.Table:

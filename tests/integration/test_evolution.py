@@ -43,7 +43,7 @@ def test_a_table_made_from_its_first_record_and_evolved_mid_stream(make_pipeline
     first = json.dumps({"id": 0, "name": TEXT, "ok": True, "price": 0, "big": 12345678901234567890123,
                         "tags": ["a", "é"], "doc": {"k": "é"}, "later_valued": None}).replace('"price": 0', '"price": 2.10')
     docs = [{"id": i, "name": f"{TEXT} {i}", "ok": i % 2 == 0, "price": i + 0.5, "big": i, "tags": [],
-             "doc": {}, "later_valued": None if i < 30 else i, **({"note": f"n°{i}"} if i >= 20 else {})}
+             "doc": {}, "later_valued": None if i < 30 else i, **({"note": f"n°{i}", "Ratio 100%": i} if i >= 20 else {})}
             for i in range(1, 60)]  # raw UTF-8 and `\u` escapes in turn
     p.produce([(None, first.encode())] + [(None, orjson.dumps(doc) if i % 2 else json.dumps(doc).encode())
                                           for i, doc in enumerate(docs, 1)], partition_of=lambda i: 0)
@@ -53,14 +53,15 @@ def test_a_table_made_from_its_first_record_and_evolved_mid_stream(make_pipeline
     assert column_types(p) == {
         "id": ("bigint", "YES"), "name": ("text", "YES"), "ok": ("boolean", "YES"), "price": ("numeric", "YES"),
         "big": ("numeric", "YES"), "tags": ("jsonb", "YES"), "doc": ("jsonb", "YES"), "note": ("text", "YES"),
-        "later_valued": ("bigint", "YES")}
-    rows = p.rows("id, name, ok, price::text, big::text, tags, doc, note, later_valued", "ORDER BY id")
-    assert rows[0] == (0, TEXT, True, "2.10", "12345678901234567890123", ["a", "é"], {"k": "é"}, None, None)
+        "later_valued": ("bigint", "YES"), "Ratio 100%": ("bigint", "YES")}
+    rows = p.rows('id, name, ok, price::text, big::text, tags, doc, note, later_valued, "Ratio 100%%"', "ORDER BY id")
+    assert rows[0] == (0, TEXT, True, "2.10", "12345678901234567890123", ["a", "é"], {"k": "é"}, None, None, None)
     assert rows[1:] == [(i, f"{TEXT} {i}", i % 2 == 0, f"{i}.5", str(i), [], {}, f"n°{i}" if i >= 20 else None,
-                         i if i >= 30 else None) for i in range(1, 60)]
+                         i if i >= 30 else None, i if i >= 20 else None) for i in range(1, 60)]
     out = replica.output()
     assert f"table '{p.table}' gets columns id bigint, name text" in out
-    assert f"gets column(s) note text for fields first met in {p.topic}[0]@20" in out
+    assert f"gets column(s) Ratio 100% bigint, note text for fields first met in {p.topic}[0]@20" in out
+    assert f'ALTER TABLE public.{p.table} ADD COLUMN IF NOT EXISTS "Ratio 100%" bigint' in out
 
 
 def test_values_a_made_column_cannot_take_and_names_no_column_can_have_are_dead_letters(make_pipeline):
