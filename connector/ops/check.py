@@ -84,10 +84,11 @@ def check_kafka(settings: Settings) -> tuple[Check, list[str]]:
 def check_tables(settings: Settings, topics: list[str]) -> list[Check]:
     """Every table `topics` are routed to fits the settings: read in a READ ONLY
     transaction (`check` writes nothing; START_FROM_SAVEPOINT is for `run` to apply)."""
-    from connector.sink.catalog import Catalog
+    from connector.sink.catalog import Catalog, SchemaChanges
 
     where = f"database {redact_url(settings.libpq_url)}"
-    catalog = Catalog(settings.routes(), settings.libpq_url, settings.connector_schema)
+    catalog = Catalog(settings.routes(), settings.libpq_url, settings.connector_schema,
+                      changes=SchemaChanges(settings.sink_auto_create, settings.sink_auto_evolve))
     if not topics and catalog.routes.by_topic:
         return [Check("database", True, f"{where}: no topic to route yet")]
     checks = []
@@ -103,6 +104,10 @@ def check_tables(settings: Settings, topics: list[str]) -> list[Check]:
             note = f"; passed to PostgreSQL as text for it to cast: {', '.join(as_text)}" if as_text else ""
             source = f"topic {topic!r} -> " if topic else ""
             table = catalog.routes.config_for(topic).qualified  # as routed (unqualified: found by search_path)
+            if not target.spec.columns:  # a table fitting the settings has one at least: this one is to make
+                checks.append(Check("database", True, f"{where}: {source}table {table!r} does not exist yet: run "
+                                                      f"makes it from its first record (SINK_AUTO_CREATE); {target.mode}"))
+                continue
             checks.append(Check("database", True, f"{where}: {source}table {table!r} with "
                                                   f"{len(target.spec.columns)} mappable column(s){keys}{note}; "
                                                   f"{target.mode}"))

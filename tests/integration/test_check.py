@@ -50,6 +50,16 @@ def test_every_problem_named(make_pipeline):
     assert SECRET not in out
 
 
+def test_a_table_to_make_is_named_and_writes_nothing(make_pipeline):
+    p = make_pipeline(DDL)
+    code, out = check(p, SINK_TABLE="made_by_run", SINK_AUTO_CREATE="true", SINK_MODE="upsert", SINK_KEY_COLUMNS="id")
+    assert code == 0, out
+    assert "table 'made_by_run' does not exist yet: run makes it from its first record (SINK_AUTO_CREATE); upsert" in out
+    assert p.services.sql("SELECT to_regclass('made_by_run')") == [(None,)]
+    code, out = check(p, SINK_TABLE="made_by_run", SINK_AUTO_CREATE="true", SINK_MODE="upsert")
+    assert code == 2 and "SINK_AUTO_CREATE in upsert mode needs SINK_KEY_COLUMNS" in out, out
+
+
 def test_upsert_without_a_key_and_unreachable_kafka(make_pipeline):
     p = make_pipeline("CREATE TABLE {table} (id int, name text)")
     code, out = check(p, SINK_MODE="upsert", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
