@@ -55,8 +55,7 @@ class Watch:
 
     def met(self, record: Record, fields: dict[str, Any]) -> Mapper | None:
         if self._catalog.changes.evolve:
-            valued = {name: value for name, value in fields.items() if value is not None}
-            return self._catalog.evolve(self._config, record, valued) if valued else None
+            return self._catalog.evolve(self._config, record, fields)
         for name in fields:
             self._catalog.on_unknown_field(self._table, name)
             if name not in self._told:

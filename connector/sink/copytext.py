@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 
+from connector.sink.arrays import element_kind, is_array, literal_converter
+
 Converter = Callable[[Any], str]
 INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 ESCAPED = frozenset({"text", "json", "other"})  # kinds whose text may need escaping
@@ -279,7 +281,10 @@ CONVERTERS: dict[str, Converter] = {
 
 def column_converter(kind: str, length: int | None, zone: tzinfo = UTC) -> Converter:
     """The converter of a column of `kind` (`length`: varchar(n)); `zone` is the wall
-    clock a `timestamp` column keeps (SINK_TIMEZONE)."""
+    clock a `timestamp` column keeps (SINK_TIMEZONE). An array kind's gives the literal
+    unescaped (sink/arrays.py)."""
+    if is_array(kind):
+        return literal_converter(column_converter(element_kind(kind), None, zone), element_kind(kind))
     base = CONVERTERS[kind] if kind != "timestamp" or zone is UTC else functools.partial(_timestamp, zone=zone)
     if length is None:
         return base

@@ -48,6 +48,7 @@ import msgspec
 
 from connector.sink._rowtext import KINDS as ROW_TEXT_KINDS
 from connector.sink._rowtext import RowText
+from connector.sink.arrays import is_array
 from connector.sink.copytext import ESCAPED, INT_BITS, NULL, Converter, escape, is_plain_timestamp
 
 FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row text), or None (a null value too)
@@ -110,7 +111,9 @@ def _field_type(kind: str, length: int | None) -> Any:
         return float
     if kind == "boolean":
         return bool
-    return Any  # json, other: any JSON value (null checked below)
+    if kind == "numeric[]":
+        return list[Decimal | None]  # exact, as the general path reads it (a nested array: the general path's)
+    return Any  # json, other, arrays: any JSON value (null checked below)
 
 
 def _field(kind: str, i: int) -> tuple[str, str]:
@@ -126,6 +129,8 @@ def _field(kind: str, i: int) -> tuple[str, str]:
         return "", f"row.f{i}.isoformat()"
     if kind == "timestamptz":  # parsed to validate; sent as written when plain (copytext.is_plain_timestamp)
         return f"v{i} = row.f{i}\nfrom_iso(v{i})\nif not plain(v{i}): return None", f"v{i}"
+    if is_array(kind):  # the literal, raw: escaped even in a clean row (see _Source)
+        return f"v{i} = convert[{i}](row.f{i})", f"v{i}"
     return f"v{i} = row.f{i}\nif v{i} is None: return None\nv{i} = convert[{i}](v{i})", f"v{i}"
 
 
@@ -139,8 +144,10 @@ class _Source(NamedTuple):
     @classmethod
     def of(cls, column: FastColumn, i: int) -> _Source:
         check, text = _field(column.kind, i)
-        # bytea's converter gives its backslash escaped already (`\\x…`), which the bulk escape would double
+        # bytea's converter gives its backslash escaped already (`\\x…`), which the bulk escape would double;
+        # an array's literal is raw, and needs escaping however clean the JSON (sink/arrays.py)
         unescaped = f"{text}[1:]" if column.kind == "bytea" else text
+        text = f"escape({text})" if is_array(column.kind) else text
         if not column.nullable:
             return cls(check, text, unescaped)
         if check:

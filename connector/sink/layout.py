@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from connector.fields import FieldRules
-from connector.sink.copytext import ESCAPED, Converter, column_converter
+from connector.sink.arrays import is_array
+from connector.sink.copytext import ESCAPED, Converter, column_converter, escape
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,10 @@ class ColumnSpec:
 
 
 def converter(spec: ColumnSpec, zone: tzinfo) -> Converter:
-    return column_converter(spec.kind, spec.length, zone)
+    """The column's converter as a row takes it: an array's literal escaped for COPY at
+    once (its quoting may add backslashes however clean the JSON: sink/arrays.py)."""
+    convert = column_converter(spec.kind, spec.length, zone)
+    return (lambda value: escape(convert(value))) if is_array(spec.kind) else convert
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Layout:
     slots: tuple[str, ...]  # the row's columns, in order
     row_slots: tuple[str, ...]  # the columns a bare row fills (the fast path's: the table's, none added since)
     required: tuple[str, ...]  # not null and no default
-    numeric: tuple[str, ...]  # read exactly from JSON
+    numeric: tuple[str, ...]  # read exactly from JSON (numeric and numeric[])
     kind: str  # the op's kind: upsert or insert
     key_slots: tuple[int, ...]
     known: frozenset[str]  # the value's fields a column takes or SINK_FIELDS_EXCLUDE leaves
@@ -63,5 +67,5 @@ class Layout:
         return cls(meta, plan, {c.name: entry for c, entry in zip(filled, plan, strict=True)}, slots,
                    tuple(c.name for c in columns if c.name not in meta_columns) + tuple(c for _, c, _, _ in meta),
                    tuple(c.name for c in every if not c.nullable and not c.has_default),
-                   tuple(c.source for c in every if c.kind == "numeric"), "upsert" if mode == "upsert" else "insert",
+                   tuple(c.source for c in every if c.kind in ("numeric", "numeric[]")), "upsert" if mode == "upsert" else "insert",
                    tuple(slots.index(k) for k in key_columns) if mode == "upsert" else (), frozenset(known))

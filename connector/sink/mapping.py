@@ -19,9 +19,9 @@ from connector.errors import MappingError
 from connector.fields import FieldRules, flatten
 from connector.formats import RegistryUnavailable, ValueDecoder, decode_json, decode_json_key, exact_json
 from connector.models import Record
-from connector.sink.copytext import NULL, escape, parse_row
+from connector.sink.copytext import NULL, column_converter, escape, parse_row
 from connector.sink.fastpath import ANY_OTHER, FastColumn, FastPath, Others, compile_fast_path
-from connector.sink.layout import ColumnSpec, Layout, converter
+from connector.sink.layout import ColumnSpec, Layout
 from connector.sink.metadata import metadata_value
 
 REJECT = "reject"
@@ -88,8 +88,8 @@ class FieldWatch(Protocol):
     rules: FieldRules  # SINK_FIELDS_*: a field excluded (or not included) is meant to be left
 
     def met(self, record: Record, fields: dict[str, Any]) -> Callable[[Record], Op] | None:
-        """`record` holds `fields` (name -> value) no column takes: the mapper that maps
-        it instead (its table evolved), or None (the fields are left)."""
+        """`record` holds `fields` (name -> value, not null) no column takes: the mapper
+        that maps it instead (its table evolved), or None (the fields are left)."""
 
 
 class RowMapper:
@@ -113,7 +113,8 @@ class RowMapper:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self.fast: FastPath | None = None
         if decode_value is decode_json and not self._layout.metadata and flatten_with is None and self.columns:
-            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable, converter(c, zone), c.source)
+            self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable,
+                                                      column_converter(c.kind, c.length, zone), c.source)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns,
                                           self._others())
 
@@ -152,7 +153,8 @@ class RowMapper:
             unknown = document.keys() - self._layout.known
             if unknown and self._watch.rules.include is not None:
                 unknown &= set(self._watch.rules.include)
-            evolved = self._watch.met(record, {name: document[name] for name in sorted(unknown)}) if unknown else None
+            valued = {name: document[name] for name in sorted(unknown) if document[name] is not None}  # a null: no value
+            evolved = self._watch.met(record, valued) if valued else None
             if evolved is not None and evolved is not self:  # not self: a column no field fills has the name
                 return evolved(record)
         # A JSON value without a backslash has nothing COPY would need escaped.
@@ -185,7 +187,7 @@ class RowMapper:
         separator = self._flatten_with
         if separator is not None:
             document = flatten(document, separator)
-        if self._decode_value is decode_json and any(type(document.get(n)) is float for n in self._layout.numeric):
+        if self._decode_value is decode_json and any(type(document.get(n)) in (float, list) for n in self._layout.numeric):
             exact = exact_json(value)  # a numeric column takes the number as written, not a double
             exact = flatten(exact, separator) if separator is not None else exact
             document = {**document, **{name: exact[name] for name in self._layout.numeric if name in exact}}

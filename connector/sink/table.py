@@ -52,6 +52,8 @@ def column_kind(sa_type: sa.types.TypeEngine[Any]) -> tuple[str, int | None]:
         (sa.Uuid, "uuid"),
         (sa.LargeBinary, "bytea"),
     )
+    if isinstance(sa_type, sa.ARRAY):  # any dimensions: an element's kind (sink/arrays.py)
+        return f"{column_kind(sa_type.item_type)[0]}[]", None
     if isinstance(sa_type, sa.DateTime):
         return ("timestamptz" if sa_type.timezone else "timestamp", None)
     if isinstance(sa_type, sa.String) and not isinstance(sa_type, sa.Enum):

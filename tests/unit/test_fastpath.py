@@ -50,12 +50,18 @@ TYPED = {
                          max_leaves=6),
     "other": texts | scalars,
 }
+# Arrays of the types people send (a nested array is a dimension; jsonb[] elements are any JSON).
+ARRAY_KINDS = ["text[]", "bigint[]", "numeric[]", "json[]", "uuid[]", "boolean[]", "timestamptz[]"]
+TYPED.update({kind: st.lists(st.none() | TYPED[kind[:-2]], max_size=4) | st.lists(st.lists(TYPED[kind[:-2]],
+                                                                                            min_size=2, max_size=2),
+                                                                                   max_size=2) | texts
+              for kind in ARRAY_KINDS})
 
 
 @st.composite
 def mappers(draw):
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
-    columns = [ColumnSpec(n, draw(st.sampled_from(sorted(CONVERTERS))), draw(st.booleans()), draw(st.booleans()),
+    columns = [ColumnSpec(n, draw(st.sampled_from(sorted(CONVERTERS) + ARRAY_KINDS)), draw(st.booleans()), draw(st.booleans()),
                           draw(st.none() | st.integers(1, 12))) for n in names]
     columns = [c if c.kind in ("text", "other") else ColumnSpec(c.name, c.kind, c.nullable, c.has_default)
                for c in columns]
