@@ -122,17 +122,16 @@ def _table_name(table: sa.Table) -> str:
 def lock_sql() -> str:
     """One replica at a time changes a table (two CREATE TABLE IF NOT EXISTS at once may
     fail on the catalog's unique index); held to the end of the transaction."""
-    return "SELECT pg_advisory_xact_lock(hashtext('eos-connector ddl'), hashtext(%(table)s))"
+    return "SELECT pg_advisory_xact_lock(hashtext('eos-connector ddl'), hashtext(%(schema)s || '.' || %(name)s))"
 
 
 def present_columns_sql() -> str:
-    """The columns the table has now (no row when it does not exist)."""
-    return ("SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(%(table)s) "
-            "AND a.attnum > 0 AND NOT a.attisdropped")
-
-
-def exists_sql() -> str:
-    return "SELECT to_regclass(%(table)s) IS NOT NULL"
+    """The columns the table has now (no row when it does not exist). Read from the
+    catalog tables by name, with the statement's own snapshot, so what another replica
+    committed a moment ago is seen (to_regclass's cached catalog view may miss it)."""
+    return ("SELECT a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND a.attnum > 0 AND NOT a.attisdropped")
 
 
 def create_sql(table: sa.Table, columns: Sequence[NewColumn], keys: Sequence[str]) -> str:
@@ -145,21 +144,20 @@ def add_sql(table: sa.Table, column: NewColumn) -> str:
 
 
 def ensure(conn: sa.Connection, table: sa.Table, changes: TableChanges, keys: Sequence[str]) -> list[str]:
-    """Give `table` the columns `changes` name, inside the caller's transaction; the DDL
-    run. Nothing for a table as read at start; one catalog query for a table this
-    replica changed, when another commit has made the change already."""
+    """Give `table` (its schema named) the columns `changes` name, inside the caller's
+    transaction; the DDL run. Nothing for a table as read at start; one catalog query for
+    a table this replica changed, when another commit has made the change already."""
     wanted = [*changes.create, *changes.add]
     if not wanted:  # a table as read at start: not a query
         return []
-    name = {"table": _table_name(table).replace("%%", "%")}  # a value: no placeholder escape
-    present = {row[0] for row in conn.exec_driver_sql(present_columns_sql(), name)}
-    if present.issuperset(c.spec.name for c in wanted):
+    name = {"schema": table.schema, "name": table.name}
+    if {row[0] for row in conn.exec_driver_sql(present_columns_sql(), name)}.issuperset(c.spec.name for c in wanted):
         return []
     conn.exec_driver_sql(lock_sql(), name)
-    if not conn.exec_driver_sql(exists_sql(), name).scalar():
-        statements = [create_sql(table, wanted, keys)] if changes.create else []
+    present = {row[0] for row in conn.exec_driver_sql(present_columns_sql(), name)}  # as the last changer left it
+    if not present:  # IF NOT EXISTS all the same: the statements check again under their own locks
+        statements = [create_sql(table, wanted, keys)] if changes.create else []  # not created: dropped under us
     else:
-        present = {row[0] for row in conn.exec_driver_sql(present_columns_sql(), name)}
         statements = [add_sql(table, column) for column in wanted if column.spec.name not in present]
     for statement in statements:
         conn.exec_driver_sql(statement)

@@ -123,3 +123,23 @@ def test_a_field_no_column_takes_is_logged_once_and_counted(make_pipeline):
     out = replica.output()
     assert out.count("has no column for field") == 1
     assert f"table 'public.{p.table}' has no column for field 'extra' (first met in {p.topic}[0]@10)" in out
+
+
+def test_two_replicas_make_and_evolve_one_table_at_once(make_pipeline):
+    """Each replica makes the table from its own partitions' first record and adds the
+    columns its records bring: the advisory lock and IF NOT EXISTS let both commit, and
+    every record lands once with every field."""
+    p = make_pipeline(NO_TABLE, partitions=4)
+    docs = [{"id": i, "name": f"{TEXT} {i}", **({f"from_{i % 4}": i} if i >= 40 else {}),
+             **({"shared": f"s{i}"} if i >= 60 else {})} for i in range(200)]
+    settings = {"SINK_AUTO_CREATE": "true", "SINK_AUTO_EVOLVE": "true", "CHECKPOINT_MAX_RECORDS": "9"}
+    replicas = [p.start(**settings), p.start(host="b", **settings)]
+    wait_until(lambda: all(r.check_alive() or "assigned topic" in r.output() for r in replicas), 60, "both assigned")
+    p.produce([(None, orjson.dumps(doc)) for doc in docs], partition_of=lambda i: i % 4)  # neither has made it
+    wait_for_rows(p, 200, replicas[0])
+    assert all(replica.stop() == 0 for replica in replicas)
+    assert all("does not exist: its first record will give its columns" in r.output() for r in replicas)
+    columns = ", ".join(["id", "name", "shared", *(f"from_{k}" for k in range(4))])
+    assert p.rows(columns, "ORDER BY id") == [
+        (i, f"{TEXT} {i}", f"s{i}" if i >= 60 else None, *(i if i >= 40 and i % 4 == k else None for k in range(4)))
+        for i in range(200)]
