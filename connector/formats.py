@@ -118,6 +118,14 @@ class RegistryDecoder:
         else:
             self._deserialize = ProtobufDecoder(client)
 
+    def writer_schema(self, payload: bytes) -> Any:
+        """The Avro writer's schema of a value framed with its schema ID (parsed), for
+        SINK_AUTO_CREATE to type columns by; None for another format or framing. Call it
+        after the value decoded: the schema is in the client's cache then."""
+        if self.format != "avro" or len(payload) < 5 or payload[0] != 0:
+            return None
+        return orjson.loads(self._client.get_schema(int.from_bytes(payload[1:5], "big")).schema_str)
+
     def __call__(self, topic: str, payload: bytes) -> Any:
         from confluent_kafka.schema_registry import SchemaRegistryError
         from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError

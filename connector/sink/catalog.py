@@ -23,11 +23,11 @@ import sqlalchemy as sa
 
 from connector.errors import MappingError, SchemaError, TableMissing
 from connector.fields import flatten
-from connector.formats import ValueDecoder, decode_json, decode_json_key
+from connector.formats import RegistryDecoder, ValueDecoder, decode_json, decode_json_key
 from connector.models import Record
 from connector.routing import Routes, TableConfig
 from connector.sink.connection import Database
-from connector.sink.evolution import NewColumn, identifier_problem, metadata_columns, new_columns
+from connector.sink.evolution import NewColumn, avro_column_types, identifier_problem, metadata_columns, new_columns
 from connector.sink.mapping import Op, RowMapper
 from connector.sink.table import TableSpec, Target, created_target, load_target
 
@@ -190,7 +190,8 @@ class Catalog:
         with self._lock:
             target, mapper = self._tables[config.name]
             have = {c.name for c in target.spec.columns}
-            new = [c for c in new_columns(fields, dict(config.fields.rename)) if c.spec.name not in have]
+            new = [c for c in new_columns(fields, dict(config.fields.rename), (), self._declared(config, record))
+                   if c.spec.name not in have]
             if not new:
                 return mapper
             _check_names(record, new)
@@ -216,14 +217,24 @@ class Catalog:
                 fields.update({k: key[k] for k in keys if fields.get(k) is None and key.get(k) is not None})
         except ValueError as exc:
             raise MappingError(record.topic, record.partition, record.offset, str(exc)) from exc
-        rules, metadata = config.fields, {column for _, column in config.metadata_columns}
-        wanted = {name: value for name, value in fields.items() if value is not None and name not in rules.exclude
-                  and (rules.include is None or name in rules.include) and name not in metadata}
-        missing = [k for k in keys if k not in wanted]
+        rules, metadata, declared = config.fields, {column for _, column in config.metadata_columns}, \
+            self._declared(config, record)
+        wanted = {name: value for name, value in fields.items() if (value is not None or name in declared)
+                  and name not in rules.exclude and (rules.include is None or name in rules.include)
+                  and name not in metadata}
+        missing = [k for k in keys if wanted.get(k) is None]
         if missing:
             raise MappingError(record.topic, record.partition, record.offset, f"cannot create table "
                                f"{config.qualified!r}: no value for key column(s) {', '.join(missing)}")
-        return new_columns(wanted, dict(rules.rename), keys)
+        return new_columns(wanted, dict(rules.rename), keys, declared)
+
+    def _declared(self, config: TableConfig, record: Record) -> dict[str, tuple[str, str]]:
+        """The column types the value's writer declared (an Avro record schema), by field;
+        none for other formats or flattened values (their fields are typed by value)."""
+        decode_value = self._decoders[0]
+        if not isinstance(decode_value, RegistryDecoder) or record.value is None or config.fields.flatten:
+            return {}
+        return avro_column_types(decode_value.writer_schema(record.value))
 
     def close(self) -> None:
         self._db.close()

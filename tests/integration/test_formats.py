@@ -119,3 +119,34 @@ def test_avro_keyed_tombstones_delete(make_pipeline):
     assert p.rows("event_id, user_id", "ORDER BY event_id") == [(i, f"ü{i}") for i in range(1, 100, 2)]
     letters = p.services.sql("SELECT error FROM eos_connector.deadletters WHERE pipeline = %s", (p.name,))
     assert len(letters) == 1 and "record key: key is not avro" in letters[0][0]
+
+
+def test_avro_tables_made_from_the_writers_schema(make_pipeline):
+    """SINK_AUTO_CREATE with VALUE_FORMAT=avro: the columns are typed as the writer's schema
+    declares them — a field null in the first record too — and every record lands."""
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    p = make_pipeline("SELECT 1", partitions=1)
+    url = f"mock://{p.name}"
+    schema = AVRO.replace('"fields": [', '"fields": [{"name": "score", "type": ["null", "double"]}, '
+                                         '{"name": "day", "type": {"type": "int", "logicalType": "date"}}, '
+                                         '{"name": "n", "type": "int"}, ')
+    avro = AvroSerializer(registry_client({"url": url}), schema)
+    ctx = SerializationContext(p.topic, MessageField.VALUE)
+
+    def visit(i: int) -> dict:
+        return {"event_id": i, "user_id": None if i == 0 else f"ü{i}", "at": AT, "tags": ["a", str(i)], "n": i,
+                "amount": decimal.Decimal(i) / 4, "score": None if i == 0 else i / 2, "day": AT.date()}
+    p.produce([(None, avro(visit(i), ctx)) for i in range(100)])
+    settings = Settings.from_env(p.env(VALUE_FORMAT="avro", SCHEMA_REGISTRY_URL=url, SINK_AUTO_CREATE="true"))
+    _migrate(settings.libpq_url, settings.connector_schema)
+    assert p.run_in_process(settings)[1] == 0
+    assert dict(p.services.sql("SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns "
+                               "JOIN pg_attribute ON attrelid = %s::regclass AND attname = column_name "
+                               "WHERE table_name = %s", (p.table, p.table))) == {
+        "event_id": "bigint", "user_id": "text", "at": "timestamp with time zone", "amount": "numeric(8,2)",
+        "tags": "text[]", "score": "double precision", "day": "date", "n": "integer"}
+    assert p.rows("event_id, user_id, at, amount, tags, score, day, n", "ORDER BY event_id") == [
+        (i, None if i == 0 else f"ü{i}", AT, decimal.Decimal(i) / 4, ["a", str(i)], None if i == 0 else i / 2,
+         AT.date(), i) for i in range(100)]

@@ -10,7 +10,14 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from connector.sink.evolution import add_sql, column_type, create_sql, identifier_problem, new_columns
+from connector.sink.evolution import (
+    add_sql,
+    avro_column_types,
+    column_type,
+    create_sql,
+    identifier_problem,
+    new_columns,
+)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -48,3 +55,20 @@ def test_ddl_quotes_every_name():
     assert create_sql(table, columns, ('a "b"',)) == ('CREATE TABLE IF NOT EXISTS "My Schema"."Odd ""T""" '
                                                       '("a ""b""" bigint, "100%%" text, PRIMARY KEY ("a ""b"""))')
     assert add_sql(table, columns[1]) == 'ALTER TABLE "My Schema"."Odd ""T""" ADD COLUMN IF NOT EXISTS "100%%" text'
+
+
+def test_avro_fields_typed_as_the_writer_declared_them():
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "a", "type": ["null", "long"]}, {"name": "b", "type": {"type": "int"}},
+        {"name": "c", "type": {"type": "bytes", "logicalType": "decimal", "precision": 30, "scale": 4}},
+        {"name": "d", "type": {"type": "array", "items": ["null", "string"]}},
+        {"name": "e", "type": {"type": "array", "items": {"type": "record", "name": "I", "fields": []}}},
+        {"name": "f", "type": {"type": "map", "values": "long"}}, {"name": "g", "type": "I"},
+        {"name": "h", "type": {"type": "enum", "name": "E", "symbols": ["X"]}},
+        {"name": "i", "type": ["null", "string", "long"]},
+        {"name": "j", "type": {"type": "long", "logicalType": "local-timestamp-micros"}},
+        {"name": "k", "type": {"type": "string", "logicalType": "uuid"}}]}
+    assert {name: sql for name, (sql, _) in avro_column_types(schema).items()} == {
+        "a": "bigint", "b": "integer", "c": "numeric(30, 4)", "d": "text[]", "e": "jsonb", "f": "jsonb", "g": "jsonb",
+        "h": "text", "i": "jsonb", "j": "timestamp", "k": "uuid"}
+    assert avro_column_types("string") == {} and avro_column_types(None) == {}
