@@ -118,13 +118,18 @@ class RegistryDecoder:
         else:
             self._deserialize = ProtobufDecoder(client)
 
-    def writer_schema(self, payload: bytes) -> Any:
-        """The Avro writer's schema of a value framed with its schema ID (parsed), for
-        SINK_AUTO_CREATE to type columns by; None for another format or framing. Call it
-        after the value decoded: the schema is in the client's cache then."""
-        if self.format != "avro" or len(payload) < 5 or payload[0] != 0:
-            return None
-        return orjson.loads(self._client.get_schema(int.from_bytes(payload[1:5], "big")).schema_str)
+    def declared_types(self, topic: str, payload: bytes) -> dict[str, tuple[str, str]]:
+        """The column types the writer's schema declares for a value's fields
+        (sink/declared.py), for SINK_AUTO_CREATE to type columns by. Call it after the
+        value decoded: its schema is in the client's cache then."""
+        from connector.sink.declared import avro_types, json_schema_types, protobuf_types
+
+        if isinstance(self._deserialize, ProtobufDecoder):
+            return protobuf_types(self._deserialize.descriptor(payload, topic))
+        if len(payload) < 5 or payload[0] != 0:  # framed by a GUID header: typed by value
+            return {}
+        schema = orjson.loads(self._client.get_schema(int.from_bytes(payload[1:5], "big")).schema_str)
+        return avro_types(schema) if self.format == "avro" else json_schema_types(schema)
 
     def __call__(self, topic: str, payload: bytes) -> Any:
         from confluent_kafka.schema_registry import SchemaRegistryError
@@ -167,6 +172,16 @@ class ProtobufDecoder:
             message, preserving_proto_field_name=True, unquote_int64_if_possible=True,
             always_print_fields_with_no_presence=True)
         return document
+
+    def descriptor(self, payload: bytes, topic: str) -> Any:
+        """The descriptor of the message type a framed value holds."""
+        from confluent_kafka.schema_registry import dual_schema_id_deserializer
+        from confluent_kafka.schema_registry.common.serde import SchemaId
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        schema_id = SchemaId("PROTOBUF")
+        dual_schema_id_deserializer(payload, SerializationContext(topic, MessageField.VALUE), schema_id)
+        return self._message_class(schema_id).DESCRIPTOR
 
     def _message_class(self, schema_id: Any) -> Any:
         handle = schema_id.id if schema_id.id is not None else schema_id.guid

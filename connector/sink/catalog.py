@@ -27,7 +27,7 @@ from connector.formats import RegistryDecoder, ValueDecoder, decode_json, decode
 from connector.models import Record
 from connector.routing import Routes, TableConfig
 from connector.sink.connection import Database
-from connector.sink.evolution import NewColumn, avro_column_types, identifier_problem, metadata_columns, new_columns
+from connector.sink.evolution import NewColumn, identifier_problem, metadata_columns, new_columns
 from connector.sink.mapping import Op, RowMapper
 from connector.sink.table import TableSpec, Target, created_target, load_target
 
@@ -229,12 +229,12 @@ class Catalog:
         return new_columns(wanted, dict(rules.rename), keys, declared)
 
     def _declared(self, config: TableConfig, record: Record) -> dict[str, tuple[str, str]]:
-        """The column types the value's writer declared (an Avro record schema), by field;
-        none for other formats or flattened values (their fields are typed by value)."""
+        """The column types the value's writer declared in its registry schema, by field;
+        none for JSON or flattened values (their fields are typed by value)."""
         decode_value = self._decoders[0]
         if not isinstance(decode_value, RegistryDecoder) or record.value is None or config.fields.flatten:
             return {}
-        return avro_column_types(decode_value.writer_schema(record.value))
+        return decode_value.declared_types(record.topic, record.value)
 
     def close(self) -> None:
         self._db.close()

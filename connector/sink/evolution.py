@@ -81,42 +81,6 @@ def column_type(value: Any) -> tuple[str, str]:
     return "jsonb", "json"
 
 
-_AVRO = {"boolean": ("boolean", "boolean"), "int": ("integer", "integer"), "long": ("bigint", "bigint"),
-         "float": ("real", "float"), "double": ("double precision", "float"), "bytes": ("bytea", "bytea"),
-         "fixed": ("bytea", "bytea"), "string": ("text", "text"), "enum": ("text", "text"),
-         "date": ("date", "date"), "time-millis": ("time", "time"), "time-micros": ("time", "time"),
-         "timestamp-millis": ("timestamptz", "timestamptz"), "timestamp-micros": ("timestamptz", "timestamptz"),
-         "local-timestamp-millis": ("timestamp", "timestamp"), "local-timestamp-micros": ("timestamp", "timestamp"),
-         "uuid": ("uuid", "uuid")}
-JSONB = ("jsonb", "json")
-
-
-def avro_column_types(schema: Any) -> dict[str, tuple[str, str]]:
-    """(SQL type, kind) of each field of an Avro record schema, as the writer declared it:
-    a union with null is its other branch; `decimal` is numeric(p, s); an array of a
-    primitive is its array type; records, maps and the rest are jsonb."""
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        return {}
-    return {field["name"]: _avro_type(field["type"]) for field in schema.get("fields", [])}
-
-
-def _avro_type(declared: Any) -> tuple[str, str]:
-    if isinstance(declared, list):
-        branches = [branch for branch in declared if branch != "null"]
-        return _avro_type(branches[0]) if len(branches) == 1 else JSONB
-    if isinstance(declared, str):
-        return _AVRO.get(declared, JSONB)  # a named type: a record, enum or fixed defined before
-    logical = declared.get("logicalType")
-    if logical == "decimal":
-        return f"numeric({int(declared['precision'])}, {int(declared.get('scale', 0))})", "numeric"
-    if logical in _AVRO:
-        return _AVRO[logical]
-    if declared.get("type") == "array":
-        items = _avro_type(declared["items"])
-        return JSONB if items == JSONB else (f"{items[0]}[]", f"{items[1]}[]")
-    return _AVRO.get(declared.get("type"), JSONB)  # a primitive written long-hand, enum, fixed; else a record, map
-
-
 def identifier_problem(name: str) -> str | None:
     """Why `name` cannot be a column's name, or None."""
     if not name:

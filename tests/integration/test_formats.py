@@ -150,3 +150,26 @@ def test_avro_tables_made_from_the_writers_schema(make_pipeline):
     assert p.rows("event_id, user_id, at, amount, tags, score, day, n", "ORDER BY event_id") == [
         (i, None if i == 0 else f"ü{i}", AT, decimal.Decimal(i) / 4, ["a", str(i)], None if i == 0 else i / 2,
          AT.date(), i) for i in range(100)]
+
+
+@pytest.mark.parametrize("fmt, types, row", [
+    ("json-schema", {"event_id": "bigint", "user_id": "text", "at": "text", "amount": "text", "tags": "jsonb"},
+     ("u42", AT.isoformat(), "10.5", ["a", "42"])),
+    ("protobuf", {"event_id": "bigint", "user_id": "text", "at": "timestamp with time zone", "amount": "text",
+                  "tags": "text[]"}, ("u42", AT, "10.5", ["a", "42"])),
+])
+def test_json_schema_and_protobuf_tables_made_from_the_writers_schema(make_pipeline, fmt, types, row):
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    p = make_pipeline("SELECT 1", partitions=1)
+    url = f"mock://{p.name}"
+    encode = serializer(fmt, registry_client({"url": url}))
+    ctx = SerializationContext(p.topic, MessageField.VALUE)
+    p.produce([(None, encode(i, ctx)) for i in range(100)])
+    settings = Settings.from_env(p.env(VALUE_FORMAT=fmt, SCHEMA_REGISTRY_URL=url, SINK_AUTO_CREATE="true"))
+    _migrate(settings.libpq_url, settings.connector_schema)
+    assert p.run_in_process(settings)[1] == 0
+    assert dict(p.services.sql("SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns "
+                               "JOIN pg_attribute ON attrelid = %s::regclass AND attname = column_name "
+                               "WHERE table_name = %s", (p.table, p.table))) == types
+    assert p.count() == 100 and p.rows("user_id, at, amount, tags", "WHERE event_id = 42") == [row]

@@ -10,14 +10,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from connector.sink.evolution import (
-    add_sql,
-    avro_column_types,
-    column_type,
-    create_sql,
-    identifier_problem,
-    new_columns,
-)
+from connector.sink.declared import avro_types, json_schema_types
+from connector.sink.evolution import add_sql, column_type, create_sql, identifier_problem, new_columns
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -68,7 +62,19 @@ def test_avro_fields_typed_as_the_writer_declared_them():
         {"name": "i", "type": ["null", "string", "long"]},
         {"name": "j", "type": {"type": "long", "logicalType": "local-timestamp-micros"}},
         {"name": "k", "type": {"type": "string", "logicalType": "uuid"}}]}
-    assert {name: sql for name, (sql, _) in avro_column_types(schema).items()} == {
+    assert {name: sql for name, (sql, _) in avro_types(schema).items()} == {
         "a": "bigint", "b": "integer", "c": "numeric(30, 4)", "d": "text[]", "e": "jsonb", "f": "jsonb", "g": "jsonb",
         "h": "text", "i": "jsonb", "j": "timestamp", "k": "uuid"}
-    assert avro_column_types("string") == {} and avro_column_types(None) == {}
+    assert avro_types("string") == {} and avro_types(None) == {}
+
+
+def test_json_schema_properties_typed_as_declared():
+    schema = {"type": "object", "properties": {
+        "a": {"type": "integer"}, "b": {"type": ["number", "null"]}, "c": {"type": "string", "format": "date-time"},
+        "d": {"type": "string", "format": "email"}, "e": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "f": {"type": "object"}, "g": {"$ref": "#/definitions/x"}, "h": {"type": ["string", "integer"]},
+        "i": {"type": "boolean"}}}
+    assert {name: sql for name, (sql, _) in json_schema_types(schema).items()} == {
+        "a": "bigint", "b": "numeric", "c": "timestamptz", "d": "text", "e": "uuid[]", "f": "jsonb", "g": "jsonb",
+        "h": "jsonb", "i": "boolean"}
+    assert json_schema_types({"type": "string"}) == {}
