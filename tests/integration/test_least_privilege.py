@@ -74,3 +74,19 @@ def test_runs_in_a_schema_migrated_by_another_role(make_pipeline):
     p.wait_for_rows(20, 60, replica)
     assert replica.stop() == 0
     assert sorted(p.rows("id, name")) == [(i, f"v{i}") for i in range(20)]
+
+
+def test_a_column_the_role_may_not_add_stops_the_replica_writing_nothing_of_its_checkpoint(make_pipeline):
+    """SINK_AUTO_EVOLVE on a table another role owns: the commit that would add the column
+    is refused (42501), the replica stops naming it, and the checkpoint wrote nothing."""
+    p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
+    role, schema, database = fresh_names(p)
+    p.services.sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER; GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {database} "
+                   f"TO {role}; GRANT USAGE ON SCHEMA public TO {role}; GRANT INSERT ON {p.table} TO {role}")
+    p.produce([(None, orjson.dumps({"id": i, "name": f"v{i}", **({"extra": i} if i == 0 else {})}))
+               for i in range(10)])
+    replica = p.start(DATABASE_URL=as_role(p.services.database_url, role), CONNECTOR_SCHEMA=schema,
+                      SINK_AUTO_EVOLVE="true", CHECKPOINT_MAX_RECORDS="100")
+    assert replica.wait(60) == 1
+    assert f"must be owner of table {p.table}" in replica.output()
+    assert p.count() == 0
