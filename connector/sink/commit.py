@@ -6,7 +6,8 @@
    next_offset must equal the range's start (NULL only before a first commit).
    Any mismatch: roll back, FENCED.
 3. Write the rows into each table the snapshot's topics are routed to, tables in name
-   order: COPY (append), or COPY into a stage table and INSERT … ON CONFLICT DO
+   order, each first created or given the columns its records brought (SINK_AUTO_CREATE,
+   SINK_AUTO_EVOLVE: sink/evolution.py): COPY (append), or COPY into a stage table and INSERT … ON CONFLICT DO
    UPDATE, plus DELETE for tombstones (upsert; the batch reduced per key first).
    Records the database refuses are isolated (connector/sink/writer.py) and, with
    ERRORS_TOLERANCE=all, inserted as dead letters with the records the mapping
