@@ -81,6 +81,7 @@ class Others(NamedTuple):
     left: tuple[str, ...] = ()
     watched: tuple[str, ...] = ()
     any_field: bool = True
+    objects: bool = True  # False under SINK_FLATTEN: an object is split into fields, the general path's work
 
 
 ANY_OTHER = Others()
@@ -94,8 +95,9 @@ def escape_row(fields: str) -> str | None:
     return escape(fields).replace(_SEPARATOR, "\t").replace(_NULL_MARK, NULL) + "\n"
 
 
-def _field_type(kind: str, length: int | None) -> Any:
-    """The msgspec type of a column's field: what the fast path's code below expects."""
+def _field_type(kind: str, length: int | None, objects: bool = True) -> Any:
+    """The msgspec type of a column's field: what the fast path's code below expects
+    (`objects`: whether a JSON object may be a json column's value)."""
     if kind in INT_BITS:
         bits = INT_BITS[kind]
         return Annotated[int, msgspec.Meta(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
@@ -113,6 +115,8 @@ def _field_type(kind: str, length: int | None) -> Any:
         return bool
     if kind == "numeric[]":
         return list[Decimal | None]  # exact, as the general path reads it (a nested array: the general path's)
+    if not objects:
+        return list | str | int | float | bool  # json, other, arrays: any JSON value but an object
     return Any  # json, other, arrays: any JSON value (null checked below)
 
 
@@ -178,8 +182,10 @@ def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
     names reach the generated code only through `rename`), then the other fields allowed.
     gc=False: a decoded row holds no reference cycle, and untracked it costs the collector
     nothing (a poll batch makes thousands)."""
-    fields: list[Any] = [(f"f{i}", _field_type(c.kind, c.length) | None if c.nullable else _field_type(c.kind, c.length))
-                         for i, c in enumerate(columns)]
+    fields: list[Any] = []
+    for i, column in enumerate(columns):
+        kind = _field_type(column.kind, column.length, others.objects)
+        fields.append((f"f{i}", kind | None if column.nullable else kind))
     fields += [(f"l{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(others.left))]
     fields += [(f"w{i}", None, None) for i in range(len(others.watched))]  # only a null: no column to fill
     rename = {f"f{i}": c.source for i, c in enumerate(columns)}

@@ -112,17 +112,21 @@ class RowMapper:
                                  watch.rules if watch else None)
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per column set
         self.fast: FastPath | None = None
-        if decode_value is decode_json and not self._layout.metadata and flatten_with is None and self.columns:
+        if decode_value is decode_json and not self._layout.metadata and self.columns:
             self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable,
                                                       column_converter(c.kind, c.length, zone), c.source)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns,
                                           self._others())
 
     def _others(self) -> Others:
-        """The fields besides the columns' that a value may hold on the fast path."""
-        if self._watch is None:
+        """The fields besides the columns' that a value may hold on the fast path. Under
+        SINK_FLATTEN it answers only a value flattening leaves as it is: no object where
+        a column's value is, no other field (an object's fields are other columns)."""
+        rules = self._watch.rules if self._watch is not None else None
+        if self._flatten_with is not None:
+            return Others(left=rules.exclude if rules else (), any_field=False, objects=False)
+        if rules is None:
             return ANY_OTHER  # ignored
-        rules = self._watch.rules
         if rules.include is None:  # any other field is unknown: the general path tells the watch
             return Others(left=rules.exclude, any_field=False)
         return Others(watched=tuple(sorted(set(rules.include) - self._layout.known)))

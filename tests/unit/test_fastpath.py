@@ -19,7 +19,7 @@ from connector.models import Record
 from connector.sink.copytext import CONVERTERS, parse_row
 from connector.sink.mapping import ColumnSpec, RowMapper, as_op
 
-NAMES = ["id", "name", "at", "n", "x", "flag", "Ü ñ", 'q"uote\'s']
+NAMES = ["id", "name", "at", "n", "x", "flag", "Ü ñ", 'q"uote\'s', "a_b"]  # a_b: `b` of `a` flattened
 # Text as users have it: every character COPY or JSON escapes, made common, among any others.
 texts = st.text(st.sampled_from('"\\\t\n\r\x00\x1féŁ東🙂 a/') | st.characters(), max_size=14)
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
@@ -69,7 +69,8 @@ def mappers(draw):
     keys = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)) if mode == "upsert" else []
     zone = draw(st.sampled_from([UTC, ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")]))  # SINK_TIMEZONE
     rules = draw(st.sampled_from([None, FieldRules(exclude=("secret",)), FieldRules(include=(*names, "other"))]))
-    return RowMapper(columns, mode, keys, zone=zone, watch=Told(rules) if rules else None)
+    flatten_with = draw(st.sampled_from([None, "_"]))  # SINK_FLATTEN
+    return RowMapper(columns, mode, keys, zone=zone, watch=Told(rules) if rules else None, flatten_with=flatten_with)
 
 
 class Told:
@@ -94,7 +95,9 @@ def agreement(data):
     typed_or_null = {n: st.integers(0, 9).flatmap(lambda tenth, kind=kinds[n]: st.none() if tenth == 0 else TYPED[kind])
                      for n in names}
     document = data.draw(st.fixed_dictionaries({n: typed_or_null[n] if typed else TYPED[kinds[n]] | scalars
-                                                for n in names}, optional={"other": scalars, "secret": scalars}))
+                                                for n in names}, optional={"other": scalars, "secret": scalars,
+                                                                           "a": st.fixed_dictionaries({"b": scalars}),
+                                                                           "obj": TYPED["json"]}))
     # Producers write JSON both ways: non-ASCII as `\u` escapes (json.dumps' default) and as raw UTF-8.
     # Integers past 64 bits too. A lone surrogate has no raw UTF-8 form: it stays escaped.
     escaped = data.draw(st.booleans()) or any("\ud800" <= ch <= "\udfff" for ch in json.dumps(document, ensure_ascii=False))

@@ -247,9 +247,11 @@ def test_flatten_fills_parent_child_columns_exactly():
                ColumnSpec("tags", "json"), ColumnSpec("a__b__c", "text")]
     by_field = [c if c.name != "city" else ColumnSpec("city", "text", field="address_city") for c in columns]
     value = b'{"id": 1, "price": {"amount": 2.10}, "address": {"city": "S\\u00e3o Paulo"}, "tags": [1, {"x": 2}]}'
-    assert RowMapper(by_field, "append", flatten_with="_").fast is None  # nested fields: the general path only
-    assert RowMapper(by_field, "append", flatten_with="_")(rec(value)).values == {
-        "id": "1", "price_amount": "2.10", "city": "São Paulo", "tags": '[1,{"x":2}]'}
+    flat = RowMapper(by_field, "append", flatten_with="_")
+    assert flat.fast(value) is None  # objects to split: the general path's
+    assert flat(rec(value)).values == {"id": "1", "price_amount": "2.10", "city": "São Paulo", "tags": '[1,{"x":2}]'}
+    already_flat = b'{"id": 2, "price_amount": 3.5, "address_city": "Zo\\u00eb", "tags": [1], "a__b__c": null}'
+    assert as_op(flat.fast(already_flat), flat._layout.row_slots) == flat.general(rec(already_flat))  # nothing to split
     deep = RowMapper(columns, "append", flatten_with="__")(rec(b'{"a": {"b": {"c": "deep"}}}'))
     assert deep.values == {"a__b__c": "deep"}
 
