@@ -62,6 +62,6 @@ def test_no_secret_in_any_output(make_pipeline, tmp_path):
         assert code == expected, out
         outputs.append(out)
     everything = "\n".join(outputs)
-    assert "stopped: SchemaError" in everything and "ok    database" in everything  # the outputs are real
+    assert "stopped: TableMissing" in everything and "ok    database" in everything  # the outputs are real
     for name, secret in SECRETS.items():
         assert secret not in everything, f"the {name} secret appears in an output"
