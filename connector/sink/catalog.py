@@ -189,11 +189,11 @@ class Catalog:
         added still maps the rest of its run)."""
         with self._lock:
             target, mapper = self._tables[config.name]
-            have = {c.name for c in target.spec.columns}
-            new = [c for c in new_columns(fields, dict(config.fields.rename), (), self._declared(config, record))
-                   if c.spec.name not in have]
-            if not new:
+            have, renamed = {c.name for c in target.spec.columns}, dict(config.fields.rename)
+            fields = {field: value for field, value in fields.items() if renamed.get(field, field) not in have}
+            if not fields:  # the rest of an older mapper's run: no schema to read
                 return mapper
+            new = new_columns(fields, renamed, (), self._declared(config, record))
             _check_names(record, new)
             log.info("table %r gets column(s) %s for fields first met in %s; the commit of its checkpoint adds them",
                      config.qualified, ", ".join(f"{c.spec.name} {c.sql_type}" for c in new), record.where())
