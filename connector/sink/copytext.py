@@ -267,6 +267,7 @@ CONVERTERS: dict[str, Converter] = {
     **{kind: _int(bits) for kind, bits in INT_BITS.items()},
     "numeric": _numeric,
     "float": _float,
+    "real": _float,  # float4: PostgreSQL rounds the double's text
     "boolean": _bool,
     "text": _text,
     "timestamptz": _timestamptz,

@@ -11,7 +11,7 @@ from typing import Any
 Declared = dict[str, tuple[str, str]]
 JSONB = ("jsonb", "json")
 _AVRO = {"boolean": ("boolean", "boolean"), "int": ("integer", "integer"), "long": ("bigint", "bigint"),
-         "float": ("real", "float"), "double": ("double precision", "float"), "bytes": ("bytea", "bytea"),
+         "float": ("real", "real"), "double": ("double precision", "float"), "bytes": ("bytea", "bytea"),
          "fixed": ("bytea", "bytea"), "string": ("text", "text"), "enum": ("text", "text"),
          "date": ("date", "date"), "time-millis": ("time", "time"), "time-micros": ("time", "time"),
          "timestamp-millis": ("timestamptz", "timestamptz"), "timestamp-micros": ("timestamptz", "timestamptz"),
@@ -22,7 +22,7 @@ _JSON_SCHEMA = {"integer": ("bigint", "bigint"), "number": ("numeric", "numeric"
 _JSON_FORMATS = {"date-time": ("timestamptz", "timestamptz"), "date": ("date", "date"), "time": ("time", "time"),
                  "uuid": ("uuid", "uuid")}
 # Protobuf's FieldDescriptor.TYPE_* numbers; 64-bit unsigned ones exceed bigint.
-_PROTOBUF = {1: ("double precision", "float"), 2: ("real", "float"), 3: ("bigint", "bigint"), 4: ("numeric", "numeric"),
+_PROTOBUF = {1: ("double precision", "float"), 2: ("real", "real"), 3: ("bigint", "bigint"), 4: ("numeric", "numeric"),
              5: ("integer", "integer"), 6: ("numeric", "numeric"), 7: ("bigint", "bigint"), 8: ("boolean", "boolean"),
              9: ("text", "text"), 12: ("bytea", "bytea"), 13: ("bigint", "bigint"), 14: ("text", "text"),
              15: ("integer", "integer"), 16: ("bigint", "bigint"), 17: ("integer", "integer"), 18: ("bigint", "bigint")}

@@ -23,13 +23,16 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 `\N`s. No decoded text holds a lone surrogate (msgspec refuses one). A row holding a NUL
 (`\u0000`) is the general path's: PostgreSQL stores no NUL.
 
-The first step is C (`connector/sink/_rowtext.c`): for a table whose columns are all of
-kinds it formats (`_rowtext.KINDS`: integers, numeric, float, boolean, text and
-varchar(n), timestamptz, date, uuid), appended without a key, a flat JSON object holding
-each column once is turned into its row in one call, JSON escapes into COPY escapes
-without decoding the text into Python; whatever it does not answer goes to the Python
-function below, which it calls itself. It answers only where it agrees with that function,
-which `tests/unit/test_rowtext.py` checks on arbitrary records.
+The first step is C (`connector/sink/_rowbinary.c`): for a table whose columns are all of
+kinds it writes (`_rowbinary.KINDS`: integers, numeric, double precision and real,
+boolean, text and varchar(n), timestamptz, date, uuid), appended without a key, a flat
+JSON object holding each column once is turned into its row in COPY's binary format
+(bytes) in one call, without decoding the text into Python; whatever it does not answer
+goes to the Python function below, which it calls itself, and whose rows are COPY text
+(str). A checkpoint's rows may hold both: the writer sends each format in a COPY of its
+own (sink/statements.py). It answers only where PostgreSQL reads the same values from its
+row as from that function's, which `tests/unit/test_rowbinary.py` checks on arbitrary
+records.
 
 Both read a `numeric` column's JSON number exactly, as written (msgspec decodes it
 into a Decimal; the general path reads such a document again exactly), and a number
@@ -46,12 +49,12 @@ from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
-from connector.sink._rowtext import KINDS as ROW_TEXT_KINDS
-from connector.sink._rowtext import RowText
+from connector.sink._rowbinary import KINDS as ROW_BINARY_KINDS
+from connector.sink._rowbinary import RowBinary
 from connector.sink.arrays import is_array
 from connector.sink.copytext import ESCAPED, INT_BITS, NULL, Converter, escape, is_plain_timestamp
 
-FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row text), or None (a null value too)
+FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row alone), or None (a null value too)
 _UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
 # Kinds whose converter takes the JSON string itself: the field is typed `str`.
 _STRING_KINDS = frozenset({"timestamp", "time", "uuid", "bytea"})
@@ -109,7 +112,7 @@ def _field_type(kind: str, length: int | None, objects: bool = True) -> Any:
         return date  # msgspec reads YYYY-MM-DD in C; the general path takes any form Python's parser does
     if kind == "numeric":
         return Decimal  # the number as written (a string holding one too, as the general path takes it)
-    if kind == "float":
+    if kind in ("float", "real"):
         return float
     if kind == "boolean":
         return bool
@@ -125,7 +128,7 @@ def _field(kind: str, i: int) -> tuple[str, str]:
     fast path defers), and the expression of its COPY text."""
     if kind == "numeric":  # str() of the Decimal; sNaN is no number PostgreSQL stores
         return f"if row.f{i}.is_snan(): return None", f"row.f{i}"
-    if kind in INT_BITS or kind in ("float", "text"):
+    if kind in INT_BITS or kind in ("float", "real", "text"):
         return "", f"row.f{i}"  # the f-string formats it: str() of an int, repr() of a float
     if kind == "boolean":
         return "", f'("t" if row.f{i} else "f")'
@@ -198,7 +201,7 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
                       key_columns: Sequence[str] = (), others: Others = ANY_OTHER) -> FastPath | None:
     """The fast path for `columns`, in table order: it returns `op(op_kind, column names,
     row, key, None)`, the key formed as `RowMapper` forms it; without `key_columns`, the
-    row text alone (`as_op` makes it that Op). None when a field's name is one msgspec
+    row alone, COPY binary or text (`as_op` makes it that Op). None when a field's name is one msgspec
     cannot match (a quote, a backslash or a control character in it)."""
     names = [column.name for column in columns]
     sources = [column.source for column in columns]  # the JSON fields
@@ -220,6 +223,6 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
                              "convert": [c.convert for c in columns]}
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
-    if key_columns or any(c.kind not in ROW_TEXT_KINDS for c in columns):
+    if key_columns or any(c.kind not in ROW_BINARY_KINDS for c in columns):
         return fast
-    return RowText([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast)
+    return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast)

@@ -25,46 +25,49 @@ from connector.sink.layout import ColumnSpec, Layout
 from connector.sink.metadata import metadata_value
 
 REJECT = "reject"
+Row = str | bytes  # a row in COPY text format, or a COPY binary tuple (sink/statements.py)
 _ABSENT: Any = object()  # a column the record does not name
 
 
 class Op(NamedTuple):
     """What one record does to the table: `insert` (append mode), `upsert` or `delete`.
-    In a checkpoint's ops, a plain str stands for the commonest op: an insert of that
-    COPY text row into every value column (`as_op`).
+    In a checkpoint's ops, a plain row stands for the commonest op: an insert of that
+    row into every value column (`as_op`).
     `row` is the record's row in COPY text format (tab-separated, escaped, ending in a
-    newline), filling `columns` (those the record names, in table order); `key` holds
-    the key columns' COPY text (upsert, delete): two records with the same key text are
-    one key; where the key's types let PostgreSQL find texts that differ equal (numeric,
-    timestamps, char(n), …), the writer groups keys as the database compares them.
+    newline; or, from the fast path's C step, a COPY binary tuple: bytes), filling
+    `columns` (those the record names, in table order); `key` holds the key columns'
+    COPY text (upsert, delete): two records with the same key text are one key; where
+    the key's types let PostgreSQL find texts that differ equal (numeric, timestamps,
+    char(n), …), the writer groups keys as the database compares them.
     A record that cannot be mapped, when errors are tolerated, is a `reject` op with
     `error` = (error class, message): it writes nothing and becomes a dead letter."""
 
     kind: str
     columns: tuple[str, ...] = ()
-    row: str = ""
+    row: Row = ""
     key: tuple[Any, ...] = ()
     error: tuple[str, str] | None = None
 
     @property
     def values(self) -> dict[str, str | None]:
-        """The row's fields by column, as text (None for NULL); a reject's error."""
+        """The text row's fields by column, as text (None for NULL); a reject's error."""
         if self.error is not None:
             return {"error_class": self.error[0], "error": self.error[1]}
+        assert isinstance(self.row, str), "a binary row is read by PostgreSQL alone"
         return dict(zip(self.columns, parse_row(self.row), strict=False))  # a row of no column parses as one empty field
 
 
 # What one record does to the table, as a checkpoint holds it: an Op, or — for the
-# commonest record, an insert of every value column — that row's COPY text alone (a Row:
-# the fast path's output, kept as it is, so the hot path makes no object per record).
-Row = str
+# commonest record, an insert of every value column — that row alone (the fast path's
+# output, kept as it is, so the hot path makes no object per record): COPY text (str) or,
+# from the C step, a COPY binary tuple (bytes).
 Payload = Row | Op
 
 
 def as_op(op: Payload, columns: tuple[str, ...]) -> Op:
-    """An op as an Op: a str op (what the fast path gives in append mode, kept in the
+    """An op as an Op: a row alone (what the fast path gives in append mode, kept in the
     buffer as it is) is the row of an insert into every value column, in table order."""
-    return Op("insert", columns, op) if isinstance(op, str) else op
+    return op if isinstance(op, Op) else Op("insert", columns, op)
 
 
 def rejection(error_class: str, message: str) -> Op:

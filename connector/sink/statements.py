@@ -7,30 +7,48 @@ PostgreSQL dialect; record content only ever travels as COPY data or bound param
 from __future__ import annotations
 
 import operator
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from connector.sink.mapping import REJECT, Op, Payload, as_op
+from connector.sink.mapping import REJECT, Op, Payload, Row, as_op
 from connector.sink.upserts import reduce_by_key
 
 DIALECT = pg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect classes are untyped
 _quote = DIALECT.identifier_preparer
+Format = Literal["text", "binary"]
+TEXT: Format = "text"
+BINARY: Format = "binary"
+# COPY's binary format: a signature, no flags, no header extension; the tuples; -1.
+_BINARY_HEADER, _BINARY_TRAILER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0), struct.pack("!h", -1)
+
+
+def format_of(row: Row) -> Format:
+    """A row's COPY format: a str row is text, a bytes row a binary tuple (the C step's)."""
+    return BINARY if type(row) is bytes else TEXT
 
 
 @dataclass
 class CopyBatch:
-    """Rows that share one column list, written with one COPY. `rows` are COPY text
-    rows; `sources[i]` are the indices (in the snapshot) of the records whose effect row
-    i carries: one record, or in upsert mode the records of one key that the batch
-    reduced into one row."""
+    """Rows that share one column list and COPY format, written with one COPY. `rows`
+    are COPY text rows (str) or binary tuples (bytes); `sources[i]` are the indices (in
+    the snapshot) of the records whose effect row i carries: one record, or in upsert
+    mode the records of one key that the batch reduced into one row."""
 
     columns: tuple[str, ...]
-    rows: list[str] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)
     sources: Sequence[tuple[int, ...]] = field(default_factory=list)
+    format: Format = TEXT
+
+    def payload(self) -> str | bytes:
+        """The COPY data of the rows, in their format."""
+        if self.format == BINARY:
+            return b"".join((_BINARY_HEADER, *self.rows, _BINARY_TRAILER))
+        return "".join(self.rows)
 
     def halves(self) -> tuple[CopyBatch, CopyBatch]:
         """The batch split in two, for isolating the rows the database refuses."""
@@ -39,18 +57,18 @@ class CopyBatch:
 
     def part(self, start: int, stop: int) -> CopyBatch:
         """Rows [start, stop) of the batch."""
-        return CopyBatch(self.columns, self.rows[start:stop], self.sources[start:stop])
+        return CopyBatch(self.columns, self.rows[start:stop], self.sources[start:stop], self.format)
 
     def without(self, rows: Iterable[int]) -> CopyBatch:
         """The batch less the rows at these indices."""
         gone = set(rows)
         kept = [i for i in range(len(self.rows)) if i not in gone]
-        return CopyBatch(self.columns, [self.rows[i] for i in kept], [self.sources[i] for i in kept])
+        return CopyBatch(self.columns, [self.rows[i] for i in kept], [self.sources[i] for i in kept], self.format)
 
 
 def single(op: Op, index: int) -> CopyBatch:
     """One record's op as a batch of its own."""
-    return CopyBatch(op.columns, [op.row], [(index,)])
+    return CopyBatch(op.columns, [op.row], [(index,)], format_of(op.row))
 
 
 @dataclass(frozen=True)
@@ -67,19 +85,20 @@ class WritePlan:
 
 
 def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
-    """Group ops by the set of columns they name, so absent fields keep their defaults.
-    Consecutive ops share one column tuple as a rule: checked by identity first."""
-    groups: dict[tuple[str, ...], tuple[list[str], list[tuple[int, ...]]]] = {}
-    columns: tuple[str, ...] | None = None
-    rows: list[str] = []
+    """Group ops by the set of columns they name, so absent fields keep their defaults,
+    and by their rows' COPY format. Consecutive ops share one column tuple and format as
+    a rule: checked by identity first."""
+    groups: dict[tuple[tuple[str, ...], type], tuple[list[Row], list[tuple[int, ...]]]] = {}
+    shape: tuple[tuple[str, ...], type] | None = None
+    rows: list[Row] = []
     indices: list[tuple[int, ...]] = []
     for sources, op in ops:
-        if op.columns is not columns:
-            columns = op.columns
-            rows, indices = groups.setdefault(columns, ([], []))
+        if shape is None or op.columns is not shape[0] or type(op.row) is not shape[1]:
+            shape = op.columns, type(op.row)
+            rows, indices = groups.setdefault(shape, ([], []))
         rows.append(op.row)
         indices.append(sources)
-    return tuple(CopyBatch(columns, rows, indices) for columns, (rows, indices) in groups.items())
+    return tuple(CopyBatch(columns, rows, indices, format_of(rows[0])) for (columns, _), (rows, indices) in groups.items())
 
 
 _KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))  # Op's fields, read in C
@@ -88,9 +107,9 @@ _KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))
 def errors(ops: Sequence[Payload]) -> dict[int, tuple[str, str]]:
     """Each rejected op's (error class, message), by index."""
     kinds = set(map(type, ops))
-    if kinds == {str} or (str not in kinds and not any(map(_ERROR, ops))):
+    if kinds <= {str, bytes} or (not kinds & {str, bytes} and not any(map(_ERROR, ops))):
         return {}
-    return {i: op.error for i, op in enumerate(ops) if not isinstance(op, str) and op.error is not None}
+    return {i: op.error for i, op in enumerate(ops) if isinstance(op, Op) and op.error is not None}
 
 
 class Singles(Sequence[tuple[int, ...]]):
@@ -109,19 +128,17 @@ class Singles(Sequence[tuple[int, ...]]):
         return (self._indices[i],)
 
 
-def only_rows(ops: Sequence[Payload]) -> bool:
-    """True when every op is a plain row (an insert into every column); checked in C."""
-    return not ops or set(map(type, ops)) == {str}
-
-
 def plan_append(ops: Sequence[Payload], columns: tuple[str, ...]) -> WritePlan:
-    """Every op a row; rejected records (kind `reject`) write nothing. A plain str op
-    is a row of every column (`columns`, in table order)."""
-    if only_rows(ops):  # the common checkpoint: one batch, no Python step per record
-        rows = cast(list[str], list(ops))
-        return WritePlan((CopyBatch(columns, rows, Singles(range(len(rows)))),) if rows else (), None)
+    """Every op a row; rejected records (kind `reject`) write nothing. A row alone (str
+    or bytes) is a row of every column (`columns`, in table order)."""
+    if not ops:
+        return WritePlan((), None)
+    kinds = set(map(type, ops))
+    if len(kinds) == 1 and kinds <= {str, bytes}:  # the common checkpoint: one batch, no Python step per record
+        rows = cast(list[Row], list(ops))
+        return WritePlan((CopyBatch(columns, rows, Singles(range(len(rows))), format_of(rows[0])),), None)
     return WritePlan(_group(((i,), as_op(op, columns)) for i, op in enumerate(ops)
-                            if isinstance(op, str) or op.error is None), None)
+                            if not isinstance(op, Op) or op.error is None), None)
 
 
 def _distinct_upserts(ops: Sequence[Op]) -> bool:
@@ -151,10 +168,11 @@ def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequenc
 
 
 # -- row statements ---------------------------------------------------------------------
-def copy_sql(table: sa.Table, columns: Sequence[str]) -> str:
+def copy_sql(table: sa.Table, columns: Sequence[str], format: Format = TEXT) -> str:
     """As psycopg's copy() takes it: without parameters, so a `%` in a name is not doubled."""
     cols = ", ".join(_quote.quote(c) for c in columns)
-    return f"COPY {_quote.format_table(table)} ({cols}) FROM STDIN".replace("%%", "%")
+    options = " (FORMAT binary)" if format == BINARY else ""
+    return f"COPY {_quote.format_table(table)} ({cols}) FROM STDIN{options}".replace("%%", "%")
 
 
 def stage_table(name: str, columns: Sequence[str]) -> sa.Table:

@@ -42,6 +42,7 @@ def column_kind(sa_type: sa.types.TypeEngine[Any]) -> tuple[str, int | None]:
         (sa.SmallInteger, "smallint"),
         (sa.BigInteger, "bigint"),
         (sa.Integer, "integer"),
+        (sa.REAL, "real"),  # float4: the binary fast path sends it as one
         (sa.Float, "float"),
         (sa.Numeric, "numeric"),
         (sa.Boolean, "boolean"),
@@ -140,7 +141,8 @@ def keys_equal_as_text(connection: sa.Connection, table: TableSpec, keys: Sequen
                                            for typname, deterministic in found)
 
 
-NUMERIC_KINDS = frozenset({"smallint", "integer", "bigint", "numeric", "float"})
+FLOAT_KINDS = frozenset({"float", "real"})
+NUMERIC_KINDS = frozenset({"smallint", "integer", "bigint", "numeric", *FLOAT_KINDS})
 
 
 def check_additive_columns(table: TableSpec, keys: Sequence[str], additive: Sequence[str]) -> None:
@@ -193,7 +195,7 @@ def created_target(config: TableConfig, schema: str | None, columns: Sequence[Ne
     check_version_column(spec, keys, config.version_column)
     kinds = {c.name: c.kind for c in spec.columns}
     return Target(spec, spec.sa_table(), config.mode, keys, config.additive_columns,
-                  frozenset(c for c in config.additive_columns if kinds.get(c) == "float"),
+                  frozenset(c for c in config.additive_columns if kinds.get(c) in FLOAT_KINDS),
                   not all(kinds[k] in _TEXT_EQUAL_KINDS for k in keys), filled_columns(spec, config, keys),
                   config.version_column, TableChanges(create=tuple(columns)))
 
@@ -210,7 +212,7 @@ def load_target(conn: sa.Connection, config: TableConfig) -> Target:
     if config.mode == "upsert":
         keys_by_database = not keys_equal_as_text(conn, spec, keys)
         check_additive_columns(spec, keys, config.additive_columns)
-        summed = frozenset(c.name for c in spec.columns if c.name in config.additive_columns and c.kind == "float")
+        summed = frozenset(c.name for c in spec.columns if c.name in config.additive_columns and c.kind in FLOAT_KINDS)
     names = {c.name for c in spec.columns}
     missing = [f"{column!r} (for the record's {field})" for field, column in config.metadata_columns
                if column not in names]
@@ -221,8 +223,7 @@ def load_target(conn: sa.Connection, config: TableConfig) -> Target:
                   filled_columns(spec, config, keys), config.version_column)
 
 
-VERSION_KINDS = frozenset({"smallint", "integer", "bigint", "numeric", "float", "timestamp", "timestamptz", "date",
-                           "text"})
+VERSION_KINDS = frozenset({*NUMERIC_KINDS, "timestamp", "timestamptz", "date", "text"})
 
 
 def check_version_column(spec: TableSpec, keys: Sequence[str], version: str | None) -> None:

@@ -296,5 +296,5 @@ class BatchWriter:
     def _copy(self, table: sa.Table, batch: st.CopyBatch) -> None:
         driver: Any = self._conn.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
-        with driver.cursor() as cursor, cursor.copy(st.copy_sql(table, batch.columns)) as copy:
-            copy.write("".join(batch.rows))
+        with driver.cursor() as cursor, cursor.copy(st.copy_sql(table, batch.columns, batch.format)) as copy:
+            copy.write(batch.payload())

@@ -3,8 +3,8 @@ from typing import Any
 
 KINDS: frozenset[str]
 
-class RowText:
-    """A flat JSON object's COPY text row, else `fallback(value)` (connector/sink/_rowtext.c)."""
+class RowBinary:
+    """A flat JSON object's COPY binary row, else `fallback(value)` (connector/sink/_rowbinary.c)."""
 
     fallback: Callable[[bytes | None], Any]
 

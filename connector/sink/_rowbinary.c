@@ -1,0 +1,758 @@
+/* A flat JSON object to its row in COPY's binary format, in one C call. Pure.
+
+   RowBinary(columns, fallback) is the fast path's first step (connector/sink/fastpath.py):
+   called with a record's value, it returns the row as a COPY binary tuple (a field count,
+   then each field's length and bytes in its type's binary form) when the value is a JSON
+   object holding each column exactly once, in any order, under its plain name, and
+   nothing else, each value of a kind this file sends exactly as PostgreSQL reads the
+   Python fast path's COPY text of it. For anything else it returns fallback(value), a
+   row in COPY text: this file decides nothing on its own, and tests/unit/test_rowbinary.py
+   checks that wherever it answers, its values are those of the Python fast path's row.
+
+   PostgreSQL reads a binary field without parsing text: a text field is its UTF-8 bytes,
+   with JSON's escapes decoded (a `\uXXXX` to its character in UTF-8); the whole document
+   is checked as UTF-8 first, so text PostgreSQL would refuse never gets here.
+
+   It answers (the fallback decides otherwise):
+   - smallint, integer, bigint: a JSON integer in range;
+   - numeric: a JSON number without an exponent, in base-10000 digits with the scale as
+     written (not 0.0000001, which Python's Decimal prints as 1E-7);
+   - float (double precision): any finite JSON number, the double Python reads;
+   - real: any JSON number whose double, as Python's repr prints it, is a finite normal
+     float (strtof of that text, as PostgreSQL reads it);
+   - boolean: true or false;
+   - text (varchar(n): at most n characters): any JSON string without a NUL;
+   - timestamptz: YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]] then Z or +-HH:MM (at most 15 hours,
+     as PostgreSQL takes), a valid date and time: microseconds since 2000-01-01 UTC;
+   - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
+   - null, where the column is nullable. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { K_SMALLINT, K_INTEGER, K_BIGINT, K_NUMERIC, K_FLOAT, K_REAL, K_BOOLEAN, K_TEXT, K_TIMESTAMPTZ, K_DATE,
+            K_UUID };
+static const char *const KIND_NAMES[] = {"smallint", "integer", "bigint", "numeric", "float", "real", "boolean",
+                                         "text", "timestamptz", "date", "uuid", NULL};
+
+#define NUMERIC_POS 0x0000
+#define NUMERIC_NEG 0x4000
+#define MAX_NUMERIC_DIGITS 1000 /* on either side of the point; longer numbers are the fallback's */
+#define POSTGRES_EPOCH_DAYS 10957 /* 2000-01-01 less 1970-01-01 */
+
+typedef struct {
+    char *name;
+    Py_ssize_t name_len;
+    enum kind kind;
+    Py_ssize_t max_chars; /* varchar(n): n; otherwise -1 */
+    int nullable;
+} Column;
+
+typedef struct {
+    PyObject_HEAD
+    Column *columns;
+    Py_ssize_t count;
+    PyObject *fallback;
+    char *buf; /* the field count, then the fields in document order */
+    char *row; /* the same in column order, when the document's order differs */
+    Py_ssize_t capacity;
+    Py_ssize_t *start, *length;
+} RowBinary;
+
+/* The parser's position; every reader returns 0 when the fallback must decide. */
+typedef struct {
+    const unsigned char *p, *end;
+    unsigned char *out;
+} Cursor;
+
+static inline void skip_space(Cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static inline int is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+
+static void put_be(Cursor *c, uint64_t value, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--)
+        *c->out++ = (unsigned char)(value >> (8 * i));
+}
+
+/* A field's length, then `bytes` bytes of `value`, big-endian. */
+static int put_field(Cursor *c, uint64_t value, int bytes) {
+    put_be(c, (uint64_t)bytes, 4);
+    put_be(c, value, bytes);
+    return 1;
+}
+
+/* A JSON number's parts: [start, int_end) the sign and integer digits, then the fraction
+   and the exponent, each empty when absent. */
+typedef struct {
+    const unsigned char *start, *int_end, *frac_end, *end;
+} Number;
+
+static int literal(Cursor *c, const char *word, Py_ssize_t n) {
+    if (c->end - c->p < n || memcmp(c->p, word, (size_t)n) != 0)
+        return 0;
+    c->p += n;
+    return 1;
+}
+
+static int number(Cursor *c, Number *n) {
+    const unsigned char *p = c->p, *end = c->end;
+    n->start = p;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !is_digit(*p))
+        return 0;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && is_digit(*p))
+            p++;
+    n->int_end = p;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p))
+            return 0;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    n->frac_end = p;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            return 0;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    n->end = c->p = p;
+    return 1;
+}
+
+static int integer(Cursor *c, int bits) {
+    Number n;
+    if (!number(c, &n) || n.int_end != n.end)
+        return 0;
+    const unsigned char *d = n.start + (*n.start == '-');
+    if (n.int_end - d > 19)
+        return 0;
+    uint64_t magnitude = 0;
+    for (; d < n.int_end; d++)
+        magnitude = magnitude * 10 + (uint64_t)(*d - '0');
+    int negative = *n.start == '-';
+    if (magnitude > (UINT64_C(1) << (bits - 1)) - (negative ? 0 : 1))
+        return 0;
+    return put_field(c, negative ? UINT64_C(0) - magnitude : magnitude, bits / 8);
+}
+
+/* `count` decimal digits at p as a base-10000 digit. */
+static unsigned group(const unsigned char *p, int count) {
+    unsigned value = 0;
+    for (int i = 0; i < count; i++)
+        value = value * 10 + (unsigned)(p[i] - '0');
+    return value;
+}
+
+/* A JSON number as PostgreSQL's binary numeric: base-10000 digits around the point, the
+   weight of the first, the sign and the scale (the fraction's digits as written). */
+static int numeric(Cursor *c) {
+    Number n;
+    if (!number(c, &n) || n.frac_end != n.end)
+        return 0;
+    const unsigned char *integral = n.start + (*n.start == '-');
+    Py_ssize_t int_len = n.int_end - integral, frac_len = n.frac_end > n.int_end ? n.frac_end - n.int_end - 1 : 0;
+    if (int_len > MAX_NUMERIC_DIGITS || frac_len > MAX_NUMERIC_DIGITS)
+        return 0;
+    const unsigned char *fraction = n.int_end + 1;
+    if (int_len == 1 && *integral == '0' && frac_len > 0) {
+        /* 0.f: Decimal prints it plainly while its adjusted exponent is -6 or more */
+        Py_ssize_t zeros = 0;
+        while (zeros < frac_len && fraction[zeros] == '0')
+            zeros++;
+        if ((zeros == frac_len ? zeros : zeros + 1) > 6)
+            return 0;
+    }
+    unsigned digits[MAX_NUMERIC_DIGITS / 2 + 4];
+    int count = 0, head = (int)(int_len % 4 ? int_len % 4 : 4);
+    int weight = (int)((int_len + 3) / 4) - 1;
+    for (Py_ssize_t i = 0; i < int_len; i += head, head = 4)
+        digits[count++] = group(integral + i, head);
+    for (Py_ssize_t i = 0; i < frac_len; i += 4) {
+        int take = frac_len - i < 4 ? (int)(frac_len - i) : 4;
+        unsigned value = group(fraction + i, take);
+        for (int pad = take; pad < 4; pad++)
+            value *= 10;
+        digits[count++] = value;
+    }
+    int first = 0;
+    while (first < count && digits[first] == 0)
+        first++, weight--;
+    while (count > first && digits[count - 1] == 0)
+        count--;
+    int ndigits = count - first;
+    unsigned sign = *n.start == '-' && ndigits ? NUMERIC_NEG : NUMERIC_POS;
+    put_be(c, (uint64_t)(8 + 2 * ndigits), 4);
+    put_be(c, (uint64_t)ndigits, 2);
+    put_be(c, (uint64_t)(uint16_t)(ndigits ? weight : 0), 2);
+    put_be(c, sign, 2);
+    put_be(c, (uint64_t)frac_len, 2);
+    for (int i = first; i < count; i++)
+        put_be(c, digits[i], 2);
+    return 1;
+}
+
+/* The double Python reads from a JSON number, or 0 when it is not finite. */
+static int read_double(Cursor *c, double *value) {
+    Number n;
+    if (!number(c, &n))
+        return 0;
+    char text[64];
+    if (n.end - n.start >= (Py_ssize_t)sizeof text)
+        return 0;
+    memcpy(text, n.start, (size_t)(n.end - n.start));
+    text[n.end - n.start] = '\0';
+    *value = PyOS_string_to_double(text, NULL, NULL);
+    if (*value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (n.int_end == n.end && *value == 0.0)
+        *value = 0.0; /* an integer is read as one first, and int -0 is 0: 0.0, not -0.0 */
+    return isfinite(*value);
+}
+
+static int float8(Cursor *c) {
+    double value;
+    uint64_t bits;
+    if (!read_double(c, &value))
+        return 0;
+    memcpy(&bits, &value, sizeof bits);
+    return put_field(c, bits, 8);
+}
+
+/* A real column reads the double's repr as text (strtof): the same float here. A value
+   strtof finds out of range (PostgreSQL refuses some, keeps others) is the fallback's. */
+static int float4(Cursor *c) {
+    double value;
+    if (!read_double(c, &value))
+        return 0;
+    char *repr = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (repr == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    errno = 0;
+    float single = strtof(repr, NULL);
+    int in_range = errno == 0 && isfinite(single);
+    PyMem_Free(repr);
+    uint32_t bits;
+    memcpy(&bits, &single, sizeof bits);
+    return in_range && put_field(c, bits, 4);
+}
+
+static int hex4(const unsigned char *p, unsigned *value) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char ch = p[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9')
+            v |= ch - '0';
+        else if (ch >= 'a' && ch <= 'f')
+            v |= ch - 'a' + 10;
+        else if (ch >= 'A' && ch <= 'F')
+            v |= ch - 'A' + 10;
+        else
+            return 0;
+    }
+    *value = v;
+    return 1;
+}
+
+/* A character decoded from a \u escape, in UTF-8. */
+static void put_char(Cursor *c, unsigned code) {
+    unsigned char *o = c->out;
+    if (code < 0x80) *o++ = (unsigned char)code;
+    else if (code < 0x800) { *o++ = (unsigned char)(0xC0 | code >> 6); *o++ = (unsigned char)(0x80 | (code & 0x3F)); }
+    else if (code < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | code >> 12); *o++ = (unsigned char)(0x80 | (code >> 6 & 0x3F));
+        *o++ = (unsigned char)(0x80 | (code & 0x3F));
+    } else {
+        *o++ = (unsigned char)(0xF0 | code >> 18); *o++ = (unsigned char)(0x80 | (code >> 12 & 0x3F));
+        *o++ = (unsigned char)(0x80 | (code >> 6 & 0x3F)); *o++ = (unsigned char)(0x80 | (code & 0x3F));
+    }
+    c->out = o;
+}
+
+/* A JSON string's text, unescaped, as a field; *chars counts its characters. */
+static int string(Cursor *c, Py_ssize_t *chars) {
+    const unsigned char *p = c->p, *end = c->end;
+    if (p >= end || *p != '"')
+        return 0;
+    p++;
+    unsigned char *length = c->out;
+    c->out += 4;
+    Py_ssize_t count = 0;
+    for (;;) {
+        const unsigned char *run = p; /* a run of plain bytes, copied at once */
+        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) {
+            count += (*p & 0xC0) != 0x80; /* UTF-8 lead bytes: the document was checked as UTF-8 */
+            p++;
+        }
+        memcpy(c->out, run, (size_t)(p - run));
+        c->out += p - run;
+        if (p >= end || *p < 0x20)
+            return 0;
+        if (*p == '"')
+            break;
+        if (++p >= end)
+            return 0;
+        count++;
+        switch (*p++) {
+        case '"': *c->out++ = '"'; break;
+        case '/': *c->out++ = '/'; break;
+        case '\\': *c->out++ = '\\'; break;
+        case 't': *c->out++ = '\t'; break;
+        case 'n': *c->out++ = '\n'; break;
+        case 'r': *c->out++ = '\r'; break;
+        case 'b': *c->out++ = '\b'; break;
+        case 'f': *c->out++ = '\f'; break;
+        case 'u': {
+            unsigned code, low;
+            if (end - p < 4 || !hex4(p, &code) || code == 0)
+                return 0; /* PostgreSQL stores no NUL */
+            p += 4;
+            if (code >= 0xDC00 && code <= 0xDFFF)
+                return 0; /* a lone low surrogate */
+            if (code >= 0xD800 && code <= 0xDBFF) {
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, &low) || low < 0xDC00 || low > 0xDFFF)
+                    return 0; /* a lone high surrogate */
+                p += 6;
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+            }
+            put_char(c, code);
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+    c->p = p + 1;
+    Py_ssize_t size = c->out - length - 4;
+    for (int i = 3; i >= 0; i--, size >>= 8)
+        length[i] = (unsigned char)size;
+    *chars = count;
+    return 1;
+}
+
+/* Whether [p, end) is UTF-8 as PostgreSQL takes it: no overlong form, no surrogate,
+   nothing past U+10FFFF (a NUL is refused where it matters: in a string). */
+static int utf8(const unsigned char *p, const unsigned char *end) {
+    while (p < end) {
+        while (end - p >= 8) { /* ASCII, eight bytes at a time */
+            uint64_t chunk;
+            memcpy(&chunk, p, sizeof chunk);
+            if (chunk & UINT64_C(0x8080808080808080))
+                break;
+            p += 8;
+        }
+        if (p >= end)
+            break;
+        unsigned char b = *p;
+        if (b < 0x80) {
+            p++;
+            continue;
+        }
+        int more;
+        unsigned char low = 0x80, high = 0xBF;
+        if (b >= 0xC2 && b <= 0xDF) more = 1;
+        else if (b >= 0xE0 && b <= 0xEF) {
+            more = 2;
+            if (b == 0xE0) low = 0xA0;
+            else if (b == 0xED) high = 0x9F;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            more = 3;
+            if (b == 0xF0) low = 0x90;
+            else if (b == 0xF4) high = 0x8F;
+        } else
+            return 0;
+        if (end - p <= more || p[1] < low || p[1] > high)
+            return 0;
+        for (int i = 2; i <= more; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                return 0;
+        p += more + 1;
+    }
+    return 1;
+}
+
+/* Two digits in [low, high] at p. */
+static int digits2(const unsigned char *p, int low, int high, int *value) {
+    if (!is_digit(p[0]) || !is_digit(p[1]))
+        return 0;
+    *value = (p[0] - '0') * 10 + (p[1] - '0');
+    return *value >= low && *value <= high;
+}
+
+/* Days from 2000-01-01 to YYYY-MM-DD at p, a valid date. */
+static int date_days(const unsigned char *p, int64_t *days) {
+    static const int DAYS[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int century, year, month, day;
+    if (!digits2(p, 0, 99, &century) || !digits2(p + 2, 0, 99, &year) || p[4] != '-' || p[7] != '-'
+        || !digits2(p + 5, 1, 12, &month) || !digits2(p + 8, 1, 31, &day))
+        return 0;
+    year += century * 100;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || day > DAYS[month - 1] + (month == 2 && leap))
+        return 0;
+    /* days from civil (the proleptic Gregorian calendar), counted from 1970-01-01 */
+    int64_t y = year - (month <= 2), era = y / 400, yoe = y - era * 400;
+    int64_t doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    *days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468 - POSTGRES_EPOCH_DAYS;
+    return 1;
+}
+
+/* A JSON string without escapes holding [p, end) of `len` bytes, or 0. */
+static int plain_string(Cursor *c, const unsigned char **text, Py_ssize_t *len) {
+    const unsigned char *p = c->p;
+    if (p >= c->end || *p != '"')
+        return 0;
+    const unsigned char *close = memchr(p + 1, '"', (size_t)(c->end - p - 1));
+    if (close == NULL || memchr(p + 1, '\\', (size_t)(close - p - 1)) != NULL)
+        return 0;
+    *text = p + 1;
+    *len = close - p - 1;
+    c->p = close + 1;
+    return 1;
+}
+
+/* Microseconds since 2000-01-01 UTC of YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]](Z|+-HH:MM). */
+static int timestamptz(Cursor *c) {
+    const unsigned char *t;
+    Py_ssize_t len;
+    int64_t days;
+    int hour, minute, second = 0, v;
+    if (!plain_string(c, &t, &len) || len < 17 || !date_days(t, &days) || (t[10] != 'T' && t[10] != ' ')
+        || !digits2(t + 11, 0, 23, &hour) || t[13] != ':' || !digits2(t + 14, 0, 59, &minute))
+        return 0;
+    Py_ssize_t i = 16;
+    int64_t micros = 0;
+    if (t[i] == ':') {
+        if (len < i + 3 || !digits2(t + i + 1, 0, 59, &second))
+            return 0;
+        i += 3;
+        if (i < len && t[i] == '.') {
+            Py_ssize_t f = ++i;
+            while (i < len && is_digit(t[i]))
+                micros = micros * 10 + (t[i++] - '0');
+            if (i == f || i - f > 6)
+                return 0;
+            for (Py_ssize_t pad = i - f; pad < 6; pad++)
+                micros *= 10;
+        }
+    }
+    int64_t offset = 0; /* seconds east of UTC */
+    if (i < len && t[i] == 'Z')
+        i++;
+    else if (i < len && (t[i] == '+' || t[i] == '-')) {
+        int offset_hours;
+        if (len < i + 6 || !digits2(t + i + 1, 0, 15, &offset_hours) || t[i + 3] != ':' || !digits2(t + i + 4, 0, 59, &v))
+            return 0;
+        offset = (t[i] == '-' ? -1 : 1) * (offset_hours * 3600 + v * 60);
+        i += 6;
+    } else
+        return 0; /* no offset: the session's TimeZone reads it, the fallback's text */
+    if (i != len)
+        return 0;
+    int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset;
+    return put_field(c, (uint64_t)(seconds * 1000000 + micros), 8);
+}
+
+static int date(Cursor *c) {
+    const unsigned char *t;
+    Py_ssize_t len;
+    int64_t days;
+    if (!plain_string(c, &t, &len) || len != 10 || !date_days(t, &days))
+        return 0;
+    return put_field(c, (uint64_t)days, 4);
+}
+
+static int uuid(Cursor *c) {
+    const unsigned char *t;
+    Py_ssize_t len;
+    if (!plain_string(c, &t, &len) || len != 36)
+        return 0;
+    put_be(c, 16, 4);
+    for (Py_ssize_t i = 0; i < 36; i += 2) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (t[i] != '-')
+                return 0;
+            i--;
+            continue;
+        }
+        unsigned pair = 0;
+        for (int k = 0; k < 2; k++) {
+            unsigned char ch = t[i + k];
+            if (is_digit(ch))
+                pair = pair << 4 | (unsigned)(ch - '0');
+            else if (ch >= 'a' && ch <= 'f')
+                pair = pair << 4 | (unsigned)(ch - 'a' + 10);
+            else
+                return 0; /* not the canonical lowercase form */
+        }
+        *c->out++ = (unsigned char)pair;
+    }
+    return 1;
+}
+
+static int value(Cursor *c, const Column *column) {
+    if (c->p < c->end && *c->p == 'n') {
+        if (!column->nullable || !literal(c, "null", 4))
+            return 0;
+        put_be(c, UINT32_MAX, 4); /* length -1: NULL */
+        return 1;
+    }
+    switch (column->kind) {
+    case K_SMALLINT: return integer(c, 16);
+    case K_INTEGER: return integer(c, 32);
+    case K_BIGINT: return integer(c, 64);
+    case K_NUMERIC: return numeric(c);
+    case K_FLOAT: return float8(c);
+    case K_REAL: return float4(c);
+    case K_BOOLEAN:
+        if (literal(c, "true", 4)) return put_field(c, 1, 1);
+        if (literal(c, "false", 5)) return put_field(c, 0, 1);
+        return 0;
+    case K_TEXT: {
+        Py_ssize_t chars;
+        return string(c, &chars) && (column->max_chars < 0 || chars <= column->max_chars);
+    }
+    case K_TIMESTAMPTZ: return timestamptz(c);
+    case K_DATE: return date(c);
+    case K_UUID: return uuid(c);
+    }
+    return 0;
+}
+
+static int reserve(RowBinary *self, Py_ssize_t size) {
+    if (size <= self->capacity)
+        return 1;
+    char *buf = PyMem_Realloc(self->buf, (size_t)size), *row;
+    if (buf == NULL)
+        return 0;
+    self->buf = buf;
+    row = PyMem_Realloc(self->row, (size_t)size);
+    if (row == NULL)
+        return 0;
+    self->row = row;
+    self->capacity = size;
+    return 1;
+}
+
+/* The row's COPY binary tuple, NULL (no error set) when the fallback decides, NULL with
+   an error set when memory runs out. */
+static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) {
+    /* A field is at most its JSON text and its length; a number or a null's at most 24 bytes more. */
+    if (!reserve(self, size + 32 * self->count + 16))
+        return PyErr_NoMemory();
+    Cursor c = {(const unsigned char *)data, (const unsigned char *)data + size, (unsigned char *)self->buf};
+    if (!utf8(c.p, c.end))
+        return NULL;
+    Py_ssize_t seen = 0, in_order = 1;
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        self->start[i] = -1;
+    put_be(&c, (uint64_t)self->count, 2);
+    skip_space(&c);
+    if (c.p >= c.end || *c.p++ != '{')
+        return NULL;
+    for (;;) {
+        skip_space(&c);
+        if (c.p >= c.end || *c.p++ != '"')
+            return NULL;
+        const unsigned char *name = c.p;
+        while (c.p < c.end && *c.p != '"' && *c.p != '\\')
+            c.p++;
+        if (c.p >= c.end || *c.p != '"')
+            return NULL; /* an escaped name: the fallback matches it */
+        Py_ssize_t name_len = c.p++ - name, i;
+        for (i = 0; i < self->count; i++)
+            if (self->columns[i].name_len == name_len && memcmp(self->columns[i].name, name, (size_t)name_len) == 0)
+                break;
+        if (i == self->count || self->start[i] >= 0)
+            return NULL; /* a field no column has, or one given twice */
+        skip_space(&c);
+        if (c.p >= c.end || *c.p++ != ':')
+            return NULL;
+        skip_space(&c);
+        unsigned char *field = c.out;
+        if (!value(&c, &self->columns[i]))
+            return NULL;
+        self->start[i] = (char *)field - self->buf;
+        self->length[i] = c.out - field;
+        in_order &= i == seen;
+        seen++;
+        skip_space(&c);
+        if (c.p >= c.end)
+            return NULL;
+        if (*c.p == ',') {
+            c.p++;
+            continue;
+        }
+        if (*c.p++ != '}')
+            return NULL;
+        break;
+    }
+    skip_space(&c);
+    if (c.p != c.end || seen != self->count)
+        return NULL;
+    if (in_order)
+        return PyBytes_FromStringAndSize(self->buf, (char *)c.out - self->buf);
+    char *row = self->row;
+    memcpy(row, self->buf, 2);
+    row += 2;
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        memcpy(row, self->buf + self->start[i], (size_t)self->length[i]);
+        row += self->length[i];
+    }
+    return PyBytes_FromStringAndSize(self->row, row - self->row);
+}
+
+static PyObject *RowBinary_call(RowBinary *self, PyObject *args, PyObject *kwargs) {
+    PyObject *value;
+    if (!PyArg_UnpackTuple(args, "RowBinary", 1, 1, &value))
+        return NULL;
+    if (PyBytes_Check(value)) {
+        PyObject *row = row_binary(self, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        if (row != NULL || PyErr_Occurred())
+            return row;
+    }
+    return PyObject_CallOneArg(self->fallback, value);
+}
+static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"columns", "fallback", NULL};
+    PyObject *columns, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO", keywords, &columns, &fallback))
+        return -1;
+    PyObject *seq = PySequence_Fast(columns, "columns must be a sequence");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    if (self->columns != NULL || count == 0) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, count ? "RowBinary is initialized once" : "a row has a column at least");
+        return -1;
+    }
+    self->columns = PyMem_Calloc((size_t)count, sizeof(Column));
+    self->start = PyMem_Calloc((size_t)count, sizeof(Py_ssize_t));
+    self->length = PyMem_Calloc((size_t)count, sizeof(Py_ssize_t));
+    if (self->columns == NULL || self->start == NULL || self->length == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *name, *kind;
+        Py_ssize_t name_len, max_chars;
+        int nullable;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "s#snp;a column is (name, kind, max_chars, nullable)",
+                              &name, &name_len, &kind, &max_chars, &nullable)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        Column *column = &self->columns[i];
+        self->count = i + 1; /* dealloc frees what is set */
+        column->name = PyMem_Malloc((size_t)name_len + 1);
+        if (column->name == NULL) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(column->name, name, (size_t)name_len + 1);
+        column->name_len = name_len;
+        column->max_chars = max_chars;
+        column->nullable = nullable;
+        int k = 0;
+        while (KIND_NAMES[k] != NULL && strcmp(KIND_NAMES[k], kind) != 0)
+            k++;
+        if (KIND_NAMES[k] == NULL) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "RowBinary writes no %s column", kind);
+            return -1;
+        }
+        column->kind = (enum kind)k;
+    }
+    Py_DECREF(seq);
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    return 0;
+}
+
+static void RowBinary_dealloc(RowBinary *self) {
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        PyMem_Free(self->columns[i].name);
+    PyMem_Free(self->columns);
+    PyMem_Free(self->start);
+    PyMem_Free(self->length);
+    PyMem_Free(self->buf);
+    PyMem_Free(self->row);
+    Py_XDECREF(self->fallback);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef RowBinary_members[] = {
+    {"fallback", T_OBJECT_EX, offsetof(RowBinary, fallback), READONLY, "what decides the values this does not answer"},
+    {NULL},
+};
+
+static PyTypeObject RowBinaryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "connector.sink._rowbinary.RowBinary",
+    .tp_basicsize = sizeof(RowBinary),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RowBinary(columns, fallback): a flat JSON object's COPY binary row, else fallback(value).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)RowBinary_init,
+    .tp_dealloc = (destructor)RowBinary_dealloc,
+    .tp_call = (ternaryfunc)RowBinary_call,
+    .tp_members = RowBinary_members,
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rowbinary", "A flat JSON object to its COPY binary row.",
+                                    -1, NULL};
+
+PyMODINIT_FUNC PyInit__rowbinary(void) {
+    if (PyType_Ready(&RowBinaryType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *kinds = PyFrozenSet_New(NULL);
+    for (int k = 0; kinds != NULL && KIND_NAMES[k] != NULL; k++) {
+        PyObject *name = PyUnicode_FromString(KIND_NAMES[k]);
+        if (name == NULL || PySet_Add(kinds, name) < 0) {
+            Py_XDECREF(name);
+            Py_CLEAR(kinds);
+            break;
+        }
+        Py_DECREF(name);
+    }
+    if (kinds == NULL || PyModule_AddObject(m, "KINDS", kinds) < 0) {
+        Py_XDECREF(kinds);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RowBinaryType);
+    if (PyModule_AddObject(m, "RowBinary", (PyObject *)&RowBinaryType) < 0) {
+        Py_DECREF(&RowBinaryType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,128 @@
+"""The fast path's C step writes COPY binary rows (connector/sink/_rowbinary.c): PostgreSQL
+stores from them exactly what it stores from the Python path's COPY text rows, and a
+checkpoint mixing both formats with rejects and rows the database refuses writes exactly
+the rows it should. Real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connector.routing import TableConfig
+from connector.sink.connection import engine_for
+from connector.sink.mapping import ColumnSpec, RowMapper, rejection
+from connector.sink.statements import BINARY, CopyBatch, copy_sql
+from connector.sink.table import load_target
+from connector.sink.writer import BatchWriter
+from tests.unit.test_rowbinary import COLUMNS
+
+pytestmark = pytest.mark.integration
+
+# test_rowbinary's COLUMNS as a table: every kind the C step writes.
+SQL_TYPES = {"bigint": "bigint", "smallint": "smallint", "integer": "integer", "numeric": "numeric",
+             "float": "double precision", "real": "real", "boolean": "boolean", "text": "text",
+             "timestamptz": "timestamptz", "date": "date", "uuid": "uuid"}
+
+
+def ddl(name: str) -> str:
+    columns = ", ".join(f'"{c.name}" {f"varchar({c.length})" if c.length else SQL_TYPES[c.kind]}'
+                        f'{"" if c.nullable else " NOT NULL"}' for c in COLUMNS)
+    return f"CREATE TABLE {name} ({columns})"
+
+
+@pytest.fixture(scope="module")
+def twin_tables(services):
+    """Two tables of COLUMNS: one for binary rows, one for text rows."""
+    names = [f"rows_{form}_{uuid.uuid4().hex[:6]}" for form in ("binary", "text")]
+    for name in names:
+        services.sql(ddl(name))
+    return names
+
+
+# Values the C step takes, near the edges of each kind: text with every escape and non-ASCII,
+# numbers as JSON writes them, timestamps at the ends of the range and of the offsets.
+VALID = {
+    "bigint": st.integers(-2**63, 2**63 - 1), "smallint": st.integers(-2**15, 2**15 - 1),
+    "numeric": st.from_regex(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,20})?", fullmatch=True),
+    "float": st.floats(allow_nan=False, allow_infinity=False), "real": st.floats(width=32, allow_nan=False,
+                                                                              allow_infinity=False),
+    "boolean": st.booleans(), "text": st.text(st.characters(exclude_characters="\x00", codec="utf-8"), max_size=12),
+    "timestamptz": st.builds("{}T{:02d}:{:02d}:{:02d}{}{}".format, st.sampled_from(["2026-11-22", "0001-01-01",
+                                                                                     "9999-12-31", "2024-02-29"]),
+                             st.integers(0, 23), st.integers(0, 59), st.integers(0, 59),
+                             st.sampled_from(["", ".5", ".000001", ".123456"]),
+                             st.sampled_from(["Z", "+15:59", "-15:59", "+05:30", "-00:00"])),
+    "date": st.sampled_from(["2026-11-22", "0001-01-01", "9999-12-31", "2000-01-01", "1999-12-31"]),
+    "uuid": st.uuids().map(str),
+}
+
+
+@st.composite
+def valid_documents(draw):
+    """A JSON object of COLUMNS, each field valid for its column or (if nullable) null,
+    its fields in any order, written with `\\u` escapes or as raw UTF-8."""
+    fields = {c.name: None if c.nullable and draw(st.integers(0, 9)) == 0 else draw(VALID[c.kind]) for c in COLUMNS}
+    fields["note"] = fields["note"] if fields["note"] is None else fields["note"][:12]
+    items = draw(st.permutations(list(fields.items())))
+    body = ", ".join(f"{json.dumps(k)}: {v if k == 'amount' and v is not None else json.dumps(v, ensure_ascii=False)}"
+                     for k, v in items)
+    text = "{" + body + "}"
+    return (json.dumps(json.loads(text)) if draw(st.booleans()) else text).encode()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(valid_documents(), min_size=20, max_size=40))
+def test_the_database_stores_the_same_from_either_format(services, twin_tables, documents):
+    """Documents the C step answers (realistic text, numbers as JSON writes them, edge
+    timestamps and offsets): COPY of its binary rows and COPY of the Python path's text
+    rows leave the same table, as PostgreSQL prints it."""
+    mapper = RowMapper(COLUMNS, "append", [])
+    c_step, python = mapper.fast, mapper.fast.fallback
+    values = [v for v in documents if isinstance(c_step(v), bytes)]
+    assert len(values) >= len(documents) * 3 // 4, "the C step answers most valid documents"
+    names = tuple(c.name for c in COLUMNS)
+    batches = [CopyBatch(names, [c_step(v) for v in values], format=BINARY), CopyBatch(names, list(map(python, values)))]
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        for name, batch in zip(twin_tables, batches, strict=True):
+            conn.execute(f"TRUNCATE {name}")
+            with conn.cursor() as cur, cur.copy(copy_sql(sa.Table(name, sa.MetaData()), names, batch.format)) as copy:
+                copy.write(batch.payload())
+        stored = [conn.execute(f"SELECT t::text FROM {name} t ORDER BY ctid").fetchall() for name in twin_tables]
+    assert len(stored[0]) == len(values) and stored[0] == stored[1]
+
+
+def test_a_checkpoint_of_both_formats_rejects_and_refused_rows(services):
+    """Binary rows, text rows (a timestamp without an offset takes the Python path), a
+    record the mapping rejected, and one row of each format the database refuses (a
+    CHECK): the refused and rejected records are the writer's rejections, by index, and
+    the table holds every other row exactly once."""
+    name = f"mixed_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (id bigint NOT NULL, name text, at timestamptz, n integer CHECK (n >= 0))")
+    columns = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("name", "text"), ColumnSpec("at", "timestamptz"),
+               ColumnSpec("n", "integer")]
+    mapper = RowMapper(columns, "append", [])
+    texts = ["Zoë \"quoted\"", "C:\\Users\\zoë", "tab\there", "two\nlines", "東京 🙂", None]
+    ops = []
+    for i in range(60):
+        at = "2026-11-22T10:00:00" if i % 5 == 0 else "2026-11-22T10:00:00.5+01:00"
+        n = -1 if i in (7, 10) else i  # 7: a binary row, 10: a text row (no offset) the CHECK refuses
+        value = json.dumps({"id": i, "name": texts[i % 6], "at": at, "n": n}, ensure_ascii=i % 2 == 0).encode()
+        ops.append(rejection("MappingError", "bad") if i == 33 else mapper.fast(value))
+    assert isinstance(ops[7], bytes) and isinstance(ops[10], str)
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        writer = BatchWriter(conn, load_target(conn, TableConfig((None, name), "append", ())))
+        counts = writer.write(ops)
+    engine.dispose()
+    assert sorted(writer.rejected) == [7, 10, 33] and counts["rows"] == 57
+    stored = services.sql(f"SELECT id, name, at::text, n FROM {name} ORDER BY id")
+    expected = [(i, texts[i % 6], "2026-11-22 10:00:00+00" if i % 5 == 0 else "2026-11-22 09:00:00.5+00", i)
+                for i in range(60) if i not in (7, 10, 33)]
+    assert stored == expected
