@@ -1,4 +1,5 @@
-"""State backends: where a snapshot is made durable before its commit.
+"""State backends: where a snapshot is made durable before its commit (step 2, beside
+step 3's writes: the postgres backend saves on a connection of its own).
 
 All three implement `connector.protocol.checkpoint.StateBackend`: `save`, `pending`, `discard`.
 """

@@ -31,9 +31,16 @@ CHECKPOINTS_KEPT_FOR = "1 day"
 class Repository:
     """The bookkeeping rows of one replica (`replica`) of one pipeline (`pipeline`)."""
 
-    def __init__(self, db: Database, pipeline: str, replica: str) -> None:
+    def __init__(self, db: Database, pipeline: str, replica: str, snapshots: Database | None = None) -> None:
+        """`snapshots`: the connection of the `postgres` state backend's rows, if not `db`'s
+        (step 2 saves a snapshot while step 3's transaction writes)."""
         self._db, self.pipeline, self.replica = db, pipeline, replica
+        self._snapshots = snapshots or db
         self._heartbeats = 0
+
+    def close_snapshots(self) -> None:
+        if self._snapshots is not self._db:
+            self._snapshots.close()
 
     def next_checkpoint_id(self) -> int:
         return int(self._db.run("taking a checkpoint ID", sa.select(bk.checkpoint_ids.next_value()))[0][0])
@@ -85,24 +92,24 @@ class Repository:
     def save_snapshot(self, checkpoint_id: int, payload: bytes) -> None:
         row = {"pipeline": self.pipeline, "checkpoint_id": checkpoint_id, "replica": self.replica, "payload": payload}
         # Idempotent: a retry after a lost acknowledgement saves the same snapshot again.
-        self._db.run("saving a snapshot", pg_insert(bk.snapshots).values(**row).on_conflict_do_nothing())
+        self._snapshots.run("saving a snapshot", pg_insert(bk.snapshots).values(**row).on_conflict_do_nothing())
 
     def snapshot_ids(self) -> list[int]:
         t = bk.snapshots
         query = sa.select(t.c.checkpoint_id).where(t.c.pipeline == self.pipeline).order_by(t.c.checkpoint_id)
-        return [int(r.checkpoint_id) for r in self._db.run("listing snapshots", query)]
+        return [int(r.checkpoint_id) for r in self._snapshots.run("listing snapshots", query)]
 
     def load_snapshot(self, checkpoint_id: int) -> bytes | None:
         """A snapshot's payload; None once another replica committed and discarded it."""
         t = bk.snapshots
         query = sa.select(t.c.payload).where(t.c.pipeline == self.pipeline, t.c.checkpoint_id == checkpoint_id)
-        rows = self._db.run("loading a snapshot", query)
+        rows = self._snapshots.run("loading a snapshot", query)
         return bytes(rows[0].payload) if rows else None
 
     def delete_snapshot(self, checkpoint_id: int) -> None:
         t = bk.snapshots
-        self._db.run("discarding a snapshot",
-                     sa.delete(t).where(t.c.pipeline == self.pipeline, t.c.checkpoint_id == checkpoint_id))
+        self._snapshots.run("discarding a snapshot",
+                            sa.delete(t).where(t.c.pipeline == self.pipeline, t.c.checkpoint_id == checkpoint_id))
 
     # -- dead letters to forward -----------------------------------------------------------------
     def forward_deadletters(self, limit: int, send: Callable[[list[sa.Row[Any]]], list[tuple[Any, ...]]]) -> int:

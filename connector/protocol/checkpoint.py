@@ -5,7 +5,8 @@ A checkpoint `C` completes in these steps (DESIGN.md):
 
 1. snapshot_state(C): take ID `C` from the database sequence, freeze the buffer into
    snapshot `C`, start a fresh buffer.                                      -> SEALED
-2. Persist `C` in the state backend (durable before any database work).     -> DURABLE
+2. Persist `C` in the state backend: on a thread of its own, beside step 3's writes,
+   and durable before step 3's COMMIT (the store waits for it there).        -> DURABLE
 3. notify_checkpoint_complete(C): commit `C` in one database transaction; the store
    answers                              -> COMMITTED | ALREADY_COMMITTED (a no-op) | FENCED
 4. Unless fenced: commit the same offsets to Kafka (asynchronous, idempotent).
@@ -19,7 +20,7 @@ never became durable, else at step 3 (a re-commit is a no-op).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,8 +29,14 @@ from connector.models import Commit, CommitOutcome, Snapshot, TopicPartition
 
 class Store(Protocol):
     def next_checkpoint_id(self) -> int: ...
-    def commit(self, snapshot: Snapshot[Any]) -> Commit: ...
+    # `durable()` returns once the snapshot is durable (or raises why it is not): the store
+    # calls it before its COMMIT.
+    def commit(self, snapshot: Snapshot[Any], durable: Callable[[], None]) -> Commit: ...
     def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]: ...
+
+
+def already_durable() -> None:
+    """`durable` for a commit whose snapshot needs no waiting for: made durable before."""
 
 
 class StateBackend(Protocol):
@@ -41,6 +48,27 @@ class StateBackend(Protocol):
 class OffsetSink(Protocol):
     def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
     def seek(self, offsets: Mapping[TopicPartition, int]) -> list[TopicPartition]: ...  # those it could not move
+
+
+class Worker(Protocol):
+    """Runs work beside the caller: one at a time, `join` before the next `start`."""
+
+    def start(self, work: Callable[[], None], name: str) -> None: ...
+    def busy(self) -> bool: ...
+    def join(self) -> None: ...
+
+
+class InlineWorker:
+    """No overlap: the work runs at once, on the caller's thread."""
+
+    def start(self, work: Callable[[], None], name: str) -> None:
+        work()
+
+    def busy(self) -> bool:
+        return False
+
+    def join(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

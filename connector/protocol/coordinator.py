@@ -1,7 +1,8 @@
 """The checkpoint coordinator: owns the operator state and drives each checkpoint
 through the protocol (connector/protocol/checkpoint.py numbers the steps). Pure: the
-clock is injected, and the thread that overlaps a commit with reading is a `Worker`
-handed in (connector/runtime/worker.py); without one, every step runs inline.
+clock is injected, and the threads that overlap a commit with reading, and step 2 with
+step 3's writes, are `Worker`s handed in (connector/runtime/worker.py); without them,
+every step runs inline.
 
 Three named operations take or finish checkpoints:
 
@@ -24,7 +25,16 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from connector.models import Record, Snapshot, TopicPartition
-from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, InFlight, OffsetSink, StateBackend, Store
+from connector.protocol.checkpoint import (
+    CheckpointPolicy,
+    CheckpointResult,
+    InFlight,
+    InlineWorker,
+    OffsetSink,
+    StateBackend,
+    Store,
+    Worker,
+)
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run
 from connector.protocol.state import OperatorState
@@ -41,34 +51,18 @@ class Mapper(Protocol):
     def map_run(self, run: Run, start: int, stop: int) -> list[Any]: ...
 
 
-class Worker(Protocol):
-    def start(self, work: Callable[[], None], name: str) -> None: ...
-    def busy(self) -> bool: ...
-    def join(self) -> None: ...
-
-
-class InlineWorker:
-    """No overlap: the work runs at once, on the caller's thread."""
-
-    def start(self, work: Callable[[], None], name: str) -> None:
-        work()
-
-    def busy(self) -> bool:
-        return False
-
-    def join(self) -> None:
-        pass
-
-
 class CheckpointCoordinator:
     """Owns the operator state; takes and completes its checkpoints."""
 
     def __init__(self, store: Store, backend: StateBackend, offsets: OffsetSink, mapper: Mapper,
                  policy: CheckpointPolicy, clock: Callable[[], float], faults: FaultHook = NO_FAULTS,
-                 on_complete: Callable[[CheckpointResult], None] | None = None, worker: Worker | None = None) -> None:
+                 on_complete: Callable[[CheckpointResult], None] | None = None, worker: Worker | None = None,
+                 saver: Worker | None = None) -> None:
+        """`worker` runs steps 2-3 while the loop reads on; `saver`, step 2 beside step 3."""
         self.state = OperatorState()
         self._mapper, self._policy, self._clock = mapper, policy, clock
-        self._steps = CheckpointSteps(self.state, store, backend, offsets, faults, clock, on_complete)
+        self._steps = CheckpointSteps(self.state, store, backend, offsets, faults, clock, on_complete,
+                                      saver or InlineWorker())
         self._worker = worker or InlineWorker()
         self._inflight: InFlight | None = None  # sealed, not yet through step 5
         self._opened_s = clock()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from connector.models import CommitOutcome, Snapshot, TopicPartition
-from connector.protocol.checkpoint import CheckpointResult, InFlight, OffsetSink, StateBackend, Store
+from connector.protocol.checkpoint import CheckpointResult, InFlight, OffsetSink, StateBackend, Store, Worker
 from connector.protocol.faults import FaultHook
 from connector.protocol.state import OperatorState
 
@@ -21,9 +21,9 @@ class CheckpointSteps:
 
     def __init__(self, state: OperatorState, store: Store, backend: StateBackend, offsets: OffsetSink,
                  faults: FaultHook, clock: Callable[[], float],
-                 on_complete: Callable[[CheckpointResult], None] | None) -> None:
+                 on_complete: Callable[[CheckpointResult], None] | None, saver: Worker) -> None:
         self._state, self._store, self._backend, self._offsets = state, store, backend, offsets
-        self.faults, self._clock, self._on_complete = faults, clock, on_complete
+        self.faults, self._clock, self._on_complete, self._saver = faults, clock, on_complete, saver
         self.refetched: set[TopicPartition] = set()  # partitions a fence sent back: records polled before are stale
 
     def seal(self) -> InFlight:
@@ -32,19 +32,18 @@ class CheckpointSteps:
         return InFlight(self._state.snapshot(checkpoint_id), self._clock())
 
     def durable_and_committed(self, inflight: InFlight) -> None:
-        """Steps 2 (unless durable already) and 3; a step that raises leaves `inflight`
-        FAILED with the error (the commit worker runs this)."""
+        """Steps 2 (unless durable already) and 3, side by side: step 3 writes while
+        step 2 saves, and commits once the snapshot is durable. A step that raises leaves
+        `inflight` FAILED with the error (the commit worker runs this); either way step 2
+        has ended when this returns."""
+        saving = _Saving(self._saver, self._backend.save, inflight, self._clock, self.faults)
         try:
-            if inflight.durable_at is None:
-                # Step 2 (idempotent: the same ID and content may be saved twice).
-                self._backend.save(inflight.snapshot)
-                inflight.made_durable(self._clock())
-                self.faults.reached("after_snapshot_durable")
-            # Step 3.
             started = self._clock()
-            commit = self._store.commit(inflight.snapshot)
+            commit = self._store.commit(inflight.snapshot, saving.durable)  # Step 3.
+            saving.durable()  # fenced or committed before: durable all the same, before step 5 discards it
             inflight.answered(commit, started, self._clock())
         except BaseException as exc:  # handed to the loop's thread by the coordinator
+            saving.ended()
             inflight.failed(exc)
 
     def finish(self, inflight: InFlight) -> CheckpointResult:
@@ -129,3 +128,36 @@ def _first_offsets(snapshot: Snapshot[Any], partitions: set[TopicPartition]) -> 
             if len(firsts) == len(partitions):
                 break
     return firsts
+
+
+class _Saving:
+    """Step 2 of `inflight` (idempotent: the same ID and content may be saved twice),
+    begun on `saver` now, unless the snapshot is durable already."""
+
+    def __init__(self, saver: Worker, save: Callable[[Snapshot[Any]], None], inflight: InFlight,
+                 clock: Callable[[], float], faults: FaultHook) -> None:
+        self._saver, self._inflight, self._clock, self._faults = saver, inflight, clock, faults
+        self._error: BaseException | None = None
+        if inflight.durable_at is None:
+            saver.start(lambda: self._save(save), f"snapshot-{inflight.checkpoint_id}")
+
+    def _save(self, save: Callable[[Snapshot[Any]], None]) -> None:
+        try:
+            save(self._inflight.snapshot)
+        except BaseException as exc:  # raised where step 3 waits for it
+            self._error = exc
+
+    def durable(self) -> None:
+        """Once the snapshot is durable: `inflight` is DURABLE; else what the save raised."""
+        self._saver.join()
+        if self._error is not None:
+            raise self._error
+        if self._inflight.durable_at is None:
+            self._inflight.made_durable(self._clock())
+            self._faults.reached("after_snapshot_durable")
+
+    def ended(self) -> None:
+        """Once the save has ended (step 3 failed): `inflight` is DURABLE if it saved."""
+        self._saver.join()
+        if self._error is None and self._inflight.durable_at is None:
+            self._inflight.made_durable(self._clock())

@@ -17,6 +17,7 @@ from connector.observability import Health, Metrics
 from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.faults import FaultHook
 from connector.runtime.runner import Runner
+from connector.runtime.worker import CommitWorker
 from connector.sink.postgres import PostgresStore
 
 log = logging.getLogger(__name__)
@@ -44,5 +45,7 @@ def runner_from_settings(settings: Settings, stop: threading.Event | None = None
                     stale_after_s=2 * settings.checkpoint_interval_ms / 1000 + timeout_s + 10)
     return Runner(KafkaSource.from_settings(settings), store, build_backend(settings, store, faults), policy,
                   faults, settings.shutdown_timeout_ms, stop, settings.restart_strategy, metrics, health,
-                  settings.errors_tolerance == "all", Forwarder.from_settings(settings, replica))
+                  settings.errors_tolerance == "all", Forwarder.from_settings(settings, replica),
+                  # step 2 beside step 3's writes, for a backend that saves somewhere
+                  saver=None if settings.state_backend == "memory" else CommitWorker())
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from connector.errors import CheckpointTimeout, MappingError, TransientError
 from connector.models import TopicPartition
 from connector.observability import Health, Metrics
-from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, StateBackend, Store
+from connector.protocol.checkpoint import CheckpointPolicy, CheckpointResult, StateBackend, Store, Worker
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.protocol.runs import Run
@@ -81,13 +81,15 @@ class Sink(Store, Protocol):
 @dataclass(frozen=True)
 class Checkpointing:
     """How this replica checkpoints: the state backend, the trigger policy, the fault
-    hook, whether records the mapping refuses become dead letters, and the clock."""
+    hook, whether records the mapping refuses become dead letters, the clock, and what
+    runs step 2 beside step 3 (None: inline, before it)."""
 
     backend: StateBackend
     policy: CheckpointPolicy
     faults: FaultHook
     tolerate_errors: bool
     clock: Callable[[], float]
+    saver: Worker | None
 
 
 class Runner:
@@ -97,9 +99,10 @@ class Runner:
                  faults: FaultHook = NO_FAULTS, shutdown_timeout_ms: int = 30_000,
                  stop: threading.Event | None = None, restart: RestartStrategy = DEFAULT_RESTART,
                  metrics: Metrics | None = None, health: Health | None = None, tolerate_errors: bool = False,
-                 forwarder: Forwarder | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 forwarder: Forwarder | None = None, clock: Callable[[], float] = time.monotonic,
+                 saver: Worker | None = None) -> None:
         self._source, self._store, self._forwarder = source, store, forwarder
-        self._checkpointing = Checkpointing(backend, policy, faults, tolerate_errors, clock)
+        self._checkpointing = Checkpointing(backend, policy, faults, tolerate_errors, clock, saver)
         self._lifecycle = Lifecycle(shutdown_timeout_ms, stop)
         self._gauges = Gauges(metrics or Metrics(), health or Health(stuck_after_s=600, stale_after_s=600), source,
                               clock)
@@ -152,7 +155,8 @@ class Runner:
         setup = self._checkpointing
         self.coordinator = CheckpointCoordinator(self._store, setup.backend, self._source,
                                                  run_mapping(mapper, setup.tolerate_errors), setup.policy,
-                                                 setup.clock, setup.faults, self._completed, CommitWorker())
+                                                 setup.clock, setup.faults, self._completed, CommitWorker(),
+                                                 setup.saver)
         self.coordinator.recover()
         if self._forwarder is not None:
             self._forwarder.start()

@@ -1,5 +1,6 @@
 """The commit worker: steps 2-3 of the checkpoint in flight on a thread of its own, so
-the loop reads on while the database commits (connector/protocol/coordinator.py)."""
+the loop reads on while the database commits; and another for step 2 alone, so the
+snapshot is saved while step 3 writes (connector/protocol/coordinator.py)."""
 
 from __future__ import annotations
 

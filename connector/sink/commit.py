@@ -76,7 +76,9 @@ class CommitTransaction:
     def new_keys(self, target: Target) -> NewKeys:
         return self._new_keys.setdefault(target.spec.qualified, NewKeys())
 
-    def commit(self, snapshot: Snapshot[Payload]) -> Commit:
+    def commit(self, snapshot: Snapshot[Payload], durable: Callable[[], None]) -> Commit:
+        """Steps 1-5 of the transaction; `durable()` (the state backend's step 2, run
+        beside) is waited for before the COMMIT."""
         conn = self._db.connection()
         try:
             transaction = conn.begin()
@@ -86,6 +88,7 @@ class CommitTransaction:
             commit = self._steps(conn, snapshot)
             if commit.outcome is CommitOutcome.COMMITTED:
                 self._faults.reached("after_rows_written")
+                durable()
                 transaction.commit()  # Step 5.
             else:
                 transaction.rollback()

@@ -48,7 +48,9 @@ class PostgresStore:
         `changes`: SINK_AUTO_CREATE and SINK_AUTO_EVOLVE; `on_unknown_field(table, field)`:
         a record holds a field its table has no column for (and does not get one)."""
         self.db = Database(url, schema)
-        self.rows = Repository(self.db, pipeline, replica)
+        # The `postgres` state backend's snapshots on a connection of their own (made when
+        # first used): step 2 saves one while step 3's transaction writes on `db`.
+        self.rows = Repository(self.db, pipeline, replica, snapshots=Database(url, schema))
         routes = routes if isinstance(routes, Routes) else Routes.single(routes)
         self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone), decode_key, changes,
                                on_unknown_field)
@@ -100,12 +102,13 @@ class PostgresStore:
             return {}
         return self.rows.seed_from_savepoint(*self._start_from)
 
-    def commit(self, snapshot: Snapshot[Payload]) -> Commit:
+    def commit(self, snapshot: Snapshot[Payload], durable: Callable[[], None]) -> Commit:
         assert self._transaction is not None, "prepare() must run before commit()"
-        return self._transaction.commit(snapshot)
+        return self._transaction.commit(snapshot, durable)
 
     def close(self) -> None:
         self.db.close()
+        self.rows.close_snapshots()
         self.catalog.close()
 
     # -- the repository's queries, as the protocol and the backends name them ---------------------

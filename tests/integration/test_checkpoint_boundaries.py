@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from connector.models import PartitionRange, Record, Snapshot
 from connector.ops.migrate import upgrade
+from connector.protocol.checkpoint import already_durable
 from connector.routing import TableConfig
 from connector.sink.connection import engine_for
 from connector.sink.mapping import tolerant
@@ -94,7 +95,7 @@ class Target:
             end = chunk[-1].offset + 1
             snapshot = Snapshot(self.store.next_checkpoint_id(), (PartitionRange(topic, 0, start, end, len(chunk)),),
                                 chunk, tuple(self.mapper(r) for r in chunk))
-            self.store.commit(snapshot)
+            self.store.commit(snapshot, already_durable)
             start = end
 
     def rows(self) -> list[tuple[Any, ...]]:

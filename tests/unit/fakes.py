@@ -24,11 +24,12 @@ class FakeStore:
         self._ids += 1
         return self._ids
 
-    def commit(self, snapshot: Snapshot) -> Commit:
+    def commit(self, snapshot: Snapshot, durable=lambda: None) -> Commit:
         if snapshot.checkpoint_id in self.committed:
             return Commit(CommitOutcome.ALREADY_COMMITTED)
         if any(self.offsets.get(r.tp) != r.start for r in snapshot.ranges):
             return Commit(CommitOutcome.FENCED)
+        durable()  # the state backend's step 2, before the commit
         for r in snapshot.ranges:
             self.offsets[r.tp] = r.end
         self.rows.extend(snapshot.ops)

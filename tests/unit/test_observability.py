@@ -55,11 +55,11 @@ def test_timed_out_commits_are_counted_apart():
     store = Sink()
     commit, calls = store.commit, []
 
-    def slow_once(snapshot):
+    def slow_once(snapshot, durable):
         calls.append(1)
         if len(calls) == 1:
             raise CheckpointTimeout("statement timeout")
-        return commit(snapshot)
+        return commit(snapshot, durable)
     store.commit = slow_once
     r = Runner(source, store, FakeBackend(), CheckpointPolicy(10**9, 1, 10**9), restart=RestartStrategy(2, 1, 1),
                stop=InstantStop())
@@ -106,9 +106,9 @@ def test_every_completed_checkpoint_is_observed_under_a_steady_backlog():
     from .test_overlap import TimedStore
 
     class Timed(Sink, TimedStore):
-        def commit(self, snapshot):
+        def commit(self, snapshot, durable=lambda: None):
             threading.Event().wait(0.02)  # the worker is still busy when the loop's step ends
-            return super().commit(snapshot)
+            return super().commit(snapshot, durable)
 
     clock = Clock()
     store = Timed(clock, 0.25)

@@ -26,13 +26,13 @@ class GatedStore(FakeStore):
         self.order: list[int] = []
         self.fail_next = False
 
-    def commit(self, snapshot):
+    def commit(self, snapshot, durable=lambda: None):
         assert self.gate.wait(10), "the test never opened the gate"
         self.order.append(snapshot.checkpoint_id)
         if self.fail_next:
             self.fail_next = False
             raise TransientError("connection lost")
-        return super().commit(snapshot)
+        return super().commit(snapshot, durable)
 
 
 def make(store):
@@ -104,9 +104,9 @@ class TimedStore(FakeStore):
         super().__init__()
         self.clock, self.seconds = clock, seconds
 
-    def commit(self, snapshot):
+    def commit(self, snapshot, durable=lambda: None):
         self.clock.now += self.seconds
-        return super().commit(snapshot)
+        return super().commit(snapshot, durable)
 
 
 def test_a_commit_is_timed_when_it_returns_not_when_the_loop_reads_its_result():

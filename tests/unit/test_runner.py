@@ -149,9 +149,9 @@ def test_heartbeat_keeps_coming_under_a_steady_backlog():
     import threading
 
     class SlowSink(Sink):
-        def commit(self, snapshot):
+        def commit(self, snapshot, durable=lambda: None):
             threading.Event().wait(0.05)  # the worker is still busy when the step ends
-            return super().commit(snapshot)
+            return super().commit(snapshot, durable)
 
     source = ScriptedSource([assign(("t", 0))] + [[rec(i * 3 + j) for j in range(3)] for i in range(4)])
     clock, store = Clock(), SlowSink()
@@ -174,9 +174,9 @@ def test_a_stop_ends_the_replica_within_the_shutdown_timeout_even_inside_a_hung_
     monkeypatch.setattr("connector.runtime.lifecycle.os._exit", lambda code: exited.set())
 
     class HungSink(Sink):
-        def commit(self, snapshot):
+        def commit(self, snapshot, durable=lambda: None):
             release.wait(10)
-            return super().commit(snapshot)
+            return super().commit(snapshot, durable)
 
     def second_batch(listener):
         polled.set()  # from here the loop's step cannot end before the hung commit does
