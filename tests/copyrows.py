@@ -102,9 +102,8 @@ def _text_value(kind: str, text: str) -> Any:
     if kind == "text":
         return text
     if kind == "timestamptz":
-        parsed = datetime.fromisoformat(text)
-        assert parsed.tzinfo is not None, "read in the session's zone: not comparable here"
-        return (parsed - _EPOCH) // timedelta(microseconds=1)
+        parsed = datetime.fromisoformat(text)  # without an offset: the session's TimeZone, UTC in these tests
+        return (parsed.replace(tzinfo=parsed.tzinfo or UTC) - _EPOCH) // timedelta(microseconds=1)
     if kind == "date":
         return date.fromisoformat(text)
     assert kind == "uuid", kind

@@ -23,7 +23,9 @@
    - boolean: true or false;
    - text (varchar(n): at most n characters): any JSON string without a NUL;
    - timestamptz: YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]] then Z or +-HH:MM (at most 15 hours,
-     as PostgreSQL takes), a valid date and time: microseconds since 2000-01-01 UTC;
+     as PostgreSQL takes) — or no offset, when made with naive_is_utc (the session's
+     TimeZone, SINK_TIMEZONE, is UTC) — a valid date and time: microseconds since
+     2000-01-01 UTC;
    - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
    - null, where the column is nullable. */
 
@@ -58,6 +60,7 @@ typedef struct {
     PyObject_HEAD
     Column *columns;
     Py_ssize_t count;
+    int naive_is_utc; /* a timestamp without an offset is UTC (else the fallback's) */
     PyObject *fallback;
     char *buf; /* the field count, then the fields in document order */
     char *row; /* the same in column order, when the document's order differs */
@@ -69,6 +72,7 @@ typedef struct {
 typedef struct {
     const unsigned char *p, *end;
     unsigned char *out;
+    int naive_is_utc;
 } Cursor;
 
 static inline void skip_space(Cursor *c) {
@@ -439,12 +443,12 @@ static int timestamptz(Cursor *c) {
     Py_ssize_t len;
     int64_t days;
     int hour, minute, second = 0, v;
-    if (!plain_string(c, &t, &len) || len < 17 || !date_days(t, &days) || (t[10] != 'T' && t[10] != ' ')
+    if (!plain_string(c, &t, &len) || len < 16 || !date_days(t, &days) || (t[10] != 'T' && t[10] != ' ')
         || !digits2(t + 11, 0, 23, &hour) || t[13] != ':' || !digits2(t + 14, 0, 59, &minute))
         return 0;
     Py_ssize_t i = 16;
     int64_t micros = 0;
-    if (t[i] == ':') {
+    if (i < len && t[i] == ':') {
         if (len < i + 3 || !digits2(t + i + 1, 0, 59, &second))
             return 0;
         i += 3;
@@ -467,7 +471,7 @@ static int timestamptz(Cursor *c) {
             return 0;
         offset = (t[i] == '-' ? -1 : 1) * (offset_hours * 3600 + v * 60);
         i += 6;
-    } else
+    } else if (!c->naive_is_utc)
         return 0; /* no offset: the session's TimeZone reads it, the fallback's text */
     if (i != len)
         return 0;
@@ -562,7 +566,8 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
     /* A field is at most its JSON text and its length; a number or a null's at most 24 bytes more. */
     if (!reserve(self, size + 32 * self->count + 16))
         return PyErr_NoMemory();
-    Cursor c = {(const unsigned char *)data, (const unsigned char *)data + size, (unsigned char *)self->buf};
+    Cursor c = {(const unsigned char *)data, (const unsigned char *)data + size, (unsigned char *)self->buf,
+                self->naive_is_utc};
     if (!utf8(c.p, c.end))
         return NULL;
     Py_ssize_t seen = 0, in_order = 1;
@@ -636,9 +641,10 @@ static PyObject *RowBinary_call(RowBinary *self, PyObject *args, PyObject *kwarg
     return PyObject_CallOneArg(self->fallback, value);
 }
 static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"columns", "fallback", NULL};
+    static char *keywords[] = {"columns", "fallback", "naive_is_utc", NULL};
     PyObject *columns, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO", keywords, &columns, &fallback))
+    int naive_is_utc = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|p", keywords, &columns, &fallback, &naive_is_utc))
         return -1;
     PyObject *seq = PySequence_Fast(columns, "columns must be a sequence");
     if (seq == NULL)
@@ -691,6 +697,7 @@ static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
     Py_DECREF(seq);
     Py_INCREF(fallback);
     self->fallback = fallback;
+    self->naive_is_utc = naive_is_utc;
     return 0;
 }
 
@@ -716,7 +723,7 @@ static PyTypeObject RowBinaryType = {
     .tp_name = "connector.sink._rowbinary.RowBinary",
     .tp_basicsize = sizeof(RowBinary),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "RowBinary(columns, fallback): a flat JSON object's COPY binary row, else fallback(value).",
+    .tp_doc = "RowBinary(columns, fallback, naive_is_utc=False): a flat JSON object's COPY binary row, else fallback(value).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)RowBinary_init,
     .tp_dealloc = (destructor)RowBinary_dealloc,

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated, Any, NamedTuple
 
@@ -58,6 +58,7 @@ FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row alone), 
 _UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
 # Kinds whose converter takes the JSON string itself: the field is typed `str`.
 _STRING_KINDS = frozenset({"timestamp", "time", "uuid", "bytea"})
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC"})  # zones whose wall time is UTC's, as SINK_TIMEZONE names them
 # A row before its bulk escape: no decoded text holds a lone surrogate.
 _NULL_MARK, _SEPARATOR = "\ud800", "\udc00"
 
@@ -197,11 +198,12 @@ def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
     return msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=not others.any_field, gc=False)
 
 
-def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
-                      key_columns: Sequence[str] = (), others: Others = ANY_OTHER) -> FastPath | None:
+def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key_columns: Sequence[str] = (),
+                      others: Others = ANY_OTHER, zone: tzinfo = UTC) -> FastPath | None:
     """The fast path for `columns`, in table order: it returns `op(op_kind, column names,
     row, key, None)`, the key formed as `RowMapper` forms it; without `key_columns`, the
-    row alone, COPY binary or text (`as_op` makes it that Op). None when a field's name is one msgspec
+    row alone, COPY binary or text (`as_op` makes it that Op); `zone` is SINK_TIMEZONE, the
+    session's, which reads a timestamp written without an offset. None when a field's name is one msgspec
     cannot match (a quote, a backslash or a control character in it)."""
     names = [column.name for column in columns]
     sources = [column.source for column in columns]  # the JSON fields
@@ -225,4 +227,5 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str,
     fast: FastPath = scope["fast"]
     if key_columns or any(c.kind not in ROW_BINARY_KINDS for c in columns):
         return fast
-    return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast)
+    return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast,
+                     naive_is_utc=zone is UTC or getattr(zone, "key", None) in _UTC_KEYS)

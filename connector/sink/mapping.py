@@ -119,7 +119,7 @@ class RowMapper:
             self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable,
                                                       column_converter(c.kind, c.length, zone), c.source)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns,
-                                          self._others())
+                                          self._others(), zone)
 
     def _others(self) -> Others:
         """The fields besides the columns' that a value may hold on the fast path. Under

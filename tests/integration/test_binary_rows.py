@@ -57,7 +57,7 @@ VALID = {
                                                                                      "9999-12-31", "2024-02-29"]),
                              st.integers(0, 23), st.integers(0, 59), st.integers(0, 59),
                              st.sampled_from(["", ".5", ".000001", ".123456"]),
-                             st.sampled_from(["Z", "+15:59", "-15:59", "+05:30", "-00:00"])),
+                             st.sampled_from(["Z", "+15:59", "-15:59", "+05:30", "-00:00", ""])),  # "": UTC's wall time
     "date": st.sampled_from(["2026-11-22", "0001-01-01", "9999-12-31", "2000-01-01", "1999-12-31"]),
     "uuid": st.uuids().map(str),
 }
@@ -90,6 +90,7 @@ def test_the_database_stores_the_same_from_either_format(services, twin_tables, 
     names = tuple(c.name for c in COLUMNS)
     batches = [CopyBatch(names, [c_step(v) for v in values], format=BINARY), CopyBatch(names, list(map(python, values)))]
     with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")  # SINK_TIMEZONE's default: the wall time of a timestamp without an offset
         for name, batch in zip(twin_tables, batches, strict=True):
             conn.execute(f"TRUNCATE {name}")
             with conn.cursor() as cur, cur.copy(copy_sql(sa.Table(name, sa.MetaData()), names, batch.format)) as copy:
@@ -99,7 +100,7 @@ def test_the_database_stores_the_same_from_either_format(services, twin_tables, 
 
 
 def test_a_checkpoint_of_both_formats_rejects_and_refused_rows(services):
-    """Binary rows, text rows (a timestamp without an offset takes the Python path), a
+    """Binary rows, text rows (an offset written without its colon takes the Python path), a
     record the mapping rejected, and one row of each format the database refuses (a
     CHECK): the refused and rejected records are the writer's rejections, by index, and
     the table holds every other row exactly once."""
@@ -111,8 +112,8 @@ def test_a_checkpoint_of_both_formats_rejects_and_refused_rows(services):
     texts = ["Zoë \"quoted\"", "C:\\Users\\zoë", "tab\there", "two\nlines", "東京 🙂", None]
     ops = []
     for i in range(60):
-        at = "2026-11-22T10:00:00" if i % 5 == 0 else "2026-11-22T10:00:00.5+01:00"
-        n = -1 if i in (7, 10) else i  # 7: a binary row, 10: a text row (no offset) the CHECK refuses
+        at = "2026-11-22T10:00:00+0100" if i % 5 == 0 else "2026-11-22T10:00:00.5+01:00"
+        n = -1 if i in (7, 10) else i  # 7: a binary row, 10: a text row the CHECK refuses
         value = json.dumps({"id": i, "name": texts[i % 6], "at": at, "n": n}, ensure_ascii=i % 2 == 0).encode()
         ops.append(rejection("MappingError", "bad") if i == 33 else mapper.fast(value))
     assert isinstance(ops[7], bytes) and isinstance(ops[10], str)
@@ -123,6 +124,6 @@ def test_a_checkpoint_of_both_formats_rejects_and_refused_rows(services):
     engine.dispose()
     assert sorted(writer.rejected) == [7, 10, 33] and counts["rows"] == 57
     stored = services.sql(f"SELECT id, name, at::text, n FROM {name} ORDER BY id")
-    expected = [(i, texts[i % 6], "2026-11-22 10:00:00+00" if i % 5 == 0 else "2026-11-22 09:00:00.5+00", i)
+    expected = [(i, texts[i % 6], "2026-11-22 09:00:00+00" if i % 5 == 0 else "2026-11-22 09:00:00.5+00", i)
                 for i in range(60) if i not in (7, 10, 33)]
     assert stored == expected

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -89,7 +90,7 @@ def agreement(data):
     mapper = data.draw(tables())
     python = mapper.fast.fallback  # the Python fast path the C step falls back to
     c_only = RowBinary([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable) for c in mapper.columns],
-                       lambda value: None)
+                       lambda value: None, naive_is_utc=True)  # the mapper's zone: UTC
     value = data.draw(documents(mapper))
     row = c_only(value)
     answered.append(row is not None)
@@ -121,7 +122,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 def c_step() -> RowBinary:
     return RowBinary([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable) for c in COLUMNS],
-                   lambda value: None)
+                   lambda value: None, naive_is_utc=True)
 
 
 @pytest.mark.parametrize("ensure_ascii", [True, False], ids=["u-escapes", "raw-utf8"])
@@ -167,7 +168,6 @@ def document(field: bytes) -> bytes:
     b'"at": "2026-02-29T10:00:00Z"', b'"at": "2026-11-22T10:00:00.1234567Z"', b'"at": "2026-11-22T10:00:00+0100"',
     b'"at": "2026-11-22t10:00:00"', b'"at": "2026-11-22T10:00:00\\u005a"', b'"at": "2026-11-22T24:00:00"',
     b'"at": "0000-01-01T10:00:00Z"', b'"at": 1764000000000',
-    b'"at": "2026-11-22T10:00:00"', b'"at": "2026-11-22 10:00"',  # no offset: the session's zone reads the text
     b'"at": "2026-11-22T10:00:00+16:00"', b'"at": "2026-11-22T10:00:00-23:59"',  # PostgreSQL refuses the offset
     b'"r": 3.5e38', b'"r": 1e-46', b'"r": 1e-40',  # beyond a float4: refused or subnormal, PostgreSQL's to say
     b'"day": "2026-11-22T00:00"', b'"day": "2026-04-31"',
@@ -192,6 +192,7 @@ def test_what_the_c_step_leaves_to_the_python_path(field):
                                                                                         "2026-11-22T10:00Z"),
     (b'"at": "0001-01-01T00:00:00+01:00"', "0001-01-01T00:00:00+01:00"), (b'"at": "1969-12-31T23:59:59.5Z"',
                                                                            "1969-12-31T23:59:59.5Z"),
+    (b'"at": "2026-11-22T10:00:00"', "2026-11-22T10:00:00"), (b'"at": "2026-11-22 10:00"', "2026-11-22 10:00"),
     (b'"r": 0.1', "0.1"), (b'"r": 3.4028234e38', "3.4028234e+38"), (b'"r": -0', "0.0"), (b'"r": 1e-30', "1e-30"),
     (b'"amount": -12.5000', "-12.5000"), (b'"amount": 10000.0001', "10000.0001"), (b'"amount": 100000000', "100000000"),
     (b'"day": "9999-12-31"', "9999-12-31"), (b'"ok": true', "t"),
@@ -223,3 +224,13 @@ def test_any_bytes_are_answered_or_left(value):
     python = RowMapper([ColumnSpec("id", "text", nullable=False)], "append", []).fast.fallback
     answer = RowBinary([("id", "text", -1, False)], lambda v: "left")(value)
     assert answer == "left" or binary_values(answer, ["text"]) == text_values(python(value), ["text"])
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York"])
+def test_a_timestamp_without_an_offset_is_left_to_the_python_path_outside_utc(zone):
+    """The session's TimeZone (SINK_TIMEZONE) reads such a timestamp: in UTC the C step
+    answers it (as UTC), in any other zone it leaves the text to the Python path."""
+    value = document(b'"at": "2026-11-22T10:00:00"')
+    mapper = RowMapper(COLUMNS, "append", [], zone=ZoneInfo(zone))
+    assert isinstance(mapper.fast(value), str) and "2026-11-22T10:00:00" in mapper.fast(value)
+    assert isinstance(RowMapper(COLUMNS, "append", [], zone=ZoneInfo("UTC")).fast(value), bytes)
