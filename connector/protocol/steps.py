@@ -144,6 +144,7 @@ class _Saving:
     def _save(self, save: Callable[[Snapshot[Any]], None]) -> None:
         try:
             save(self._inflight.snapshot)
+            self._faults.reached("after_snapshot_durable")  # on the saver's thread: step 3 may be writing
         except BaseException as exc:  # raised where step 3 waits for it
             self._error = exc
 
@@ -154,10 +155,10 @@ class _Saving:
             raise self._error
         if self._inflight.durable_at is None:
             self._inflight.made_durable(self._clock())
-            self._faults.reached("after_snapshot_durable")
 
     def ended(self) -> None:
         """Once the save has ended (step 3 failed): `inflight` is DURABLE if it saved."""
-        self._saver.join()
-        if self._error is None and self._inflight.durable_at is None:
-            self._inflight.made_durable(self._clock())
+        try:
+            self.durable()
+        except BaseException as exc:  # step 3's failure is the one to report
+            log.debug("checkpoint %d: saving failed too: %s", self._inflight.checkpoint_id, exc)

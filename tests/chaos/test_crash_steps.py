@@ -110,10 +110,13 @@ def test_crash_inside_revoke_callback(make_pipeline, backend):
 @pytest.mark.parametrize("backend", ["memory", "filesystem"])
 def test_zombie_is_fenced(make_pipeline, backend):
     """I3: a replica frozen with a durable snapshot past its session timeout wakes after
-    another replica took its partitions and committed past it: its commit is fenced."""
+    another replica took its partitions and committed past it: its commit is fenced.
+    The memory backend saves before step 3; the filesystem backend beside it, so its
+    zombie may be frozen inside its transaction, which the server ends after
+    CHECKPOINT_TIMEOUT_MS."""
     p = make_pipeline(DDL, partitions=4)
     p.produce(events(N), partition_of=lambda i: i % 4)
-    settings = {"STATE_BACKEND": backend, "CHECKPOINT_MAX_RECORDS": "300"}
+    settings = {"STATE_BACKEND": backend, "CHECKPOINT_MAX_RECORDS": "300", "CHECKPOINT_TIMEOUT_MS": "3000"}
     zombie = p.start(CONNECTOR_FAULT="after_snapshot_durable:2:stop", **settings)
     wait_until(lambda: is_stopped(zombie.pid), 60, "the replica to freeze itself")
     rows_at_freeze = p.count()
