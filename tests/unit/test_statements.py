@@ -86,6 +86,7 @@ def test_upsert_statement():
     text = sql(st.upsert_from_stage(TARGET, stage, ["id"]))
     assert "ON CONFLICT (id) DO UPDATE SET v = excluded.v" in text
     assert "SELECT pg_temp.eos_stage_0.id, pg_temp.eos_stage_0.v" in text
+    assert text.endswith("FROM pg_temp.eos_stage_0 ORDER BY pg_temp.eos_stage_0.id ON CONFLICT (id) DO UPDATE SET v = excluded.v")
     keys_only = st.stage_table("eos_stage_1", ["id"])
     assert "ON CONFLICT (id) DO NOTHING" in sql(st.upsert_from_stage(TARGET, keys_only, ["id"]))
 
