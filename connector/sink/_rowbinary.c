@@ -27,7 +27,12 @@
      TimeZone, SINK_TIMEZONE, is UTC) — a valid date and time: microseconds since
      2000-01-01 UTC;
    - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
-   - null, where the column is nullable. */
+   - null, where the column is nullable.
+
+   Made with `keys` (the indices of the key columns, each an integer column) and `op`
+   (the op's type, kind and column names), it returns op(kind, names, row, key, None)
+   instead of the row alone: the key is the key columns' values as decimal text, as the
+   Python fast path forms it (upsert and insert-ignore tables keyed by integers). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -66,6 +71,8 @@ typedef struct {
     char *row; /* the same in column order, when the document's order differs */
     Py_ssize_t capacity;
     Py_ssize_t *start, *length;
+    Py_ssize_t *keys, key_count; /* the key columns' indices (keyed tables), else none */
+    PyObject *op_type, *op_kind, *op_names; /* what a keyed table's answer is made of */
 } RowBinary;
 
 /* The parser's position; every reader returns 0 when the fallback must decide. */
@@ -629,22 +636,123 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
     return PyBytes_FromStringAndSize(self->row, row - self->row);
 }
 
+/* A key column's integer as decimal text, read back from its field in the document's
+   order (its length, then its big-endian bytes); NULL (no error set) for a null. */
+static PyObject *key_text(const RowBinary *self, Py_ssize_t column) {
+    const unsigned char *field = (const unsigned char *)self->buf + self->start[column];
+    Py_ssize_t size = self->length[column] - 4;
+    if (size != 2 && size != 4 && size != 8)
+        return NULL;
+    uint64_t bits = 0;
+    for (Py_ssize_t i = 0; i < size; i++)
+        bits = bits << 8 | field[4 + i];
+    int64_t value = size == 8 ? (int64_t)bits : size == 4 ? (int64_t)(int32_t)(uint32_t)bits : (int64_t)(int16_t)(uint16_t)bits;
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", (long long)value);
+    return PyUnicode_FromStringAndSize(text, n);
+}
+
+/* A keyed table's answer: op(kind, names, row, key, None), taking `row`; NULL (no
+   error set) when a key is null. */
+static PyObject *keyed_op(RowBinary *self, PyObject *row) {
+    PyObject *key = PyTuple_New(self->key_count), *op;
+    if (key == NULL) {
+        Py_DECREF(row);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < self->key_count; k++) {
+        PyObject *text = key_text(self, self->keys[k]);
+        if (text == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, k, text);
+    }
+    op = ((PyTypeObject *)self->op_type)->tp_alloc((PyTypeObject *)self->op_type, 5); /* a tuple subclass */
+    if (op == NULL) {
+        Py_DECREF(key);
+        Py_DECREF(row);
+        return NULL;
+    }
+    Py_INCREF(self->op_kind);
+    Py_INCREF(self->op_names);
+    Py_INCREF(Py_None);
+    PyTuple_SET_ITEM(op, 0, self->op_kind);
+    PyTuple_SET_ITEM(op, 1, self->op_names);
+    PyTuple_SET_ITEM(op, 2, row);
+    PyTuple_SET_ITEM(op, 3, key);
+    PyTuple_SET_ITEM(op, 4, Py_None);
+    return op;
+}
+
 static PyObject *RowBinary_call(RowBinary *self, PyObject *args, PyObject *kwargs) {
     PyObject *value;
     if (!PyArg_UnpackTuple(args, "RowBinary", 1, 1, &value))
         return NULL;
     if (PyBytes_Check(value)) {
         PyObject *row = row_binary(self, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        if (row != NULL && self->key_count)
+            row = keyed_op(self, row);
         if (row != NULL || PyErr_Occurred())
             return row;
     }
     return PyObject_CallOneArg(self->fallback, value);
 }
+
+/* The key columns' indices, each an integer column, and what an answer is made of: 0,
+   or -1 with an error set. */
+static int set_keys(RowBinary *self, PyObject *keys, PyObject *op) {
+    if (keys == NULL || PyObject_Length(keys) == 0)
+        return 0;
+    PyObject *op_type, *op_kind, *op_names;
+    if (op == NULL) {
+        PyErr_SetString(PyExc_ValueError, "a keyed RowBinary needs op");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(op, "O!UO!;op is (a tuple subclass, kind, column names)", &PyType_Type, &op_type, &op_kind,
+                          &PyTuple_Type, &op_names))
+        return -1;
+    if (!PyType_IsSubtype((PyTypeObject *)op_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "op's type must be a tuple subclass");
+        return -1;
+    }
+    Py_INCREF(op_type);
+    Py_INCREF(op_kind);
+    Py_INCREF(op_names);
+    self->op_type = op_type, self->op_kind = op_kind, self->op_names = op_names;
+    PyObject *seq = PySequence_Fast(keys, "keys must be a sequence");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    self->keys = PyMem_Calloc((size_t)count, sizeof(Py_ssize_t));
+    if (self->keys == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        if (i == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (i < 0 || i >= self->count || self->columns[i].kind > K_BIGINT) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "key %zd is not an integer column", i);
+            return -1;
+        }
+        self->keys[k] = i;
+    }
+    self->key_count = count;
+    Py_DECREF(seq);
+    return 0;
+}
 static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"columns", "fallback", "naive_is_utc", NULL};
-    PyObject *columns, *fallback;
+    static char *keywords[] = {"columns", "fallback", "naive_is_utc", "keys", "op", NULL};
+    PyObject *columns, *fallback, *keys = NULL, *op = NULL;
     int naive_is_utc = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|p", keywords, &columns, &fallback, &naive_is_utc))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOO", keywords, &columns, &fallback, &naive_is_utc, &keys, &op))
         return -1;
     PyObject *seq = PySequence_Fast(columns, "columns must be a sequence");
     if (seq == NULL)
@@ -698,7 +806,7 @@ static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
     Py_INCREF(fallback);
     self->fallback = fallback;
     self->naive_is_utc = naive_is_utc;
-    return 0;
+    return set_keys(self, keys, op);
 }
 
 static void RowBinary_dealloc(RowBinary *self) {
@@ -709,7 +817,11 @@ static void RowBinary_dealloc(RowBinary *self) {
     PyMem_Free(self->length);
     PyMem_Free(self->buf);
     PyMem_Free(self->row);
+    PyMem_Free(self->keys);
     Py_XDECREF(self->fallback);
+    Py_XDECREF(self->op_type);
+    Py_XDECREF(self->op_kind);
+    Py_XDECREF(self->op_names);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -723,7 +835,8 @@ static PyTypeObject RowBinaryType = {
     .tp_name = "connector.sink._rowbinary.RowBinary",
     .tp_basicsize = sizeof(RowBinary),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "RowBinary(columns, fallback, naive_is_utc=False): a flat JSON object's COPY binary row, else fallback(value).",
+    .tp_doc = "RowBinary(columns, fallback, naive_is_utc=False, keys=(), op=None): a flat JSON object's COPY binary row "
+              "(keyed: op(kind, names, row, key, None)), else fallback(value).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)RowBinary_init,
     .tp_dealloc = (destructor)RowBinary_dealloc,

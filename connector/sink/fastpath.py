@@ -25,7 +25,8 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 
 The first step is C (`connector/sink/_rowbinary.c`): for a table whose columns are all of
 kinds it writes (`_rowbinary.KINDS`: integers, numeric, double precision and real,
-boolean, text and varchar(n), timestamptz, date, uuid), appended without a key, a flat
+boolean, text and varchar(n), timestamptz, date, uuid), appended or keyed by integer
+columns without additive ones (its key is the decimal text the Python function gives), a flat
 JSON object holding each column once is turned into its row in COPY's binary format
 (bytes) in one call, without decoding the text into Python; whatever it does not answer
 goes to the Python function below, which it calls itself, and whose rows are COPY text
@@ -199,12 +200,14 @@ def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
 
 
 def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key_columns: Sequence[str] = (),
-                      others: Others = ANY_OTHER, zone: tzinfo = UTC) -> FastPath | None:
+                      others: Others = ANY_OTHER, zone: tzinfo = UTC, summed: Sequence[str] = ()) -> FastPath | None:
     """The fast path for `columns`, in table order: it returns `op(op_kind, column names,
     row, key, None)`, the key formed as `RowMapper` forms it; without `key_columns`, the
     row alone, COPY binary or text (`as_op` makes it that Op); `zone` is SINK_TIMEZONE, the
-    session's, which reads a timestamp written without an offset. None when a field's name is one msgspec
-    cannot match (a quote, a backslash or a control character in it)."""
+    session's, which reads a timestamp written without an offset; `summed`: columns a
+    key's records add up (SINK_ADDITIVE_COLUMNS), whose rows stay text for the writer to
+    sum. None when a field's name is one msgspec cannot match (a quote, a backslash or a
+    control character in it)."""
     names = [column.name for column in columns]
     sources = [column.source for column in columns]  # the JSON fields
     if any(_UNMATCHABLE.search(source) for source in [*sources, *others.left, *others.watched]):
@@ -212,20 +215,24 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     columns = [c._replace(nullable=c.nullable and c.name not in key_columns) for c in columns]
     row_type = _row_type(columns, others)
     fields = [_Source.of(column, i) for i, column in enumerate(columns)]
+    keys = [names.index(k) for k in key_columns]
     lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None",
              " try:", *("  " + line for field in fields for line in field.check.splitlines()), "  pass",
              " except (ValueError, TypeError, OverflowError): return None",
-             *_returns(columns, fields, [names.index(k) for k in key_columns])]
+             *_returns(columns, fields, keys)]
+    names_tuple = tuple(names)  # one tuple for every op: the writer groups ops by it
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
                              "plain": is_plain_timestamp,
                              # anything msgspec raises (RecursionError on deep nesting too): the general path decides
                              "ERRORS": Exception, "new": tuple.__new__, "escape_row": escape_row, "escape": escape,
                              "NULL": NULL, "NULL_MARK": _NULL_MARK,
-                             "op": op, "kind": op_kind, "names": tuple(names),
+                             "op": op, "kind": op_kind, "names": names_tuple,
                              "convert": [c.convert for c in columns]}
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
-    if key_columns or any(c.kind not in ROW_BINARY_KINDS for c in columns):
+    if (any(c.kind not in ROW_BINARY_KINDS for c in columns) or summed
+            or any(columns[k].kind not in INT_BITS for k in keys)):
         return fast
     return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast,
-                     naive_is_utc=zone is UTC or getattr(zone, "key", None) in _UTC_KEYS)
+                     naive_is_utc=zone is UTC or getattr(zone, "key", None) in _UTC_KEYS,
+                     keys=keys, op=(op, op_kind, names_tuple))

@@ -102,12 +102,13 @@ class RowMapper:
     def __init__(self, columns: Sequence[ColumnSpec], mode: str, key_columns: Sequence[str] = (),
                  metadata: Sequence[tuple[str, str]] = (), decode_value: ValueDecoder = decode_json,
                  zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key,
-                 added: Sequence[ColumnSpec] = (), watch: FieldWatch | None = None) -> None:
+                 added: Sequence[ColumnSpec] = (), watch: FieldWatch | None = None, summed: Sequence[str] = ()) -> None:
         """`zone`: the wall clock of `timestamp` columns (SINK_TIMEZONE); `flatten_with`:
         SINK_FLATTEN's separator (nested objects fill `parent_child` columns);
         `decode_key`: KEY_FORMAT's decoder of record keys; `added`: columns SINK_AUTO_EVOLVE
         adds (the general path fills them: a record naming one leaves the fast path);
-        `watch`: told of the fields no column takes."""
+        `watch`: told of the fields no column takes; `summed`: SINK_ADDITIVE_COLUMNS (the
+        writer sums a key's records: their rows stay COPY text)."""
         self.columns, self.mode, self.key_columns = tuple(columns), mode, tuple(key_columns)
         self._decode_value, self._flatten_with, self._decode_key = decode_value, flatten_with, decode_key
         self._watch = watch
@@ -119,7 +120,7 @@ class RowMapper:
             self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable,
                                                       column_converter(c.kind, c.length, zone), c.source)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns,
-                                          self._others(), zone)
+                                          self._others(), zone, summed)
 
     def _others(self) -> Others:
         """The fields besides the columns' that a value may hold on the fast path. Under

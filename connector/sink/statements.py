@@ -143,9 +143,10 @@ def plan_append(ops: Sequence[Payload], columns: tuple[str, ...]) -> WritePlan:
 
 def _distinct_upserts(ops: Sequence[Op]) -> bool:
     """True when every op is an upsert naming the same columns (one tuple, as the fast
-    path gives them) and no two share a key: then nothing reduces. Checked in C."""
+    path gives them) in one COPY format, and no two share a key: then nothing reduces.
+    Checked in C."""
     return (set(map(_KIND, ops)) == {"upsert"} and len(set(map(id, map(_COLUMNS, ops)))) == 1
-            and len(set(map(_KEY, ops))) == len(ops))
+            and len(set(map(type, map(_ROW, ops)))) == 1 and len(set(map(_KEY, ops))) == len(ops))
 
 
 def one_shape_of_upserts(ops: Sequence[Op]) -> bool:
@@ -160,7 +161,8 @@ def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequenc
     """Deletes, then each round's batches in order (`reduce_by_key`; `versioned`: a
     key's upserts one per round, for the database to compare their versions)."""
     if ops and _distinct_upserts(ops):  # the common checkpoint: one batch, no Python step per record
-        return WritePlan((CopyBatch(ops[0].columns, list(map(_ROW, ops)), Singles(range(len(ops)))),), None)
+        rows = list(map(_ROW, ops))
+        return WritePlan((CopyBatch(ops[0].columns, rows, Singles(range(len(ops))), format_of(rows[0])),), None)
     deletes, rounds = reduce_by_key(ops, additive, summed_by_database, versioned)
     delete_batch = (CopyBatch(tuple(key_columns), [op.row for _, op in deletes.values()],
                               [s for s, _ in deletes.values()]) if deletes else None)

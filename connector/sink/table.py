@@ -175,7 +175,7 @@ class Target:
                zone: tzinfo = UTC, flatten_with: str | None = None, decode_key: ValueDecoder = decode_json_key,
                watch: FieldWatch | None = None) -> RowMapper:
         return RowMapper(self.columns, self.mode, self.key_columns, metadata_columns, decode_value, zone, flatten_with,
-                         decode_key, tuple(c.spec for c in self.changes.add), watch)
+                         decode_key, tuple(c.spec for c in self.changes.add), watch, self.additive_columns)
 
     def evolved(self, new: Sequence[NewColumn]) -> Target:
         """This table with `new` columns added (by the commit that writes their rows)."""

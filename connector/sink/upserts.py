@@ -33,16 +33,27 @@ def _mergeable(stored: Op, incoming: Op, additive: Sequence[str], summed_by_data
     this checkpoint) with the effect of applying both in turn. Not when it increments an
     additive column that `stored` does not name (the row's default would be the base) or
     one whose sum only the database computes exactly (floating point: addition is not
-    associative, so the order of additions must stay the database's)."""
+    associative, so the order of additions must stay the database's). A binary row (the
+    C step's) is read by PostgreSQL alone: it folds only into a row it replaces whole."""
+    if isinstance(stored.row, bytes) or isinstance(incoming.row, bytes):
+        return _replaces(stored, incoming, additive)
     if not additive:
         return True
     named, before = set(incoming.columns), set(stored.columns)
     return all(c not in named or (c in before and c not in summed_by_database) for c in additive)
 
 
+def _replaces(stored: Op, incoming: Op, additive: Sequence[str]) -> bool:
+    """Whether `incoming` applied over `stored` is `incoming` itself: it names every
+    column `stored` names and adds to none."""
+    return set(stored.columns) <= set(incoming.columns) and not set(additive) & set(incoming.columns)
+
+
 def _merge(stored: Op, incoming: Op, additive: Sequence[str]) -> Op:
     """`incoming` applied over `stored`: the fields it names replace the stored ones, the
     others keep theirs (a partial upsert), and `additive` columns are summed."""
+    if _replaces(stored, incoming, additive):
+        return incoming
     before, after = stored.values, incoming.values
     merged = {**before, **after}
     for col in additive:

@@ -243,9 +243,9 @@ class BatchWriter:
                            lambda start, stop: self._try(lambda: self._fill(stage, rows[start:stop]), keep=False))
         return [row for i, row in enumerate(rows) if i not in refused]
 
-    def _fill(self, stage: sa.Table, rows: list[str]) -> None:
+    def _fill(self, stage: sa.Table, rows: list[Any], format: st.Format = st.TEXT) -> None:
         self._conn.exec_driver_sql(st.empty_stage_sql(stage))
-        self._copy(stage, st.CopyBatch(tuple(c.name for c in stage.columns), rows))
+        self._copy(stage, st.CopyBatch(tuple(c.name for c in stage.columns), rows, format=format))
 
     def _inserted_as_new(self, batch: st.CopyBatch) -> bool:
         """Upsert `batch` by COPY into the table, as inserts (True), when none of its
@@ -269,7 +269,7 @@ class BatchWriter:
         if stage is None:
             self._copy(self._target, batch)
             return
-        self._fill(stage, batch.rows)
+        self._fill(stage, batch.rows, batch.format)
         if kind == "delete":
             self._conn.execute(st.delete_from_stage(self._target, stage))
         elif kind == "insert":  # insert-ignore: a row whose key is stored (or met before in the batch) is skipped

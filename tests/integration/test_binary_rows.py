@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.models import Record
 from connector.routing import TableConfig
 from connector.sink.connection import engine_for
 from connector.sink.mapping import ColumnSpec, RowMapper, rejection
@@ -127,3 +128,42 @@ def test_a_checkpoint_of_both_formats_rejects_and_refused_rows(services):
     expected = [(i, texts[i % 6], "2026-11-22 09:00:00+00" if i % 5 == 0 else "2026-11-22 09:00:00.5+00", i)
                 for i in range(60) if i not in (7, 10, 33)]
     assert stored == expected
+
+
+def test_an_upsert_checkpoint_of_both_formats(services):
+    """Upserts keyed by an integer: binary rows (the C step's) and text rows, a key's
+    records in either format one after another, a tombstone, a rejected record, a binary
+    row the database refuses alone and one refused after the same key's earlier record:
+    the table is what applying the records one at a time leaves, and the refused and
+    rejected records are exactly the writer's rejections."""
+    name = f"upserts_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (id bigint PRIMARY KEY, name text, at timestamptz, n integer CHECK (n >= 0))")
+    services.sql(f"INSERT INTO {name} SELECT g, 'stale', NULL, 0 FROM generate_series(0, 9) g")
+    columns = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("name", "text"), ColumnSpec("at", "timestamptz"),
+               ColumnSpec("n", "integer")]
+    mapper = RowMapper(columns, "upsert", ["id"])
+    texts = ["Zoë \"quoted\"", "C:\\Users\\zoë", "tab\there", "two\nlines", "東京 🙂", None]
+    # (key, n, offset written without its colon: the Python path's text row), in partition order
+    records = [(1, 1, False), (12, 2, False), (1, 3, True), (3, 4, True), (3, 5, False), (14, 6, False),
+               (4, -1, False), (5, 7, False), (5, -1, False), (6, 8, False), (15, 9, True), (2, 10, False)]
+    ops = []
+    for i, (key, n, text_row) in enumerate(records):
+        at = "2026-11-22T10:00:00+0100" if text_row else "2026-11-22T10:00:00.5+01:00"
+        value = json.dumps({"id": key, "name": texts[i % 6], "at": at, "n": n}, ensure_ascii=i % 2 == 0).encode()
+        ops.append(mapper.fast(value))
+        assert isinstance(ops[-1].row, str if text_row else bytes)
+    ops[9] = rejection("MappingError", "bad")  # key 6's record
+    ops.append(mapper(Record("t", 0, 99, b'{"id": 12}', None)))  # a tombstone for key 12
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        writer = BatchWriter(conn, load_target(conn, TableConfig((None, name), "upsert", ("id",))))
+        writer.write(ops)
+    engine.dispose()
+    assert sorted(writer.rejected) == [6, 8, 9]  # refused by the CHECK (alone, after key 5's first), rejected
+    table = {k: ("stale", None, 0) for k in range(10)}
+    for i, (key, n, text_row) in enumerate(records):
+        if i not in (6, 8, 9):
+            table[key] = (texts[i % 6], "2026-11-22 09:00:00+00" if text_row else "2026-11-22 09:00:00.5+00", n)
+    del table[12]
+    assert services.sql(f"SELECT id, name, at::text, n FROM {name} ORDER BY id") == sorted(
+        (k, *row) for k, row in table.items())

@@ -1,7 +1,8 @@
 """The fast path's C step (connector/sink/_rowbinary.c) agrees with the Python fast path
 wherever it answers — its binary row holds the values PostgreSQL reads from the Python
-path's text row — answers for the common record however its JSON is written, and leaves
-to the Python path what it does not write exactly alike."""
+path's text row, and a keyed table's op has the Python path's kind and key — answers
+for the common record however its JSON is written, and leaves to the Python path what it
+does not write exactly alike."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connector.sink._rowbinary import KINDS, RowBinary
-from connector.sink.mapping import ColumnSpec, RowMapper
+from connector.sink.copytext import INT_BITS
+from connector.sink.mapping import ColumnSpec, Op, RowMapper
 from tests.copyrows import binary_values, text_values
 from tests.unit.test_fastpath import REALISTIC, TYPED, texts
 
@@ -36,7 +38,19 @@ def tables(draw):
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
     columns = [ColumnSpec(n, kind, draw(st.booleans()), length=draw(st.none() | st.integers(1, 12)) if kind == "text"
                           else None) for n, kind in ((n, draw(st.sampled_from(sorted(KINDS)))) for n in names)]
-    return RowMapper(columns, "append", [])
+    integers = [c.name for c in columns if c.kind in INT_BITS]
+    if not integers or draw(st.booleans()):
+        return RowMapper(columns, "append", [])
+    return RowMapper(columns, "upsert", draw(st.lists(st.sampled_from(integers), min_size=1, max_size=2, unique=True)))
+
+
+def c_only(mapper: RowMapper) -> RowBinary:
+    """The mapper's C step alone (None where it would fall back); keyed as the mapper is."""
+    keyed = set(mapper.key_columns)
+    names = tuple(c.name for c in mapper.columns)
+    return RowBinary([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable and c.name not in keyed)
+                      for c in mapper.columns], lambda value: None, naive_is_utc=True,  # the mapper's zone: UTC
+                     keys=[names.index(k) for k in mapper.key_columns], op=(Op, "upsert", names))
 
 
 def raw(value: object) -> str:
@@ -89,15 +103,16 @@ answered: list[bool] = []
 def agreement(data):
     mapper = data.draw(tables())
     python = mapper.fast.fallback  # the Python fast path the C step falls back to
-    c_only = RowBinary([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable) for c in mapper.columns],
-                       lambda value: None, naive_is_utc=True)  # the mapper's zone: UTC
     value = data.draw(documents(mapper))
-    row = c_only(value)
+    row = c_only(mapper)(value)
     answered.append(row is not None)
     if row is not None:
         kinds = [c.kind for c in mapper.columns]
         text = python(value)
         assert text is not None, value
+        if mapper.key_columns:  # the same op, and the same key text: the writer groups records by it
+            assert row._replace(row="") == text._replace(row=""), value
+            row, text = row.row, text.row
         assert binary_values(row, kinds) == text_values(text, kinds), value
 
 

@@ -173,3 +173,20 @@ def test_increments_only_the_database_can_sum_exactly_apply_in_turn():
     plan = st.plan_upsert(ops, ["k"], additive=["f", "c"], summed_by_database=frozenset({"f"}))
     assert [(rows(b), b.sources) for b in plan.batches] == [
         ([("1", "0.1")], [(0,)]), ([("2", "x")], [(2,)]), ([("1", "0.2")], [(1,)]), ([("2", "y", "3")], [(3, 4)])]
+
+
+def test_binary_rows_of_one_key_fold_only_into_a_row_they_replace():
+    """A binary row (the C step's) is read by PostgreSQL alone: a key's later record folds
+    into it only when it names every column (it then replaces it); a partial upsert after
+    it, or an increment, opens the key's next round for the database to apply in turn."""
+    whole, names = ("id", "v", "select"), ("id", "v")
+    first, later = Op("upsert", whole, b"\x00\x03first", ("1",)), Op("upsert", whole, b"\x00\x03later", ("1",))
+    partial = Ups({"id": 1, "v": 5})
+    plan = st.plan_upsert([first, later, Ups({"id": 2, "v": 1, "select": "x"})], ["id"])
+    assert [(b.format, b.rows, list(b.sources)) for b in plan.batches] == [
+        ("binary", [b"\x00\x03later"], [(0, 1)]), ("text", ["2\t1\tx\n"], [(2,)])]
+    plan = st.plan_upsert([first, partial], ["id"])
+    assert [(b.format, b.columns, list(b.sources)) for b in plan.batches] == [("binary", whole, [(0,)]),
+                                                                             ("text", names, [(1,)])]
+    plan = st.plan_upsert([first, later], ["id"], additive=["v"])
+    assert [list(b.sources) for b in plan.batches] == [[(0,)], [(1,)]]
