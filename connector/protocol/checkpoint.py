@@ -35,10 +35,6 @@ class Store(Protocol):
     def next_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]: ...
 
 
-def already_durable() -> None:
-    """`durable` for a commit whose snapshot needs no waiting for: made durable before."""
-
-
 class StateBackend(Protocol):
     def save(self, snapshot: Snapshot[Any]) -> None: ...
     def pending(self) -> Iterable[Snapshot[Any]]: ...  # oldest first, loaded one at a time

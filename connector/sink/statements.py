@@ -104,9 +104,13 @@ def _group(ops: Iterable[tuple[tuple[int, ...], Op]]) -> tuple[CopyBatch, ...]:
 _KIND, _COLUMNS, _ROW, _KEY, _ERROR = (operator.itemgetter(i) for i in range(5))  # Op's fields, read in C
 
 
-def errors(ops: Sequence[Payload]) -> dict[int, tuple[str, str]]:
-    """Each rejected op's (error class, message), by index."""
-    kinds = set(map(type, ops))
+def payload_types(ops: Sequence[Payload]) -> set[type]:
+    """The types among a checkpoint's ops (rows alone: str, bytes; or Op), read once in C."""
+    return set(map(type, ops))
+
+
+def errors(ops: Sequence[Payload], kinds: set[type]) -> dict[int, tuple[str, str]]:
+    """Each rejected op's (error class, message), by index; `kinds`: `payload_types(ops)`."""
     if kinds <= {str, bytes} or (not kinds & {str, bytes} and not any(map(_ERROR, ops))):
         return {}
     return {i: op.error for i, op in enumerate(ops) if isinstance(op, Op) and op.error is not None}
@@ -128,12 +132,11 @@ class Singles(Sequence[tuple[int, ...]]):
         return (self._indices[i],)
 
 
-def plan_append(ops: Sequence[Payload], columns: tuple[str, ...]) -> WritePlan:
+def plan_append(ops: Sequence[Payload], columns: tuple[str, ...], kinds: set[type]) -> WritePlan:
     """Every op a row; rejected records (kind `reject`) write nothing. A row alone (str
-    or bytes) is a row of every column (`columns`, in table order)."""
+    or bytes) is a row of every column (`columns`, in table order); `kinds`: `payload_types(ops)`."""
     if not ops:
         return WritePlan((), None)
-    kinds = set(map(type, ops))
     if len(kinds) == 1 and kinds <= {str, bytes}:  # the common checkpoint: one batch, no Python step per record
         rows = cast(list[Row], list(ops))
         return WritePlan((CopyBatch(columns, rows, Singles(range(len(rows))), format_of(rows[0])),), None)

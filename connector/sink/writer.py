@@ -78,12 +78,12 @@ class BatchWriter:
         """Write `ops`; counts of rows written, deleted and skipped (insert-ignore: the key
         was stored; SINK_VERSION_COLUMN: the stored version was not older). `self.rejected`
         then holds every record that wrote nothing: rejected by the mapping or by the database."""
-        self._ops = ops
-        self.rejected = {i: Rejection(*error) for i, error in st.errors(ops).items()}
+        self._ops, kinds = ops, st.payload_types(ops)
+        self.rejected = {i: Rejection(*error) for i, error in st.errors(ops, kinds).items()}
         if self._keys:
             plan = self._upserts(cast(Sequence[Op], ops))  # no plain rows in upsert mode
         else:
-            plan = st.plan_append(ops, tuple(c.name for c in self._sink.columns))
+            plan = st.plan_append(ops, tuple(c.name for c in self._sink.columns), kinds)
             for batch in plan.batches:
                 self._isolated("insert", batch)
         counts = {"rows": self._written(plan.batches) - self.skipped,

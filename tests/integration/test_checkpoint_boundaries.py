@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from connector.models import PartitionRange, Record, Snapshot
 from connector.ops.migrate import upgrade
-from connector.protocol.checkpoint import already_durable
 from connector.routing import TableConfig
 from connector.sink.connection import engine_for
 from connector.sink.mapping import tolerant
@@ -95,7 +94,7 @@ class Target:
             end = chunk[-1].offset + 1
             snapshot = Snapshot(self.store.next_checkpoint_id(), (PartitionRange(topic, 0, start, end, len(chunk)),),
                                 chunk, tuple(self.mapper(r) for r in chunk))
-            self.store.commit(snapshot, already_durable)
+            self.store.commit(snapshot, lambda: None)  # made durable before
             start = end
 
     def rows(self) -> list[tuple[Any, ...]]:

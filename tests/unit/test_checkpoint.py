@@ -3,7 +3,7 @@
 import pytest
 
 from connector.models import CommitOutcome
-from connector.protocol.checkpoint import CheckpointPolicy, already_durable
+from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.coordinator import CheckpointCoordinator
 from connector.protocol.faults import FaultHook, FaultSpec
 
@@ -92,7 +92,7 @@ def test_recommit_of_pending_snapshot_is_idempotent():
     add(coord, rec(0))
     snapshot = coord.state.snapshot(store.next_checkpoint_id())
     backend.save(snapshot)
-    assert store.commit(snapshot, already_durable).outcome is CommitOutcome.COMMITTED  # ...then the process died
+    assert store.commit(snapshot, lambda: None).outcome is CommitOutcome.COMMITTED  # ...then the process died
     restarted, *_ = make(store=store, backend=backend)
     results = restarted.recover()
     assert [r.outcome for r in results] == [CommitOutcome.ALREADY_COMMITTED]

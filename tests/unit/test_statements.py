@@ -41,7 +41,8 @@ def rows(batch):
 
 def test_append_groups_by_column_set():
     """Records naming different columns go to different COPYs, so defaults apply."""
-    plan = st.plan_append([Ins({"id": 1, "v": 2}), Ins({"id": 2}), Ins({"id": 3, "v": 4})], ("id", "v"))
+    ops = [Ins({"id": 1, "v": 2}), Ins({"id": 2}), Ins({"id": 3, "v": 4})]
+    plan = st.plan_append(ops, ("id", "v"), st.payload_types(ops))
     assert [(b.columns, rows(b)) for b in plan.batches] == [(("id", "v"), [("1", "2"), ("3", "4")]), (("id",), [("2",)])]
 
 
@@ -116,7 +117,7 @@ def test_rows_carry_the_records_they_came_from_and_rejects_write_nothing():
     """Every batch row names its records' indices (for isolating refused rows); a
     `reject` op (a dead letter) is in no batch."""
     ops = [Ins({"id": 1}), rejection("MappingError", "bad"), Ins({"id": 3, "v": 1}), Ins({"id": 4})]
-    plan = st.plan_append(ops, ("id", "v"))
+    plan = st.plan_append(ops, ("id", "v"), st.payload_types(ops))
     assert [(rows(b), b.sources) for b in plan.batches] == [([("1",), ("4",)], [(0,), (3,)]), ([("3", "1")], [(2,)])]
     first, second = plan.batches[0].halves()
     assert (rows(first), first.sources, rows(second), second.sources) == ([("1",)], [(0,)], [("4",)], [(3,)])
@@ -125,13 +126,15 @@ def test_rows_carry_the_records_they_came_from_and_rejects_write_nothing():
 def test_plain_rows_are_one_batch_of_every_column_mixed_ones_are_grouped():
     """A str op is a row of every column: a checkpoint of only those is one batch whose
     row i is record i; mixed with Ops, each goes to the batch of its column set."""
-    plan = st.plan_append(["1\t2\n", "3\t4\n", "5\t6\n"], ("id", "v"))
+    ops = ["1\t2\n", "3\t4\n", "5\t6\n"]
+    plan = st.plan_append(ops, ("id", "v"), st.payload_types(ops))
     (batch,) = plan.batches
     assert (batch.columns, rows(batch), list(batch.sources)) == (("id", "v"), [("1", "2"), ("3", "4"), ("5", "6")],
                                                                  [(0,), (1,), (2,)])
     first, second = batch.halves()
     assert (list(first.sources), list(second.sources)) == ([(0,)], [(1,), (2,)])
-    plan = st.plan_append(["1\t2\n", Ins({"id": 2}), rejection("MappingError", "bad"), "3\t4\n"], ("id", "v"))
+    ops = ["1\t2\n", Ins({"id": 2}), rejection("MappingError", "bad"), "3\t4\n"]
+    plan = st.plan_append(ops, ("id", "v"), st.payload_types(ops))
     assert [(b.columns, rows(b), list(b.sources)) for b in plan.batches] == [
         (("id", "v"), [("1", "2"), ("3", "4")], [(0,), (3,)]), (("id",), [("2",)], [(1,)])]
 
