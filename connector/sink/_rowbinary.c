@@ -646,7 +646,9 @@ static PyObject *key_text(const RowBinary *self, Py_ssize_t column) {
     uint64_t bits = 0;
     for (Py_ssize_t i = 0; i < size; i++)
         bits = bits << 8 | field[4 + i];
-    int64_t value = size == 8 ? (int64_t)bits : size == 4 ? (int64_t)(int32_t)(uint32_t)bits : (int64_t)(int16_t)(uint16_t)bits;
+    int64_t value = size == 8   ? (int64_t)bits
+                    : size == 4 ? (int64_t)(int32_t)(uint32_t)bits
+                                : (int64_t)(int16_t)(uint16_t)bits;
     char text[24];
     int n = snprintf(text, sizeof text, "%lld", (long long)value);
     return PyUnicode_FromStringAndSize(text, n);
@@ -703,8 +705,9 @@ static PyObject *RowBinary_call(RowBinary *self, PyObject *args, PyObject *kwarg
 /* The key columns' indices, each an integer column, and what an answer is made of: 0,
    or -1 with an error set. */
 static int set_keys(RowBinary *self, PyObject *keys, PyObject *op) {
-    if (keys == NULL || PyObject_Length(keys) == 0)
-        return 0;
+    Py_ssize_t given = keys == NULL ? 0 : PyObject_Length(keys);
+    if (given <= 0)
+        return (int)given; /* none; -1: not a sequence, the error set */
     PyObject *op_type, *op_kind, *op_names;
     if (op == NULL) {
         PyErr_SetString(PyExc_ValueError, "a keyed RowBinary needs op");
