@@ -29,10 +29,10 @@
    - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
    - null, where the column is nullable.
 
-   Made with `keys` (the indices of the key columns, each an integer column) and `op`
-   (the op's type, kind and column names), it returns op(kind, names, row, key, None)
-   instead of the row alone: the key is the key columns' values as decimal text, as the
-   Python fast path forms it (upsert and insert-ignore tables keyed by integers). */
+   Made with `keys` (the indices of the key columns: integer, text or uuid columns) and
+   `op` (the op's type, kind and column names), it returns op(kind, names, row, key,
+   None) instead of the row alone: the key is the key columns' COPY text, as the Python
+   fast path forms it (upsert and insert-ignore tables). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -72,6 +72,8 @@ typedef struct {
     Py_ssize_t capacity;
     Py_ssize_t *start, *length;
     Py_ssize_t *keys, key_count; /* the key columns' indices (keyed tables), else none */
+    char *key; /* a text key's COPY text */
+    Py_ssize_t key_capacity;
     PyObject *op_type, *op_kind, *op_names; /* what a keyed table's answer is made of */
 } RowBinary;
 
@@ -567,6 +569,17 @@ static int reserve(RowBinary *self, Py_ssize_t size) {
     return 1;
 }
 
+static int reserve_key(RowBinary *self, Py_ssize_t size) {
+    if (size <= self->key_capacity)
+        return 1;
+    char *key = PyMem_Realloc(self->key, (size_t)size + 1);
+    if (key == NULL)
+        return 0;
+    self->key = key;
+    self->key_capacity = size;
+    return 1;
+}
+
 /* The row's COPY binary tuple, NULL (no error set) when the fallback decides, NULL with
    an error set when memory runs out. */
 static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) {
@@ -636,21 +649,48 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
     return PyBytes_FromStringAndSize(self->row, row - self->row);
 }
 
-/* A key column's integer as decimal text, read back from its field in the document's
-   order (its length, then its big-endian bytes); NULL (no error set) for a null. */
-static PyObject *key_text(const RowBinary *self, Py_ssize_t column) {
-    const unsigned char *field = (const unsigned char *)self->buf + self->start[column];
+/* A key column's value as the Python fast path gives its key text, read back from its
+   field in the document's order (its length, then its binary form): an integer in
+   decimal, a uuid in canonical form, a text escaped for COPY; NULL (no error set) for a
+   null, NULL with an error set when memory runs out. */
+static PyObject *key_text(RowBinary *self, Py_ssize_t column) {
+    const unsigned char *field = (const unsigned char *)self->buf + self->start[column] + 4;
     Py_ssize_t size = self->length[column] - 4;
-    if (size != 2 && size != 4 && size != 8)
+    if (size < 0)
         return NULL;
+    if (self->columns[column].kind == K_TEXT) {
+        if (!reserve_key(self, 2 * size))
+            return PyErr_NoMemory();
+        char *o = self->key;
+        for (Py_ssize_t i = 0; i < size; i++) {
+            unsigned char ch = field[i];
+            const char *escaped = ch == '\\' ? "\\\\" : ch == '\t' ? "\\t" : ch == '\n' ? "\\n" : ch == '\r' ? "\\r" : NULL;
+            if (escaped != NULL) {
+                *o++ = escaped[0], *o++ = escaped[1];
+            } else
+                *o++ = (char)ch;
+        }
+        return PyUnicode_DecodeUTF8(self->key, o - self->key, "strict");
+    }
+    char text[40];
+    int n;
+    if (self->columns[column].kind == K_UUID) {
+        static const char hex[] = "0123456789abcdef";
+        n = 0;
+        for (int i = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                text[n++] = '-';
+            text[n++] = hex[field[i] >> 4], text[n++] = hex[field[i] & 15];
+        }
+        return PyUnicode_FromStringAndSize(text, n);
+    }
     uint64_t bits = 0;
     for (Py_ssize_t i = 0; i < size; i++)
-        bits = bits << 8 | field[4 + i];
+        bits = bits << 8 | field[i];
     int64_t value = size == 8   ? (int64_t)bits
                     : size == 4 ? (int64_t)(int32_t)(uint32_t)bits
                                 : (int64_t)(int16_t)(uint16_t)bits;
-    char text[24];
-    int n = snprintf(text, sizeof text, "%lld", (long long)value);
+    n = snprintf(text, sizeof text, "%lld", (long long)value);
     return PyUnicode_FromStringAndSize(text, n);
 }
 
@@ -664,7 +704,7 @@ static PyObject *keyed_op(RowBinary *self, PyObject *row) {
     }
     for (Py_ssize_t k = 0; k < self->key_count; k++) {
         PyObject *text = key_text(self, self->keys[k]);
-        if (text == NULL) {
+        if (text == NULL) { /* a null key (no error set): the fallback's */
             Py_DECREF(key);
             Py_DECREF(row);
             return NULL;
@@ -740,9 +780,10 @@ static int set_keys(RowBinary *self, PyObject *keys, PyObject *op) {
             Py_DECREF(seq);
             return -1;
         }
-        if (i < 0 || i >= self->count || self->columns[i].kind > K_BIGINT) {
+        if (i < 0 || i >= self->count ||
+            (self->columns[i].kind > K_BIGINT && self->columns[i].kind != K_TEXT && self->columns[i].kind != K_UUID)) {
             Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "key %zd is not an integer column", i);
+            PyErr_Format(PyExc_ValueError, "key %zd is not an integer, text or uuid column", i);
             return -1;
         }
         self->keys[k] = i;
@@ -821,6 +862,7 @@ static void RowBinary_dealloc(RowBinary *self) {
     PyMem_Free(self->buf);
     PyMem_Free(self->row);
     PyMem_Free(self->keys);
+    PyMem_Free(self->key);
     Py_XDECREF(self->fallback);
     Py_XDECREF(self->op_type);
     Py_XDECREF(self->op_kind);

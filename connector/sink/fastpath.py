@@ -25,8 +25,9 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 
 The first step is C (`connector/sink/_rowbinary.c`): for a table whose columns are all of
 kinds it writes (`_rowbinary.KINDS`: integers, numeric, double precision and real,
-boolean, text and varchar(n), timestamptz, date, uuid), appended or keyed by integer
-columns without additive ones (its key is the decimal text the Python function gives), a flat
+boolean, text and varchar(n), timestamptz, date, uuid), appended or keyed by integer,
+text or uuid columns without additive ones (its key is the COPY text the Python function
+gives), a flat
 JSON object holding each column once is turned into its row in COPY's binary format
 (bytes) in one call, without decoding the text into Python; whatever it does not answer
 goes to the Python function below, which it calls itself, and whose rows are COPY text
@@ -59,6 +60,7 @@ FastPath = Callable[[bytes | None], Any]  # value -> the op (or its row alone), 
 _UNMATCHABLE = re.compile(r'["\\\x00-\x1f]')
 # Kinds whose converter takes the JSON string itself: the field is typed `str`.
 _STRING_KINDS = frozenset({"timestamp", "time", "uuid", "bytea"})
+_C_KEY_KINDS = frozenset({*INT_BITS, "text", "uuid"})  # key columns whose key text the C step forms
 _UTC_KEYS = frozenset({"UTC", "Etc/UTC"})  # zones whose wall time is UTC's, as SINK_TIMEZONE names them
 # A row before its bulk escape: no decoded text holds a lone surrogate.
 _NULL_MARK, _SEPARATOR = "\ud800", "\udc00"
@@ -231,7 +233,7 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
     if (any(c.kind not in ROW_BINARY_KINDS for c in columns) or summed
-            or any(columns[k].kind not in INT_BITS for k in keys)):
+            or any(columns[k].kind not in _C_KEY_KINDS for k in keys)):
         return fast
     return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast,
                      naive_is_utc=zone is UTC or getattr(zone, "key", None) in _UTC_KEYS,

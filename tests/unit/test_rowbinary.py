@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connector.sink._rowbinary import KINDS, RowBinary
-from connector.sink.copytext import INT_BITS
+from connector.sink.copytext import INT_BITS, escape
 from connector.sink.mapping import ColumnSpec, Op, RowMapper
 from tests.copyrows import binary_values, text_values
 from tests.unit.test_fastpath import REALISTIC, TYPED, texts
@@ -38,10 +38,10 @@ def tables(draw):
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
     columns = [ColumnSpec(n, kind, draw(st.booleans()), length=draw(st.none() | st.integers(1, 12)) if kind == "text"
                           else None) for n, kind in ((n, draw(st.sampled_from(sorted(KINDS)))) for n in names)]
-    integers = [c.name for c in columns if c.kind in INT_BITS]
-    if not integers or draw(st.booleans()):
+    keyable = [c.name for c in columns if c.kind in (*INT_BITS, "text", "uuid")]
+    if not keyable or draw(st.booleans()):
         return RowMapper(columns, "append", [])
-    return RowMapper(columns, "upsert", draw(st.lists(st.sampled_from(integers), min_size=1, max_size=2, unique=True)))
+    return RowMapper(columns, "upsert", draw(st.lists(st.sampled_from(keyable), min_size=1, max_size=2, unique=True)))
 
 
 def c_only(mapper: RowMapper) -> RowBinary:
@@ -154,6 +154,21 @@ def test_text_as_users_have_it_takes_the_c_step(text, ensure_ascii):
     assert row is not None and binary_values(row, KINDS_OF) == text_values(python(value), KINDS_OF)
     at = (datetime(2026, 11, 22, 9, 0, 0, 123000, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
     assert binary_values(row, KINDS_OF)[:4] == [7, text, at, text[::-1]]
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False], ids=["u-escapes", "raw-utf8"])
+@pytest.mark.parametrize("text", REALISTIC[:-2] + ["\x7f\x01 controls", "\b\f", "🙂" * 3])
+def test_a_text_and_uuid_key_as_the_python_path_forms_it(text, ensure_ascii):
+    """A table keyed by a text and a uuid column: the C step's op has the Python path's key
+    text (COPY-escaped: the writer groups records and stages keys by it) and row values."""
+    mapper = RowMapper(COLUMNS, "upsert", ["name", "ref"])
+    document = {"id": 7, "name": text, "at": None, "note": None, "amount": None, "ratio": None, "ok": None,
+                "day": None, "ref": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "n": 1, "r": None}
+    value = json.dumps(document, ensure_ascii=ensure_ascii).encode()
+    op, python = c_only(mapper)(value), mapper.fast.fallback(value)
+    assert op is not None and op._replace(row="") == python._replace(row="")
+    assert op.key == (escape(text), "1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+    assert binary_values(op.row, KINDS_OF) == text_values(python.row, KINDS_OF)
 
 
 # Every column once: the field a case names replaces its null (or the required id, name and n).
