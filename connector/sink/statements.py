@@ -153,10 +153,10 @@ def _distinct_upserts(ops: Sequence[Op]) -> bool:
 
 
 def one_shape_of_upserts(ops: Sequence[Op]) -> bool:
-    """Every op an upsert (or a reject), all naming the same columns: any two keys meet in
-    one batch of each round."""
+    """Every op an upsert (or a reject), all naming the same columns in one COPY format:
+    any two keys meet in one batch of each round."""
     return (set(map(_KIND, ops)) <= {"upsert", REJECT}
-            and len({op.columns for op in ops if op.kind != REJECT}) <= 1)
+            and len({(op.columns, type(op.row)) for op in ops if op.kind != REJECT}) <= 1)
 
 
 def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequence[str] = (),

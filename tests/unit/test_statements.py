@@ -193,3 +193,13 @@ def test_binary_rows_of_one_key_fold_only_into_a_row_they_replace():
                                                                              ("text", names, [(1,)])]
     plan = st.plan_upsert([first, later], ["id"], additive=["v"])
     assert [list(b.sources) for b in plan.batches] == [[(0,)], [(1,)]]
+
+
+def test_one_shape_of_upserts_is_one_column_set_in_one_format():
+    """Two keys the database finds equal meet in one statement (and fail it with 21000)
+    only when their rows are in one batch: one column set and one COPY format."""
+    text, other = Ups({"id": 1, "v": 2}), Ups({"id": 2, "v": 3})
+    binary = Op("upsert", text.columns, b"\x00\x02binary", ("3",))
+    assert st.one_shape_of_upserts([text, other, rejection("MappingError", "bad")])
+    assert not st.one_shape_of_upserts([text, binary])
+    assert not st.one_shape_of_upserts([text, Ups({"id": 4})])
