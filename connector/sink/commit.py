@@ -31,10 +31,11 @@ from connector.errors import RecordRejected
 from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink import deadletters as dl
-from connector.sink.connection import DRIVER_ERRORS, Database
+from connector.sink.connection import DRIVER_ERRORS, Database, end_sessions_stuck_on_their_client
 from connector.sink.mapping import Payload
 from connector.sink.new_keys import NewKeys
 from connector.sink.routed import RoutedWriter, Span
+from connector.sink.sqlstate import Kind, classify, sqlstate_of
 from connector.sink.table import Target
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,29 @@ class CommitTransaction:
                 transaction.rollback()
         except DRIVER_ERRORS as exc:
             _rollback_quietly(transaction)
+            if classify(sqlstate_of(exc)) is Kind.TIMEOUT:
+                self._end_stuck_sessions(conn)
             raise self._db.failed(exc, f"committing checkpoint {snapshot.checkpoint_id}") from exc
         except BaseException:
             _rollback_quietly(transaction)
             raise
         return commit
+
+    def _end_stuck_sessions(self, conn: sa.Connection) -> None:
+        """After a statement timed out (waiting, as a rule, for another session's locks):
+        end the connector's writing sessions stuck past the timeout on a frozen client
+        (connection.end_sessions_stuck_on_their_client), so the retry does not wait for
+        them again. A failure here is logged: the retry follows."""
+        try:
+            ended = end_sessions_stuck_on_their_client(conn, self._timeout_ms)
+        except DRIVER_ERRORS as exc:
+            log.warning("could not end the connector's sessions stuck on a frozen client (grant pg_signal_backend "
+                        "to the connector's role if replicas log in as different roles): %s", exc)
+            return
+        if ended:
+            log.warning("ended the connector's session(s) %s: a transaction waiting on its client for more than "
+                        "CHECKPOINT_TIMEOUT_MS (%d ms), a replica frozen inside its commit holding its locks",
+                        ", ".join(map(str, ended)), self._timeout_ms)
 
     def _steps(self, conn: sa.Connection, snapshot: Snapshot[Payload]) -> Commit:
         """Steps 1-4."""

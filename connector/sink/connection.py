@@ -32,6 +32,30 @@ LIVENESS = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "
 DRIVER_ERRORS = (sa.exc.DBAPIError, psycopg.Error, sa.exc.PendingRollbackError)
 
 
+# The connector's sessions (by this session's application_name) that hold a transaction
+# which has written (an xid) and has waited on its client longer than the checkpoint
+# timeout: a replica frozen inside its commit. The server ends neither of the two kinds
+# met: a COPY FROM STDIN waiting for the rest of its payload (statement_timeout is not
+# served while a statement waits on its client, and the session is not idle), and a
+# session idle in transaction after a pipeline (psycopg's executemany), where
+# idle_in_transaction_session_timeout was not armed. Either would hold the commit's locks
+# (the offsets rows) until it woke; ending it is what the timeouts do to any other.
+# (The sessions are chosen first, MATERIALIZED: a filter's terms may run in any order.)
+_STUCK_ON_CLIENT = sa.text(
+    "WITH stuck AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
+    "WHERE application_name = current_setting('application_name') AND datname = current_database() "
+    "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL AND wait_event = 'ClientRead' "
+    "AND state IN ('active', 'idle in transaction') AND state_change < now() - make_interval(secs => :seconds)) "
+    "SELECT pid FROM stuck WHERE pg_terminate_backend(pid)")
+
+
+def end_sessions_stuck_on_their_client(conn: sa.Connection, timeout_ms: int) -> list[int]:
+    """End the connector's sessions whose writing transaction has waited on its client for
+    more than `timeout_ms` (a replica frozen inside its commit); their process IDs. Needs
+    the same role or pg_signal_backend: without it PostgreSQL refuses, and this raises."""
+    return [pid for (pid,) in conn.execute(_STUCK_ON_CLIENT, {"seconds": timeout_ms / 1000})]
+
+
 def engine_for(url: str) -> sa.Engine:
     """An engine whose connections libpq opens from `url` exactly as given (so every
     form libpq accepts works, `?host=/socket/dir` and PG* variables included). The

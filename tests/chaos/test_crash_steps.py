@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from connector.embedded.harness import free_port, wait_until
@@ -158,6 +159,46 @@ def test_zombie_frozen_inside_the_commit_transaction(make_pipeline):
     p.wait_for_rows(N + 300, 60, successor)
     assert zombie.stop() == 0 and successor.stop() == 0
     p.assert_exact(N + 300)
+
+
+@pytest.mark.parametrize("frozen", ["mid_copy", "after_a_pipeline"])
+def test_zombie_frozen_where_the_server_does_not_end_it(make_pipeline, frozen):
+    """A replica frozen inside its commit, holding the offsets rows locked, where the server
+    never ends its session: mid-COPY (the statement waits on its client: statement_timeout
+    is not served there, and the session is not idle) or idle in transaction after a
+    pipeline (psycopg's executemany; idle_in_transaction_session_timeout is not armed). The
+    next replica's commit times out once, ends that session and commits every record. The
+    zombie is played on a connection of the connector's own name and timeouts."""
+    p = make_pipeline(DDL, partitions=4)
+    p.produce(events(N), partition_of=lambda i: i % 4)
+    settings = {"CHECKPOINT_MAX_RECORDS": "300", "CHECKPOINT_TIMEOUT_MS": "3000"}
+    first = p.start(**settings)
+    p.wait_for_rows(N, 60, first)
+    assert first.stop() == 0
+    zombie = psycopg.connect(p.services.database_url, application_name="eos-connector")
+    zombie.execute("SELECT set_config('statement_timeout', '3000', true), "
+                   "set_config('idle_in_transaction_session_timeout', '3000', true)")
+    lock = "UPDATE eos_connector.offsets SET next_offset = next_offset WHERE pipeline = %s"
+    if frozen == "mid_copy":
+        zombie.execute(lock, (p.name,))
+        zombie.pgconn.send_query(f"COPY {p.table} FROM STDIN".encode())
+        assert zombie.pgconn.get_result().status == psycopg.pq.ExecStatus.COPY_IN
+        zombie.pgconn.put_copy_data(b"4")  # half a row: the server waits for the rest
+        zombie.pgconn.flush()
+    else:
+        with zombie.pipeline():
+            zombie.cursor().executemany(lock, [(p.name,)])
+    time.sleep(4)  # past the zombie's own timeouts: the server has not ended it
+    alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {zombie.info.backend_pid}"
+    assert p.services.sql(alive) == [(1,)]
+    p.produce(events(300, start=N), partition_of=lambda i: i % 4)
+    successor = p.start(host="b", **settings)
+    p.wait_for_rows(N + 300, 60, successor)
+    assert re.search(r"ended the connector's session\(s\) \d+: a transaction waiting on its client",
+                     successor.output())
+    assert successor.stop() == 0 and p.services.sql(alive) == [(0,)]
+    p.assert_exact(N + 300)
+    zombie.pgconn.finish()
 
 
 def test_other_replica_finishes_pending_snapshot(make_pipeline):
