@@ -24,7 +24,7 @@ STEPS = (
     "mid_snapshot_write",  # the backend wrote the snapshot but has not made it durable
     "after_snapshot_durable",  # snapshot_state(C) done, no database work yet
     "after_offsets_locked",  # inside the transaction: offsets locked and compared
-    "after_rows_written",  # inside the transaction: rows and offsets written, no COMMIT
+    "after_rows_written",  # inside the transaction: rows and offsets written, the snapshot durable, no COMMIT
     "after_db_commit",  # COMMIT returned, Kafka offsets not yet committed
     "after_kafka_commit",  # Kafka offsets committed, snapshot not yet discarded
     "after_discard",  # the checkpoint is complete

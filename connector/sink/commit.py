@@ -88,8 +88,8 @@ class CommitTransaction:
         try:
             commit = self._steps(conn, snapshot)
             if commit.outcome is CommitOutcome.COMMITTED:
-                self._faults.reached("after_rows_written")
                 durable()
+                self._faults.reached("after_rows_written")  # and the snapshot durable: only COMMIT is left
                 transaction.commit()  # Step 5.
             else:
                 transaction.rollback()
