@@ -14,6 +14,9 @@ Table (`--table`):
 - `wide`: those five and fifteen more, of every common type — integer, numeric(12,2),
   double precision, boolean, varchar(n), date, uuid, jsonb, timestamptz, text — seven of
   them nullable and null in every other record.
+- `defaults`: the narrow records into the narrow table with two more columns that the
+  records leave out, as an application's tables often have: `row_id` (an identity) and
+  `loaded_at timestamptz NOT NULL DEFAULT now()`.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def _wide(i: int, text: _Text) -> dict[str, Any]:
 
 
 NARROW_DDL = "event_id bigint {key}, user_id text, at timestamptz, page text, amount numeric"
+DEFAULTS_DDL = NARROW_DDL + ", row_id bigint GENERATED ALWAYS AS IDENTITY, loaded_at timestamptz NOT NULL DEFAULT now()"
 WIDE_DDL = NARROW_DDL + (", qty integer, score double precision, active boolean, country varchar(64), "
                          "day date, session uuid, attrs jsonb, ref bigint, note text, discount numeric(12,2), "
                          "rating double precision, verified boolean, shipped_at timestamptz, city varchar(64), "
@@ -95,7 +99,7 @@ _DECODE: dict[str, Callable[[Any], Any]] = {"timestamptz": datetime.fromisoforma
 @dataclass(frozen=True)
 class Workload:
     text: str = "realistic"  # or "ascii"
-    table: str = "narrow"  # or "wide"
+    table: str = "narrow"  # or "wide", "defaults"
 
     @cached_property
     def columns(self) -> tuple[str, ...]:
@@ -106,7 +110,8 @@ class Workload:
         return WIDE_TYPES if self.table == "wide" else NARROW_TYPES
 
     def ddl(self, table: str, upsert: bool) -> str:
-        columns = (WIDE_DDL if self.table == "wide" else NARROW_DDL).format(key="PRIMARY KEY" if upsert else "NOT NULL")
+        ddl = {"wide": WIDE_DDL, "defaults": DEFAULTS_DDL}.get(self.table, NARROW_DDL)
+        columns = ddl.format(key="PRIMARY KEY" if upsert else "NOT NULL")
         return f"CREATE TABLE {table} ({columns})"
 
     def document(self, i: int) -> dict[str, Any]:

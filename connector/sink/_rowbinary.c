@@ -32,7 +32,14 @@
    Made with `keys` (the indices of the key columns: integer, text or uuid columns) and
    `op` (the op's type, kind and column names), it returns op(kind, names, row, key,
    None) instead of the row alone: the key is the key columns' COPY text, as the Python
-   fast path forms it (upsert and insert-ignore tables). */
+   fast path forms it (upsert and insert-ignore tables).
+
+   A column made optional (one with a default, or nullable; never a key column) may be
+   absent from the object: the row then holds the columns present, in table order, and
+   the answer is op(kind, the names of those columns, row, key or (), None), the names
+   one tuple per set of columns, as the general path forms such an op (a table's
+   columns with defaults — an identity, `DEFAULT now()` — are often absent from every
+   record). It needs `op`; only the first 64 columns can be optional. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,7 +66,10 @@ typedef struct {
     enum kind kind;
     Py_ssize_t max_chars; /* varchar(n): n; otherwise -1 */
     int nullable;
+    int optional; /* may be absent: the row then leaves it out (its default, or NULL, applies) */
 } Column;
+
+#define MAX_SHAPES 16 /* column sets with an absent optional column, each with its names' tuple */
 
 typedef struct {
     PyObject_HEAD
@@ -74,7 +84,11 @@ typedef struct {
     Py_ssize_t *keys, key_count; /* the key columns' indices (keyed tables), else none */
     char *key; /* a text key's COPY text */
     Py_ssize_t key_capacity;
-    PyObject *op_type, *op_kind, *op_names; /* what a keyed table's answer is made of */
+    PyObject *op_type, *op_kind, *op_names; /* what an op is made of (keyed tables, absent columns) */
+    uint64_t absent; /* the last row's absent columns, a bit each */
+    uint64_t shape_masks[MAX_SHAPES];
+    PyObject *shape_names[MAX_SHAPES];
+    int shapes;
 } RowBinary;
 
 /* The parser's position; every reader returns 0 when the fallback must decide. */
@@ -635,18 +649,52 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
         break;
     }
     skip_space(&c);
-    if (c.p != c.end || seen != self->count)
+    if (c.p != c.end)
         return NULL;
-    if (in_order)
+    self->absent = 0;
+    if (seen != self->count) {
+        for (Py_ssize_t i = 0; i < self->count; i++)
+            if (self->start[i] < 0) {
+                if (!self->columns[i].optional)
+                    return NULL; /* a required column's field missing: the fallback's */
+                self->absent |= UINT64_C(1) << i;
+            }
+    } else if (in_order)
         return PyBytes_FromStringAndSize(self->buf, (char *)c.out - self->buf);
     char *row = self->row;
-    memcpy(row, self->buf, 2);
+    Cursor count = {NULL, NULL, (unsigned char *)row, 0};
+    put_be(&count, (uint64_t)seen, 2);
     row += 2;
-    for (Py_ssize_t i = 0; i < self->count; i++) {
-        memcpy(row, self->buf + self->start[i], (size_t)self->length[i]);
-        row += self->length[i];
-    }
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        if (self->start[i] >= 0) {
+            memcpy(row, self->buf + self->start[i], (size_t)self->length[i]);
+            row += self->length[i];
+        }
     return PyBytes_FromStringAndSize(self->row, row - self->row);
+}
+
+/* The names of the columns present when `absent` are: one tuple per column set (the
+   writer groups ops by it); NULL (no error set) past MAX_SHAPES sets, for the fallback. */
+static PyObject *shape_names(RowBinary *self, uint64_t absent) {
+    if (absent == 0)
+        return self->op_names;
+    for (int s = 0; s < self->shapes; s++)
+        if (self->shape_masks[s] == absent)
+            return self->shape_names[s];
+    if (self->shapes == MAX_SHAPES)
+        return NULL;
+    PyObject *names = PyTuple_New(self->count - __builtin_popcountll(absent));
+    if (names == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0, n = 0; i < self->count; i++)
+        if (!(absent >> i & 1)) {
+            PyObject *name = PyTuple_GET_ITEM(self->op_names, i);
+            Py_INCREF(name);
+            PyTuple_SET_ITEM(names, n++, name);
+        }
+    self->shape_masks[self->shapes] = absent;
+    self->shape_names[self->shapes++] = names;
+    return names;
 }
 
 /* A key column's value as the Python fast path gives its key text, read back from its
@@ -694,10 +742,10 @@ static PyObject *key_text(RowBinary *self, Py_ssize_t column) {
     return PyUnicode_FromStringAndSize(text, n);
 }
 
-/* A keyed table's answer: op(kind, names, row, key, None), taking `row`; NULL (no
-   error set) when a key is null. */
-static PyObject *keyed_op(RowBinary *self, PyObject *row) {
-    PyObject *key = PyTuple_New(self->key_count), *op;
+/* The answer as an op: op(kind, names, row, key, None), taking `row`; NULL (no error
+   set) when a key is null or the column set is one too many. */
+static PyObject *as_op(RowBinary *self, PyObject *row) {
+    PyObject *names = shape_names(self, self->absent), *key = names == NULL ? NULL : PyTuple_New(self->key_count), *op;
     if (key == NULL) {
         Py_DECREF(row);
         return NULL;
@@ -718,10 +766,10 @@ static PyObject *keyed_op(RowBinary *self, PyObject *row) {
         return NULL;
     }
     Py_INCREF(self->op_kind);
-    Py_INCREF(self->op_names);
+    Py_INCREF(names);
     Py_INCREF(Py_None);
     PyTuple_SET_ITEM(op, 0, self->op_kind);
-    PyTuple_SET_ITEM(op, 1, self->op_names);
+    PyTuple_SET_ITEM(op, 1, names);
     PyTuple_SET_ITEM(op, 2, row);
     PyTuple_SET_ITEM(op, 3, key);
     PyTuple_SET_ITEM(op, 4, Py_None);
@@ -734,36 +782,43 @@ static PyObject *RowBinary_call(RowBinary *self, PyObject *args, PyObject *kwarg
         return NULL;
     if (PyBytes_Check(value)) {
         PyObject *row = row_binary(self, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
-        if (row != NULL && self->key_count)
-            row = keyed_op(self, row);
+        if (row != NULL && (self->key_count || self->absent))
+            row = as_op(self, row);
         if (row != NULL || PyErr_Occurred())
             return row;
     }
     return PyObject_CallOneArg(self->fallback, value);
 }
 
-/* The key columns' indices, each an integer column, and what an answer is made of: 0,
-   or -1 with an error set. */
-static int set_keys(RowBinary *self, PyObject *keys, PyObject *op) {
+/* What an op is made of (`op`: its type, kind and every column's name), and the key
+   columns' indices, each an integer, text or uuid column: 0, or -1 with an error set. */
+static int set_op(RowBinary *self, PyObject *keys, PyObject *op) {
     Py_ssize_t given = keys == NULL ? 0 : PyObject_Length(keys);
-    if (given <= 0)
-        return (int)given; /* none; -1: not a sequence, the error set */
-    PyObject *op_type, *op_kind, *op_names;
-    if (op == NULL) {
-        PyErr_SetString(PyExc_ValueError, "a keyed RowBinary needs op");
+    if (given < 0)
+        return -1; /* not a sequence, the error set */
+    int optional = 0;
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        optional |= self->columns[i].optional;
+    if (op == NULL || op == Py_None) {
+        if (given == 0 && !optional)
+            return 0;
+        PyErr_SetString(PyExc_ValueError, "a keyed RowBinary, or one with optional columns, needs op");
         return -1;
     }
+    PyObject *op_type, *op_kind, *op_names;
     if (!PyArg_ParseTuple(op, "O!UO!;op is (a tuple subclass, kind, column names)", &PyType_Type, &op_type, &op_kind,
                           &PyTuple_Type, &op_names))
         return -1;
-    if (!PyType_IsSubtype((PyTypeObject *)op_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "op's type must be a tuple subclass");
+    if (!PyType_IsSubtype((PyTypeObject *)op_type, &PyTuple_Type) || PyTuple_GET_SIZE(op_names) != self->count) {
+        PyErr_SetString(PyExc_TypeError, "op's type must be a tuple subclass, and its names one per column");
         return -1;
     }
     Py_INCREF(op_type);
     Py_INCREF(op_kind);
     Py_INCREF(op_names);
     self->op_type = op_type, self->op_kind = op_kind, self->op_names = op_names;
+    if (given == 0)
+        return 0;
     PyObject *seq = PySequence_Fast(keys, "keys must be a sequence");
     if (seq == NULL)
         return -1;
@@ -780,10 +835,10 @@ static int set_keys(RowBinary *self, PyObject *keys, PyObject *op) {
             Py_DECREF(seq);
             return -1;
         }
-        if (i < 0 || i >= self->count ||
+        if (i < 0 || i >= self->count || self->columns[i].optional ||
             (self->columns[i].kind > K_BIGINT && self->columns[i].kind != K_TEXT && self->columns[i].kind != K_UUID)) {
             Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "key %zd is not an integer, text or uuid column", i);
+            PyErr_Format(PyExc_ValueError, "key %zd is not a required integer, text or uuid column", i);
             return -1;
         }
         self->keys[k] = i;
@@ -792,6 +847,7 @@ static int set_keys(RowBinary *self, PyObject *keys, PyObject *op) {
     Py_DECREF(seq);
     return 0;
 }
+
 static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"columns", "fallback", "naive_is_utc", "keys", "op", NULL};
     PyObject *columns, *fallback, *keys = NULL, *op = NULL;
@@ -818,9 +874,10 @@ static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
     for (Py_ssize_t i = 0; i < count; i++) {
         const char *name, *kind;
         Py_ssize_t name_len, max_chars;
-        int nullable;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "s#snp;a column is (name, kind, max_chars, nullable)",
-                              &name, &name_len, &kind, &max_chars, &nullable)) {
+        int nullable, optional = 0;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i),
+                              "s#snp|p;a column is (name, kind, max_chars, nullable[, optional])", &name, &name_len,
+                              &kind, &max_chars, &nullable, &optional)) {
             Py_DECREF(seq);
             return -1;
         }
@@ -836,6 +893,7 @@ static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
         column->name_len = name_len;
         column->max_chars = max_chars;
         column->nullable = nullable;
+        column->optional = optional && i < 64; /* a bit each in `absent` */
         int k = 0;
         while (KIND_NAMES[k] != NULL && strcmp(KIND_NAMES[k], kind) != 0)
             k++;
@@ -850,7 +908,7 @@ static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
     Py_INCREF(fallback);
     self->fallback = fallback;
     self->naive_is_utc = naive_is_utc;
-    return set_keys(self, keys, op);
+    return set_op(self, keys, op);
 }
 
 static void RowBinary_dealloc(RowBinary *self) {
@@ -867,6 +925,8 @@ static void RowBinary_dealloc(RowBinary *self) {
     Py_XDECREF(self->op_type);
     Py_XDECREF(self->op_kind);
     Py_XDECREF(self->op_names);
+    for (int s = 0; s < self->shapes; s++)
+        Py_DECREF(self->shape_names[s]);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -881,7 +941,7 @@ static PyTypeObject RowBinaryType = {
     .tp_basicsize = sizeof(RowBinary),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "RowBinary(columns, fallback, naive_is_utc=False, keys=(), op=None): a flat JSON object's COPY binary row "
-              "(keyed: op(kind, names, row, key, None)), else fallback(value).",
+              "(keyed, or with an optional column absent: op(kind, names, row, key, None)), else fallback(value).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)RowBinary_init,
     .tp_dealloc = (destructor)RowBinary_dealloc,

@@ -8,7 +8,9 @@ class RowBinary:
 
     fallback: Callable[[bytes | None], Any]
 
-    def __init__(self, columns: Sequence[tuple[str, str, int, bool]], fallback: Callable[[bytes | None], Any],
+    # a column: (name, kind, varchar's length or -1, nullable[, optional: may be absent])
+    def __init__(self, columns: Sequence[tuple[str, str, int, bool] | tuple[str, str, int, bool, bool]],
+                 fallback: Callable[[bytes | None], Any],
                  naive_is_utc: bool = False, keys: Sequence[int] = (),
                  op: tuple[type, str, tuple[str, ...]] | None = None) -> None: ...
     def __call__(self, value: bytes | None) -> Any: ...

@@ -34,7 +34,9 @@ goes to the Python function below, which it calls itself, and whose rows are COP
 (str). A checkpoint's rows may hold both: the writer sends each format in a COPY of its
 own (sink/statements.py). It answers only where PostgreSQL reads the same values from its
 row as from that function's, which `tests/unit/test_rowbinary.py` checks on arbitrary
-records.
+records. It also answers a record that leaves out columns with a default or nullable
+ones (`optional`), with the op the general path gives it (naming the columns the
+record does); the Python function answers only records naming every column.
 
 Both read a `numeric` column's JSON number exactly, as written (msgspec decodes it
 into a Decimal; the general path reads such a document again exactly), and a number
@@ -73,6 +75,7 @@ class FastColumn(NamedTuple):
     nullable: bool  # a JSON null is NULL here (key columns never: the general path fills them from the key)
     convert: Converter
     field: str = ""  # the JSON field that fills it, if not its name (SINK_FIELDS_RENAME)
+    optional: bool = False  # a record may leave it out (nullable, or with a default): the C step answers then too
 
     @property
     def source(self) -> str:
@@ -214,7 +217,8 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     sources = [column.source for column in columns]  # the JSON fields
     if any(_UNMATCHABLE.search(source) for source in [*sources, *others.left, *others.watched]):
         return None
-    columns = [c._replace(nullable=c.nullable and c.name not in key_columns) for c in columns]
+    columns = [c._replace(nullable=c.nullable and c.name not in key_columns, optional=c.optional and c.name not in key_columns)
+               for c in columns]
     row_type = _row_type(columns, others)
     fields = [_Source.of(column, i) for i, column in enumerate(columns)]
     keys = [names.index(k) for k in key_columns]
@@ -235,6 +239,7 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     if (any(c.kind not in ROW_BINARY_KINDS for c in columns) or summed
             or any(columns[k].kind not in _C_KEY_KINDS for k in keys)):
         return fast
-    return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable) for c in columns], fast,
+    return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable, c.optional) for c in columns],
+                     fast,
                      naive_is_utc=zone is UTC or getattr(zone, "key", None) in _UTC_KEYS,
                      keys=keys, op=(op, op_kind, names_tuple))

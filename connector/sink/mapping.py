@@ -118,7 +118,8 @@ class RowMapper:
         self.fast: FastPath | None = None
         if decode_value is decode_json and not self._layout.metadata and self.columns:
             self.fast = compile_fast_path([FastColumn(c.name, c.kind, c.length, c.nullable,
-                                                      column_converter(c.kind, c.length, zone), c.source)
+                                                      column_converter(c.kind, c.length, zone), c.source,
+                                                      c.nullable or c.has_default)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns,
                                           self._others(), zone, summed)
 

@@ -140,16 +140,29 @@ def plan_append(ops: Sequence[Payload], columns: tuple[str, ...], kinds: set[typ
     if len(kinds) == 1 and kinds <= {str, bytes}:  # the common checkpoint: one batch, no Python step per record
         rows = cast(list[Row], list(ops))
         return WritePlan((CopyBatch(columns, rows, Singles(range(len(rows))), format_of(rows[0])),), None)
+    if kinds == {Op} and _one_shape(cast(Sequence[Op], ops)):  # every record leaves out the same columns
+        return _one_batch(cast(Sequence[Op], ops))
     return WritePlan(_group(((i,), as_op(op, columns)) for i, op in enumerate(ops)
                             if not isinstance(op, Op) or op.error is None), None)
 
 
+def _one_shape(ops: Sequence[Op]) -> bool:
+    """True when every op names the same columns (one tuple, as the fast path gives
+    them) in one COPY format, and none is rejected. Checked in C."""
+    return (len(set(map(id, map(_COLUMNS, ops)))) == 1 and len(set(map(type, map(_ROW, ops)))) == 1
+            and not any(map(_ERROR, ops)))
+
+
+def _one_batch(ops: Sequence[Op]) -> WritePlan:
+    """Ops of one shape (`_one_shape`) written as they are: one batch, row i record i."""
+    rows = list(map(_ROW, ops))
+    return WritePlan((CopyBatch(ops[0].columns, rows, Singles(range(len(ops))), format_of(rows[0])),), None)
+
+
 def _distinct_upserts(ops: Sequence[Op]) -> bool:
-    """True when every op is an upsert naming the same columns (one tuple, as the fast
-    path gives them) in one COPY format, and no two share a key: then nothing reduces.
-    Checked in C."""
-    return (set(map(_KIND, ops)) == {"upsert"} and len(set(map(id, map(_COLUMNS, ops)))) == 1
-            and len(set(map(type, map(_ROW, ops)))) == 1 and len(set(map(_KEY, ops))) == len(ops))
+    """True when every op is an upsert of one shape and no two share a key: then
+    nothing reduces. Checked in C."""
+    return set(map(_KIND, ops)) == {"upsert"} and _one_shape(ops) and len(set(map(_KEY, ops))) == len(ops)
 
 
 def one_shape_of_upserts(ops: Sequence[Op]) -> bool:
@@ -164,8 +177,7 @@ def plan_upsert(ops: Sequence[Op], key_columns: Sequence[str], additive: Sequenc
     """Deletes, then each round's batches in order (`reduce_by_key`; `versioned`: a
     key's upserts one per round, for the database to compare their versions)."""
     if ops and _distinct_upserts(ops):  # the common checkpoint: one batch, no Python step per record
-        rows = list(map(_ROW, ops))
-        return WritePlan((CopyBatch(ops[0].columns, rows, Singles(range(len(ops))), format_of(rows[0])),), None)
+        return _one_batch(ops)
     deletes, rounds = reduce_by_key(ops, additive, summed_by_database, versioned)
     delete_batch = (CopyBatch(tuple(key_columns), [op.row for _, op in deletes.values()],
                               [s for s, _ in deletes.values()]) if deletes else None)

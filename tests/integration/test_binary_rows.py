@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.formats import decode_json
 from connector.models import Record
 from connector.routing import TableConfig
 from connector.sink.connection import engine_for
@@ -168,3 +169,57 @@ def test_an_upsert_checkpoint_of_both_formats(services):
     del table[12]
     assert services.sql(f"SELECT id, name, at::text, n FROM {name} ORDER BY id") == sorted(
         (k, *row) for k, row in table.items())
+
+
+def test_records_that_leave_out_columns_with_defaults(services):
+    """Append into a table with an identity key and defaults that records leave out, in
+    three shapes: the C step answers each (an op naming the columns the record does), the
+    writer COPYs each shape apart, and every row holds its record's values with the
+    identity, the default or NULL where the record is silent."""
+    name = f"defaults_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event bigint NOT NULL, "
+                 f"name text, loaded timestamptz NOT NULL DEFAULT '2001-02-03 04:05:06+00', note text DEFAULT 'none', "
+                 f"n integer)")
+    texts = ["Zoë \"quoted\"", "C:\\Users\\zoë", "tab\there", "two\nlines", "東京 🙂", None]
+    documents = [{"event": i, "name": texts[i % 6], **({"note": texts[(i + 1) % 6]} if i % 3 == 1 else {}),
+                  **({"n": i, "loaded": "2026-11-22T10:00:00Z"} if i % 3 == 2 else {})} for i in range(60)]
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        target = load_target(conn, TableConfig((None, name), "append", ()))
+        mapper = target.mapper((), decode_json)
+        ops = [mapper.fast(json.dumps(d, ensure_ascii=i % 2 == 0).encode()) for i, d in enumerate(documents)]
+        assert {(op.columns, type(op.row)) for op in ops} == {
+            (("event", "name"), bytes), (("event", "name", "note"), bytes), (("event", "name", "loaded", "n"), bytes)}
+        counts = BatchWriter(conn, target).write(ops)
+    engine.dispose()
+    assert counts["rows"] == 60
+    stored = services.sql(f"SELECT event, name, loaded::text, note, n FROM {name} ORDER BY event")
+    assert stored == [(d["event"], d["name"], "2026-11-22 10:00:00+00" if "loaded" in d else "2001-02-03 04:05:06+00",
+                       d.get("note", "none"), d.get("n")) for d in documents]
+    assert services.sql(f"SELECT count(DISTINCT id) FROM {name}") == [(60,)]
+
+
+def test_partial_upserts_keep_what_they_leave_out(services):
+    """Upserts keyed by an integer that leave out nullable columns: binary ops of each
+    column set; a stored key keeps the columns its record is silent on, a new key gets
+    NULL or the default there, and a key's later record in the checkpoint that names
+    fewer columns is applied after the earlier one (as one at a time)."""
+    name = f"partial_{uuid.uuid4().hex[:8]}"
+    services.sql(f"CREATE TABLE {name} (id bigint PRIMARY KEY, name text, note text DEFAULT 'none', n integer)")
+    services.sql(f"INSERT INTO {name} SELECT g, 'stale', 'kept', g FROM generate_series(0, 9) g")
+    records = [{"id": 1, "name": "Zoë \"q\""}, {"id": 12, "name": "C:\\x", "n": 5}, {"id": 2, "note": "tab\there"},
+               {"id": 13, "note": "東京"}, {"id": 3, "name": "a", "note": "b", "n": 30}, {"id": 3, "name": "two\nlines"},
+               {"id": 14, "n": 7}, {"id": 14, "name": "x", "note": "y", "n": 8}]
+    engine = engine_for(services.database_url)
+    with engine.connect() as conn, conn.begin():
+        target = load_target(conn, TableConfig((None, name), "upsert", ("id",)))
+        ops = [target.mapper((), decode_json).fast(json.dumps(r, ensure_ascii=False).encode()) for r in records]
+        assert all(isinstance(op.row, bytes) and op.columns == tuple(r) for op, r in zip(ops, records, strict=True))
+        BatchWriter(conn, target).write(ops)
+    engine.dispose()
+    table = {k: {"name": "stale", "note": "kept", "n": k} for k in range(10)}
+    for record in records:
+        table.setdefault(record["id"], {"name": None, "note": "none", "n": None}).update(
+            {k: v for k, v in record.items() if k != "id"})
+    assert services.sql(f"SELECT id, name, note, n FROM {name} ORDER BY id") == sorted(
+        (k, row["name"], row["note"], row["n"]) for k, row in table.items())

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from connector.models import Record
 from connector.sink._rowbinary import KINDS, RowBinary
 from connector.sink.copytext import INT_BITS, escape
-from connector.sink.mapping import ColumnSpec, Op, RowMapper
+from connector.sink.mapping import ColumnSpec, Op, RowMapper, as_op
 from tests.copyrows import binary_values, text_values
 from tests.unit.test_fastpath import REALISTIC, TYPED, texts
 
@@ -36,8 +37,9 @@ timestamps = st.builds(lambda d, sep, t, frac, tz: f"{d}{sep}{t}{frac}{tz}",
 @st.composite
 def tables(draw):
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
-    columns = [ColumnSpec(n, kind, draw(st.booleans()), length=draw(st.none() | st.integers(1, 12)) if kind == "text"
-                          else None) for n, kind in ((n, draw(st.sampled_from(sorted(KINDS)))) for n in names)]
+    columns = [ColumnSpec(n, kind, draw(st.booleans()), has_default=draw(st.booleans()),
+                          length=draw(st.none() | st.integers(1, 12)) if kind == "text" else None)
+               for n, kind in ((n, draw(st.sampled_from(sorted(KINDS)))) for n in names)]
     keyable = [c.name for c in columns if c.kind in (*INT_BITS, "text", "uuid")]
     if not keyable or draw(st.booleans()):
         return RowMapper(columns, "append", [])
@@ -48,9 +50,10 @@ def c_only(mapper: RowMapper) -> RowBinary:
     """The mapper's C step alone (None where it would fall back); keyed as the mapper is."""
     keyed = set(mapper.key_columns)
     names = tuple(c.name for c in mapper.columns)
-    return RowBinary([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable and c.name not in keyed)
+    return RowBinary([(c.name, c.kind, -1 if c.length is None else c.length, c.nullable and c.name not in keyed,
+                       (c.nullable or c.has_default) and c.name not in keyed)
                       for c in mapper.columns], lambda value: None, naive_is_utc=True,  # the mapper's zone: UTC
-                     keys=[names.index(k) for k in mapper.key_columns], op=(Op, "upsert", names))
+                     keys=[names.index(k) for k in mapper.key_columns], op=(Op, "upsert" if keyed else "insert", names))
 
 
 def raw(value: object) -> str:
@@ -84,6 +87,8 @@ def documents(draw, mapper):
     fields = [(c.name, draw(st.integers(0, 9).flatmap(lambda tenth, kind=c.kind: st.just("null") if tenth == 0 else
                                                       TYPED[kind].map(raw)) if clean else field_json(c.kind)))
               for c in mapper.columns]
+    if clean and draw(st.booleans()):  # a record that leaves out columns a table has (a default, or NULL, fills them)
+        fields = [field for field in fields if draw(st.integers(0, 2))]
     fields = draw(st.permutations(fields))
     if not clean and draw(st.integers(0, 9)) == 0:
         fields = fields[:-1] if draw(st.booleans()) else [*fields, draw(st.sampled_from(fields + [("other", "1")]))]
@@ -107,10 +112,12 @@ def agreement(data):
     row = c_only(mapper)(value)
     answered.append(row is not None)
     if row is not None:
-        kinds = [c.kind for c in mapper.columns]
+        kind_of = {c.name: c.kind for c in mapper.columns}
         text = python(value)
-        assert text is not None, value
-        if mapper.key_columns:  # the same op, and the same key text: the writer groups records by it
+        if text is None:  # a column left out: the general path's op, naming the columns the record does
+            text = mapper.general(Record("t", 0, 0, None, value, None, ()))
+        kinds = [kind_of[name] for name in (text.columns if isinstance(text, Op) else kind_of)]
+        if isinstance(row, Op):  # the same op, and the same key text: the writer groups records by it
             assert row._replace(row="") == text._replace(row=""), value
             row, text = row.row, text.row
         assert binary_values(row, kinds) == text_values(text, kinds), value
@@ -169,6 +176,44 @@ def test_a_text_and_uuid_key_as_the_python_path_forms_it(text, ensure_ascii):
     assert op is not None and op._replace(row="") == python._replace(row="")
     assert op.key == (escape(text), "1b4e28ba-2fa1-11d2-883f-0016d3cca427")
     assert binary_values(op.row, KINDS_OF) == text_values(python.row, KINDS_OF)
+
+
+# Every kind, each column optional but the key (id): a default, or nullable.
+OPTIONAL = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("serial", "bigint", nullable=False, has_default=True),
+            *(ColumnSpec(f"c_{kind}", kind, nullable=n % 2 == 0, has_default=n % 2 == 1)
+              for n, kind in enumerate(sorted(KINDS)))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(mode=st.sampled_from(["append", "upsert"]), data=st.data())
+def test_a_record_that_leaves_out_columns_with_a_default_or_null(mode, data):
+    """A record that leaves out optional columns (an identity, a `DEFAULT now()`, a
+    nullable one): the C step answers with the general path's op, naming the columns
+    the record does (one tuple per column set), its row holding their values."""
+    mapper = RowMapper(OPTIONAL, mode, ["id"] if mode == "upsert" else [])
+    present = data.draw(st.lists(st.sampled_from([c for c in OPTIONAL if c.name != "id"]), unique=True))
+    document = {c.name: data.draw(TYPED[c.kind]) for c in [OPTIONAL[0], *present]}
+    value = json.dumps(document, ensure_ascii=data.draw(st.booleans())).encode()
+    answer = mapper.fast(value)
+    if answer is None or isinstance(answer, str) or isinstance(answer.row if isinstance(answer, Op) else answer, str):
+        return  # a value the C step does not write: the Python path's (text), or the general path's
+    general = mapper.general(Record("t", 0, 0, None, value, None, ()))  # raises if the C step took a bad value
+    kinds = [c.kind for c in OPTIONAL if c.name in general.columns]
+    if isinstance(answer, Op):
+        assert answer.columns is mapper.fast(value).columns  # one tuple per column set
+    answer = as_op(answer, tuple(c.name for c in OPTIONAL))  # a row of every column: the row alone, in append mode
+    assert answer._replace(row="") == general._replace(row="")
+    assert binary_values(answer.row, kinds) == text_values(general.row, kinds)
+
+
+def test_a_required_column_left_out_is_the_general_paths():
+    """Only a nullable column or one with a default may be absent: the key, or a NOT NULL
+    column without a default, left out is the general path's (which fills the key from
+    the record key, or refuses the record)."""
+    mapper = RowMapper([*OPTIONAL, ColumnSpec("must", "text", nullable=False)], "upsert", ["id"])
+    assert mapper.fast(b'{"id": 1, "must": "x"}').row.__class__ is bytes
+    assert mapper.fast.fallback(b'{"id": 1, "must": "x"}') is None
+    assert c_only(mapper)(b'{"must": "x"}') is None and c_only(mapper)(b'{"id": 1}') is None
 
 
 # Every column once: the field a case names replaces its null (or the required id, name and n).

@@ -139,6 +139,23 @@ def test_plain_rows_are_one_batch_of_every_column_mixed_ones_are_grouped():
         (("id", "v"), [("1", "2"), ("3", "4")], [(0,), (3,)]), (("id",), [("2",)], [(1,)])]
 
 
+def test_ops_of_one_column_set_are_one_batch_as_they_are():
+    """Records that all leave out the same columns (the C step gives them one names
+    tuple) are one batch whose row i is record i, in their format; a rejected record
+    among them, or a second column set, sends them through the grouping."""
+    names = ("id", "v")
+    ops = [Op("insert", names, b"row%d" % i) for i in range(3)]
+    (batch,) = st.plan_append(ops, ("id", "v", "at"), st.payload_types(ops)).batches
+    assert (batch.columns, batch.rows, list(batch.sources), batch.format) == (names, [b"row0", b"row1", b"row2"],
+                                                                              [(0,), (1,), (2,)], st.BINARY)
+    ops.insert(1, rejection("MappingError", "bad"))
+    (batch,) = st.plan_append(ops, ("id", "v", "at"), st.payload_types(ops)).batches
+    assert (batch.rows, list(batch.sources)) == ([b"row0", b"row1", b"row2"], [(0,), (2,), (3,)])
+    ops.append(Op("insert", ("id",), b"row9"))
+    assert [(b.columns, b.rows) for b in st.plan_append(ops, ("id", "v", "at"), st.payload_types(ops)).batches] == [
+        (names, [b"row0", b"row1", b"row2"]), (("id",), [b"row9"])]
+
+
 def test_upsert_rows_carry_every_record_of_their_key_since_its_last_tombstone():
     k = ("k",)
     ops = [Ups({"k": "a", "n": 1}, k), Ups({"k": "b", "n": 1}, k), rejection("MappingError", "x"),
