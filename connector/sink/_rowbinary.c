@@ -14,9 +14,9 @@
    is checked as UTF-8 first, so text PostgreSQL would refuse never gets here.
 
    It answers (the fallback decides otherwise):
-   - smallint, integer, bigint: a JSON integer in range;
-   - numeric: a JSON number without an exponent, in base-10000 digits with the scale as
-     written (not 0.0000001, which Python's Decimal prints as 1E-7);
+   - smallint, integer, bigint: a JSON integer in range, or a string holding one;
+   - numeric: a JSON number without an exponent, or a string holding one, in base-10000
+     digits with the scale as written (not 0.0000001, which Python's Decimal prints as 1E-7);
    - float (double precision): any finite JSON number, the double Python reads;
    - real: any JSON number whose double, as Python's repr prints it, is a finite normal
      float (strtof of that text, as PostgreSQL reads it);
@@ -25,7 +25,7 @@
    - timestamptz: YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]] then Z or +-HH:MM (at most 15 hours,
      as PostgreSQL takes) — or no offset, when made with naive_is_utc (the session's
      TimeZone, SINK_TIMEZONE, is UTC) — a valid date and time: microseconds since
-     2000-01-01 UTC;
+     2000-01-01 UTC; or epoch milliseconds, a JSON integer in the years 1 to 9999;
    - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
    - null, where the column is nullable.
 
@@ -164,9 +164,20 @@ static int number(Cursor *c, Number *n) {
     return 1;
 }
 
+/* A JSON number, or a JSON string holding exactly one (no escape, no space): its parts. */
+static int number_or_string(Cursor *c, Number *n) {
+    if (c->p >= c->end || *c->p != '"')
+        return number(c, n);
+    c->p++;
+    if (!number(c, n) || c->p >= c->end || *c->p != '"')
+        return 0;
+    c->p++;
+    return 1;
+}
+
 static int integer(Cursor *c, int bits) {
     Number n;
-    if (!number(c, &n) || n.int_end != n.end)
+    if (!number_or_string(c, &n) || n.int_end != n.end)
         return 0;
     const unsigned char *d = n.start + (*n.start == '-');
     if (n.int_end - d > 19)
@@ -188,11 +199,12 @@ static unsigned group(const unsigned char *p, int count) {
     return value;
 }
 
-/* A JSON number as PostgreSQL's binary numeric: base-10000 digits around the point, the
-   weight of the first, the sign and the scale (the fraction's digits as written). */
+/* A JSON number (or a string holding one) as PostgreSQL's binary numeric: base-10000
+   digits around the point, the weight of the first, the sign and the scale (the
+   fraction's digits as written). */
 static int numeric(Cursor *c) {
     Number n;
-    if (!number(c, &n) || n.frac_end != n.end)
+    if (!number_or_string(c, &n) || n.frac_end != n.end)
         return 0;
     const unsigned char *integral = n.start + (*n.start == '-');
     Py_ssize_t int_len = n.int_end - integral, frac_len = n.frac_end > n.int_end ? n.frac_end - n.int_end - 1 : 0;
@@ -460,12 +472,34 @@ static int plain_string(Cursor *c, const unsigned char **text, Py_ssize_t *len) 
     return 1;
 }
 
-/* Microseconds since 2000-01-01 UTC of YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]](Z|+-HH:MM). */
+#define MIN_EPOCH_MS INT64_C(-62135596800000) /* 0001-01-01T00:00:00Z */
+#define MAX_EPOCH_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+
+/* Epoch milliseconds (a JSON integer in the years 1 to 9999) as microseconds since
+   2000-01-01 UTC. */
+static int epoch_ms(Cursor *c) {
+    Number n;
+    const unsigned char *d;
+    if (!number(c, &n) || n.int_end != n.end || n.int_end - (d = n.start + (*n.start == '-')) > 15)
+        return 0;
+    int64_t ms = 0;
+    for (; d < n.int_end; d++)
+        ms = ms * 10 + (*d - '0');
+    ms = *n.start == '-' ? -ms : ms;
+    if (ms < MIN_EPOCH_MS || ms > MAX_EPOCH_MS)
+        return 0;
+    return put_field(c, (uint64_t)(ms * 1000 - INT64_C(86400000000) * POSTGRES_EPOCH_DAYS), 8);
+}
+
+/* Microseconds since 2000-01-01 UTC of YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]](Z|+-HH:MM), or
+   of epoch milliseconds. */
 static int timestamptz(Cursor *c) {
     const unsigned char *t;
     Py_ssize_t len;
     int64_t days;
     int hour, minute, second = 0, v;
+    if (c->p < c->end && (is_digit(*c->p) || *c->p == '-'))
+        return epoch_ms(c);
     if (!plain_string(c, &t, &len) || len < 16 || !date_days(t, &days) || (t[10] != 'T' && t[10] != ' ')
         || !digits2(t + 11, 0, 23, &hour) || t[13] != ':' || !digits2(t + 14, 0, 59, &minute))
         return 0;

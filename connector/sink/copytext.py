@@ -25,7 +25,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,6 +40,7 @@ NULL = "\\N"
 _UNESCAPE = re.compile(r"\\(.)")
 _UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
 _from_iso = datetime.fromisoformat
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -190,8 +191,8 @@ def parse_timestamptz(value: Any, zone: tzinfo = UTC) -> datetime:
     means `zone` (SINK_TIMEZONE)."""
     if isinstance(value, datetime):  # Avro timestamps arrive decoded
         parsed = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):  # exact (a double's seconds lose µs past ~2255)
+        return _UNIX_EPOCH + timedelta(milliseconds=value)
     elif isinstance(value, str):
         parsed = _from_iso(_iso_text(value))
     else:

@@ -74,8 +74,19 @@ def test_absent_fields_are_left_out_and_nulls_kept():
     assert op.values == {"id": "1", "name": None} and op.row == "1\t\\N\n"
 
 
-def test_epoch_millis_into_timestamptz():
-    assert append(rec(b'{"id": 1, "at": 0}')).values["at"] == "1970-01-01T00:00:00+00:00"
+@pytest.mark.parametrize(("millis", "instant"), [
+    (0, "1970-01-01T00:00:00+00:00"), (-1, "1969-12-31T23:59:59.999000+00:00"),
+    # exact to the year 9999 (a double's seconds, as before, gave .998993 there)
+    (253402300799999, "9999-12-31T23:59:59.999000+00:00"), (-62135596800000, "0001-01-01T00:00:00+00:00"),
+    (1.5, "1970-01-01T00:00:00.001500+00:00"),
+])
+def test_epoch_millis_into_timestamptz(millis, instant):
+    assert append(rec(b'{"id": 1, "at": %s}' % str(millis).encode())).values["at"] == instant
+
+
+def test_epoch_millis_beyond_the_years_1_to_9999_is_a_bad_record():
+    with pytest.raises(MappingError, match="at"):
+        append(rec(b'{"id": 1, "at": 253402300800000}'))
 
 
 @pytest.mark.parametrize("local, expected", [
