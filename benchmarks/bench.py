@@ -1,7 +1,7 @@
 """eos-connector against the bare limits, measured in one run on the same data.
 
     python -m benchmarks.bench [--kafka embedded|apache] [--records 1000000] [--partitions 64]
-                               [--text realistic|ascii] [--table narrow|wide|defaults] [--json bench.json]
+                               [--text realistic|ascii] [--table narrow|wide|loose] [--json bench.json]
                                [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
                                [--backlog-records 5000000] [--replicas 1,2,3]
                                [--group-protocol eager] [--rebalance eager,cooperative-sticky,consumer]
@@ -15,8 +15,9 @@ The bare limits and the connector always run against the same broker in one run.
 One topic of `--records` JSON records is produced once (benchmarks/data.py: realistic text
 by default — non-ASCII letters, quotes, backslashes, tabs and newlines, JSON with `\\u`
 escapes and raw UTF-8 — or `--text ascii`; the narrow table of five columns, `--table
-wide`, twenty, or `--table defaults`, the narrow one with an identity and a `DEFAULT now()`
-column the records leave out); then, each on its own consumer group and table:
+wide`, twenty, or `--table loose`: the narrow one with an identity and a `DEFAULT now()`
+column the records leave out, and records with a field no column takes); then, each on its
+own consumer group and table:
 
 - bare consume+decode: a confluent-kafka consumer with the connector's own settings
   (connector/config.py's KAFKA_DEFAULTS), `consume(10000)` batches, every value decoded
@@ -177,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", choices=("realistic", "ascii"), default="realistic",
                         help="the records' text: non-ASCII letters, quotes, backslashes, tabs and newlines "
                              "(realistic), or plain ASCII")
-    parser.add_argument("--table", choices=("narrow", "wide", "defaults"), default="narrow",
-                        help="five columns, twenty of every common type, or five and two the records leave out")
+    parser.add_argument("--table", choices=("narrow", "wide", "loose"), default="narrow",
+                        help="five columns, twenty of every common type, or five and two the records leave out "
+                             "(the records with a field no column takes)")
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--runs", default=f"append/memory,append/filesystem,append/postgres,upsert/memory,"
                                           f"{UPDATES}/memory",

@@ -14,8 +14,9 @@ Table (`--table`):
 - `wide`: those five and fifteen more, of every common type — integer, numeric(12,2),
   double precision, boolean, varchar(n), date, uuid, jsonb, timestamptz, text — seven of
   them nullable and null in every other record.
-- `defaults`: the narrow records into the narrow table with two more columns that the
-  records leave out, as an application's tables often have: `row_id` (an identity) and
+- `loose`: records and table that match as an application's often do: the narrow
+  records with one more field no column takes (`client`, an object), into the narrow
+  table with two more columns the records leave out, `row_id` (an identity) and
   `loaded_at timestamptz NOT NULL DEFAULT now()`.
 """
 
@@ -82,8 +83,9 @@ def _wide(i: int, text: _Text) -> dict[str, Any]:
             "city": None if half else city, "agent": text.pages[4].format(city=city, n=i % 97)}
 
 
+LEFT = "client"  # the loose records' field no column takes
 NARROW_DDL = "event_id bigint {key}, user_id text, at timestamptz, page text, amount numeric"
-DEFAULTS_DDL = NARROW_DDL + ", row_id bigint GENERATED ALWAYS AS IDENTITY, loaded_at timestamptz NOT NULL DEFAULT now()"
+LOOSE_DDL = NARROW_DDL + ", row_id bigint GENERATED ALWAYS AS IDENTITY, loaded_at timestamptz NOT NULL DEFAULT now()"
 WIDE_DDL = NARROW_DDL + (", qty integer, score double precision, active boolean, country varchar(64), "
                          "day date, session uuid, attrs jsonb, ref bigint, note text, discount numeric(12,2), "
                          "rating double precision, verified boolean, shipped_at timestamptz, city varchar(64), "
@@ -99,23 +101,26 @@ _DECODE: dict[str, Callable[[Any], Any]] = {"timestamptz": datetime.fromisoforma
 @dataclass(frozen=True)
 class Workload:
     text: str = "realistic"  # or "ascii"
-    table: str = "narrow"  # or "wide", "defaults"
+    table: str = "narrow"  # or "wide", "loose"
 
     @cached_property
     def columns(self) -> tuple[str, ...]:
-        return tuple(self.document(0))
+        return tuple(c for c in self.document(0) if c != LEFT)
 
     @property
     def types(self) -> tuple[str, ...]:
         return WIDE_TYPES if self.table == "wide" else NARROW_TYPES
 
     def ddl(self, table: str, upsert: bool) -> str:
-        ddl = {"wide": WIDE_DDL, "defaults": DEFAULTS_DDL}.get(self.table, NARROW_DDL)
+        ddl = {"wide": WIDE_DDL, "loose": LOOSE_DDL}.get(self.table, NARROW_DDL)
         columns = ddl.format(key="PRIMARY KEY" if upsert else "NOT NULL")
         return f"CREATE TABLE {table} ({columns})"
 
     def document(self, i: int) -> dict[str, Any]:
-        return (_wide if self.table == "wide" else _narrow)(i, TEXTS[self.text])
+        text = TEXTS[self.text]
+        if self.table == "loose":
+            return {**_narrow(i, text), LEFT: {"app": text.cities[i % 8], "version": f"4.{i % 7}.{i % 3}"}}
+        return (_wide if self.table == "wide" else _narrow)(i, text)
 
     def value(self, i: int) -> bytes:
         """Record i's value: JSON with `\\u` escapes (even i) or raw UTF-8 (odd i), when realistic."""

@@ -39,7 +39,13 @@
    the answer is op(kind, the names of those columns, row, key or (), None), the names
    one tuple per set of columns, as the general path forms such an op (a table's
    columns with defaults — an identity, `DEFAULT now()` — are often absent from every
-   record). It needs `op`; only the first 64 columns can be optional. */
+   record). It needs `op`; only the first 64 columns can be optional.
+
+   Made with `skip`, it passes over fields no column takes (up to eight, each a valid
+   JSON value, nested at most 64 deep; none given twice) when, the object read, skip(the
+   names of those that are not null) says so: it counts them and answers True when the
+   general path would do nothing else with them (no column to make; each told already),
+   False to leave the record to the fallback. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -70,6 +76,8 @@ typedef struct {
 } Column;
 
 #define MAX_SHAPES 16 /* column sets with an absent optional column, each with its names' tuple */
+#define MAX_OTHERS 8 /* fields no column takes, in one object; more are the fallback's */
+#define MAX_DEPTH 64 /* of a value no column takes; deeper ones are the fallback's */
 
 typedef struct {
     PyObject_HEAD
@@ -86,6 +94,10 @@ typedef struct {
     Py_ssize_t key_capacity;
     PyObject *op_type, *op_kind, *op_names; /* what an op is made of (keyed tables, absent columns) */
     uint64_t absent; /* the last row's absent columns, a bit each */
+    PyObject *skip; /* asked of the fields no column takes (skip(names) -> bool), or NULL: the fallback's */
+    const unsigned char *others[MAX_OTHERS]; /* the last row's fields no column takes that hold a value */
+    Py_ssize_t other_lengths[MAX_OTHERS];
+    int valued;
     uint64_t shape_masks[MAX_SHAPES];
     PyObject *shape_names[MAX_SHAPES];
     int shapes;
@@ -602,6 +614,86 @@ static int value(Cursor *c, const Column *column) {
     return 0;
 }
 
+/* Past any JSON value that is valid, as `string` and `number` read them (so no NUL, no
+   lone surrogate), nested at most MAX_DEPTH deep; 0 otherwise. A string is decoded into
+   the output and dropped. */
+static int skip_value(Cursor *c, int depth) {
+    if (c->p >= c->end)
+        return 0;
+    switch (*c->p) {
+    case '"': {
+        unsigned char *out = c->out;
+        Py_ssize_t chars;
+        int ok = string(c, &chars);
+        c->out = out;
+        return ok;
+    }
+    case 'n': return literal(c, "null", 4);
+    case 't': return literal(c, "true", 4);
+    case 'f': return literal(c, "false", 5);
+    case '[':
+    case '{': {
+        unsigned char close = *c->p == '[' ? ']' : '}';
+        if (depth >= MAX_DEPTH)
+            return 0;
+        c->p++;
+        skip_space(c);
+        if (c->p < c->end && *c->p == close) {
+            c->p++;
+            return 1;
+        }
+        for (;;) {
+            if (close == '}') { /* a member: a string, a colon, a value */
+                if (c->p >= c->end || *c->p != '"' || !skip_value(c, depth + 1))
+                    return 0;
+                skip_space(c);
+                if (c->p >= c->end || *c->p++ != ':')
+                    return 0;
+                skip_space(c);
+            }
+            if (!skip_value(c, depth + 1))
+                return 0;
+            skip_space(c);
+            if (c->p >= c->end)
+                return 0;
+            if (*c->p == ',') {
+                c->p++;
+                skip_space(c);
+                continue;
+            }
+            return *c->p++ == close;
+        }
+    }
+    default: {
+        Number n;
+        return number(c, &n);
+    }
+    }
+}
+
+/* Whether `skip` passes over the last row's fields no column takes that hold a value: 1,
+   0 (the fallback's), or -1 with an error set. */
+static int skipped(RowBinary *self) {
+    PyObject *fields = PyTuple_New(self->valued), *answer;
+    if (fields == NULL)
+        return -1;
+    for (int i = 0; i < self->valued; i++) {
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)self->others[i], self->other_lengths[i], "strict");
+        if (name == NULL) {
+            Py_DECREF(fields);
+            return -1;
+        }
+        PyTuple_SET_ITEM(fields, i, name);
+    }
+    answer = PyObject_CallOneArg(self->skip, fields);
+    Py_DECREF(fields);
+    if (answer == NULL)
+        return -1;
+    int ok = PyObject_IsTrue(answer);
+    Py_DECREF(answer);
+    return ok;
+}
+
 static int reserve(RowBinary *self, Py_ssize_t size) {
     if (size <= self->capacity)
         return 1;
@@ -638,7 +730,9 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
                 self->naive_is_utc};
     if (!utf8(c.p, c.end))
         return NULL;
-    Py_ssize_t seen = 0, in_order = 1;
+    Py_ssize_t seen = 0, in_order = 1, other_lengths[MAX_OTHERS];
+    const unsigned char *others[MAX_OTHERS];
+    int other_count = 0, valued = 0; /* fields no column takes; [0, valued) hold a value, the nulls after */
     for (Py_ssize_t i = 0; i < self->count; i++)
         self->start[i] = -1;
     put_be(&c, (uint64_t)self->count, 2);
@@ -658,19 +752,37 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
         for (i = 0; i < self->count; i++)
             if (self->columns[i].name_len == name_len && memcmp(self->columns[i].name, name, (size_t)name_len) == 0)
                 break;
-        if (i == self->count || self->start[i] >= 0)
-            return NULL; /* a field no column has, or one given twice */
+        if (i < self->count && self->start[i] >= 0)
+            return NULL; /* a field given twice */
         skip_space(&c);
         if (c.p >= c.end || *c.p++ != ':')
             return NULL;
         skip_space(&c);
-        unsigned char *field = c.out;
-        if (!value(&c, &self->columns[i]))
-            return NULL;
-        self->start[i] = (char *)field - self->buf;
-        self->length[i] = c.out - field;
-        in_order &= i == seen;
-        seen++;
+        if (i == self->count) { /* a field no column has: skip() decides, once the object is read */
+            if (self->skip == NULL || other_count == MAX_OTHERS)
+                return NULL;
+            for (int o = 0; o < other_count; o++)
+                if (other_lengths[o] == name_len && memcmp(others[o], name, (size_t)name_len) == 0)
+                    return NULL; /* given twice */
+            int is_null = c.p < c.end && *c.p == 'n';
+            if (!skip_value(&c, 0))
+                return NULL;
+            int at = other_count++;
+            if (!is_null) { /* the valued first: the first null, if any, moves to the end */
+                if (valued < at)
+                    others[at] = others[valued], other_lengths[at] = other_lengths[valued];
+                at = valued++;
+            }
+            others[at] = name, other_lengths[at] = name_len;
+        } else {
+            unsigned char *field = c.out;
+            if (!value(&c, &self->columns[i]))
+                return NULL;
+            self->start[i] = (char *)field - self->buf;
+            self->length[i] = c.out - field;
+            in_order &= i == seen;
+            seen++;
+        }
         skip_space(&c);
         if (c.p >= c.end)
             return NULL;
@@ -685,6 +797,9 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
     skip_space(&c);
     if (c.p != c.end)
         return NULL;
+    memcpy(self->others, others, sizeof others[0] * (size_t)valued);
+    memcpy(self->other_lengths, other_lengths, sizeof other_lengths[0] * (size_t)valued);
+    self->valued = valued;
     self->absent = 0;
     if (seen != self->count) {
         for (Py_ssize_t i = 0; i < self->count; i++)
@@ -818,6 +933,11 @@ static PyObject *RowBinary_call(RowBinary *self, PyObject *args, PyObject *kwarg
         PyObject *row = row_binary(self, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
         if (row != NULL && (self->key_count || self->absent))
             row = as_op(self, row);
+        if (row != NULL && self->valued) { /* asked last: what it counts is then never counted again */
+            int ok = skipped(self);
+            if (ok <= 0)
+                Py_CLEAR(row); /* with an error set when -1 */
+        }
         if (row != NULL || PyErr_Occurred())
             return row;
     }
@@ -883,10 +1003,11 @@ static int set_op(RowBinary *self, PyObject *keys, PyObject *op) {
 }
 
 static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"columns", "fallback", "naive_is_utc", "keys", "op", NULL};
-    PyObject *columns, *fallback, *keys = NULL, *op = NULL;
+    static char *keywords[] = {"columns", "fallback", "naive_is_utc", "keys", "op", "skip", NULL};
+    PyObject *columns, *fallback, *keys = NULL, *op = NULL, *skip = NULL;
     int naive_is_utc = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOO", keywords, &columns, &fallback, &naive_is_utc, &keys, &op))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOOO", keywords, &columns, &fallback, &naive_is_utc, &keys, &op,
+                                     &skip))
         return -1;
     PyObject *seq = PySequence_Fast(columns, "columns must be a sequence");
     if (seq == NULL)
@@ -941,6 +1062,10 @@ static int RowBinary_init(RowBinary *self, PyObject *args, PyObject *kwargs) {
     Py_DECREF(seq);
     Py_INCREF(fallback);
     self->fallback = fallback;
+    if (skip != NULL && skip != Py_None) {
+        Py_INCREF(skip);
+        self->skip = skip;
+    }
     self->naive_is_utc = naive_is_utc;
     return set_op(self, keys, op);
 }
@@ -956,6 +1081,7 @@ static void RowBinary_dealloc(RowBinary *self) {
     PyMem_Free(self->keys);
     PyMem_Free(self->key);
     Py_XDECREF(self->fallback);
+    Py_XDECREF(self->skip);
     Py_XDECREF(self->op_type);
     Py_XDECREF(self->op_kind);
     Py_XDECREF(self->op_names);
@@ -974,8 +1100,8 @@ static PyTypeObject RowBinaryType = {
     .tp_name = "connector.sink._rowbinary.RowBinary",
     .tp_basicsize = sizeof(RowBinary),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "RowBinary(columns, fallback, naive_is_utc=False, keys=(), op=None): a flat JSON object's COPY binary row "
-              "(keyed, or with an optional column absent: op(kind, names, row, key, None)), else fallback(value).",
+    .tp_doc = "RowBinary(columns, fallback, naive_is_utc=False, keys=(), op=None, skip=None): a flat JSON object's "
+              "COPY binary row (keyed, or with an optional column absent: op(kind, names, row, key, None)), else fallback(value).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)RowBinary_init,
     .tp_dealloc = (destructor)RowBinary_dealloc,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any, NamedTuple
 
@@ -64,6 +64,13 @@ class Watch:
                             "(SINK_AUTO_EVOLVE=true adds a column; SINK_FIELDS_EXCLUDE=%s says it is meant)",
                             self._table, name, record.where(), name)
         return None
+
+    def counted(self, names: Sequence[str]) -> bool:
+        if self._catalog.changes.evolve or not self._told.issuperset(names):
+            return False
+        for name in names:
+            self._catalog.on_unknown_field(self._table, name)
+        return True
 
 
 class Maker:

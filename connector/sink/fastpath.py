@@ -205,20 +205,21 @@ def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
 
 
 def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key_columns: Sequence[str] = (),
-                      others: Others = ANY_OTHER, zone: tzinfo = UTC, summed: Sequence[str] = ()) -> FastPath | None:
+                      others: Others = ANY_OTHER, zone: tzinfo = UTC, summed: Sequence[str] = (),
+                      skip: Callable[[tuple[str, ...]], bool] | None = None) -> FastPath | None:
     """The fast path for `columns`, in table order: it returns `op(op_kind, column names,
     row, key, None)`, the key formed as `RowMapper` forms it; without `key_columns`, the
     row alone, COPY binary or text (`as_op` makes it that Op); `zone` is SINK_TIMEZONE, the
     session's, which reads a timestamp written without an offset; `summed`: columns a
     key's records add up (SINK_ADDITIVE_COLUMNS), whose rows stay text for the writer to
-    sum. None when a field's name is one msgspec cannot match (a quote, a backslash or a
-    control character in it)."""
+    sum; `skip`: asked by the C step of a record's fields no column takes (see
+    _rowbinary.c; without it such a record is the Python function's). None when a field's
+    name is one msgspec cannot match (a quote, a backslash or a control character in it)."""
     names = [column.name for column in columns]
     sources = [column.source for column in columns]  # the JSON fields
     if any(_UNMATCHABLE.search(source) for source in [*sources, *others.left, *others.watched]):
         return None
-    columns = [c._replace(nullable=c.nullable and c.name not in key_columns, optional=c.optional and c.name not in key_columns)
-               for c in columns]
+    columns = [c if c.name not in key_columns else c._replace(nullable=False, optional=False) for c in columns]
     row_type = _row_type(columns, others)
     fields = [_Source.of(column, i) for i, column in enumerate(columns)]
     keys = [names.index(k) for k in key_columns]
@@ -242,4 +243,4 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable, c.optional) for c in columns],
                      fast,
                      naive_is_utc=zone is UTC or getattr(zone, "key", None) in _UTC_KEYS,
-                     keys=keys, op=(op, op_kind, names_tuple))
+                     keys=keys, op=(op, op_kind, names_tuple), skip=skip)

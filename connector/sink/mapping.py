@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
-from typing import Any, NamedTuple, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn
 
 from connector.errors import MappingError
-from connector.fields import FieldRules, flatten
+from connector.fields import flatten
 from connector.formats import RegistryUnavailable, ValueDecoder, decode_json, decode_json_key, exact_json
 from connector.models import Record
 from connector.sink.copytext import NULL, column_converter, escape, parse_row
-from connector.sink.fastpath import ANY_OTHER, FastColumn, FastPath, Others, compile_fast_path
+from connector.sink.fastpath import FastColumn, FastPath, compile_fast_path
 from connector.sink.layout import ColumnSpec, Layout
 from connector.sink.metadata import metadata_value
+from connector.sink.watch import FieldWatch, others, skip
 
 REJECT = "reject"
 Row = str | bytes  # a row in COPY text format, or a COPY binary tuple (sink/statements.py)
@@ -85,16 +86,6 @@ def tolerant(mapper: Callable[[Record], Op]) -> Callable[[Record], Op]:
     return map_or_reject
 
 
-class FieldWatch(Protocol):
-    """What becomes of the fields of a value no column of its table takes (the catalog's)."""
-
-    rules: FieldRules  # SINK_FIELDS_*: a field excluded (or not included) is meant to be left
-
-    def met(self, record: Record, fields: dict[str, Any]) -> Callable[[Record], Op] | None:
-        """`record` holds `fields` (name -> value, not null) no column takes: the mapper
-        that maps it instead (its table evolved), or None (the fields are left)."""
-
-
 class RowMapper:
     """Maps records to `Op`s for one table and mode. `key_columns` is required (and
     only used) in upsert mode."""
@@ -121,20 +112,8 @@ class RowMapper:
                                                       column_converter(c.kind, c.length, zone), c.source,
                                                       c.nullable or c.has_default)
                                            for c in self.columns], Op, self._layout.kind, self.key_columns,
-                                          self._others(), zone, summed)
-
-    def _others(self) -> Others:
-        """The fields besides the columns' that a value may hold on the fast path. Under
-        SINK_FLATTEN it answers only a value flattening leaves as it is: no object where
-        a column's value is, no other field (an object's fields are other columns)."""
-        rules = self._watch.rules if self._watch is not None else None
-        if self._flatten_with is not None:
-            return Others(left=rules.exclude if rules else (), any_field=False, objects=False)
-        if rules is None:
-            return ANY_OTHER  # ignored
-        if rules.include is None:  # any other field is unknown: the general path tells the watch
-            return Others(left=rules.exclude, any_field=False)
-        return Others(watched=tuple(sorted(set(rules.include) - self._layout.known)))
+                                          others(watch, flatten_with, self._layout.known), zone, summed,
+                                          skip(watch, flatten_with))
 
     def __call__(self, record: Record) -> Op:
         """The record's op; MappingError naming the record for anything that stops it
@@ -165,7 +144,8 @@ class RowMapper:
             valued = {name: document[name] for name in sorted(unknown) if document[name] is not None}  # a null: no value
             evolved = self._watch.met(record, valued) if valued else None
             if evolved is not None and evolved is not self:  # not self: a column no field fills has the name
-                return evolved(record)
+                op: Op = evolved(record)
+                return op
         # A JSON value without a backslash has nothing COPY would need escaped.
         fields, absent = self._fields(record, document, self._decode_value is decode_json and b"\\" not in value)
         if self._layout.metadata:

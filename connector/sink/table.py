@@ -16,7 +16,8 @@ from connector.formats import ValueDecoder, decode_json_key
 from connector.routing import TableConfig
 from connector.sink.evolution import NO_CHANGES, NewColumn, TableChanges
 from connector.sink.layout import ColumnSpec
-from connector.sink.mapping import FieldWatch, RowMapper
+from connector.sink.mapping import RowMapper
+from connector.sink.watch import FieldWatch
 
 
 @dataclass(frozen=True)
