@@ -35,7 +35,7 @@ def runner_from_settings(settings: Settings, stop: threading.Event | None = None
     log.info("replica %s of pipeline %r", replica, settings.connector_name)
     metrics = Metrics()
     store = PostgresStore.from_settings(settings, replica, faults, lambda table, field:
-                                        metrics.records.unknown_fields.labels(table, field).inc())
+                                        metrics.records.unknown_fields.labels(table, field).inc)
     policy = CheckpointPolicy(settings.checkpoint_interval_ms, settings.checkpoint_max_records,
                               settings.checkpoint_max_bytes)
     # Alive while the loop moves (a commit may take CHECKPOINT_TIMEOUT_MS, a retry wait

@@ -9,7 +9,7 @@ A table changes here, in memory, as records are mapped (sink/evolution.py has th
 rules): SINK_AUTO_CREATE makes a missing table's columns from its first record,
 SINK_AUTO_EVOLVE adds a column for a field no column takes, and the commit that writes
 their rows makes them in the database. Without SINK_AUTO_EVOLVE such a field is left,
-logged once per table and field and counted (`on_unknown_field`)."""
+logged once per table and field and counted (`unknown_values`)."""
 
 from __future__ import annotations
 
@@ -45,31 +45,44 @@ class SchemaChanges(NamedTuple):
 FIXED_TABLES = SchemaChanges()
 
 
+# The count of a table's field no column takes: (table, field) -> what to call once per value.
+UnknownValues = Callable[[str, str], Callable[[], None]]
+
+
+def _nothing() -> None:
+    pass
+
+
+def uncounted(table: str, field: str) -> Callable[[], None]:
+    return _nothing
+
+
 class Watch:
     """One table's FieldWatch: a field no column takes gets one (SINK_AUTO_EVOLVE: its
     first value that is not null types it), or is left, logged once and counted."""
 
     def __init__(self, catalog: Catalog, config: TableConfig, table: str) -> None:
         self.rules, self._catalog, self._config, self._table = config.fields, catalog, config, table
-        self._told: set[str] = set()
+        self._told: dict[str, Callable[[], None]] = {}  # each field told of, and its count
 
     def met(self, record: Record, fields: dict[str, Any]) -> Mapper | None:
         if self._catalog.changes.evolve:
             return self._catalog.evolve(self._config, record, fields)
         for name in fields:
-            self._catalog.on_unknown_field(self._table, name)
             if name not in self._told:
-                self._told.add(name)
+                self._told[name] = self._catalog.unknown_values(self._table, name)
                 log.warning("table %r has no column for field %r (first met in %s): its values are not written "
                             "(SINK_AUTO_EVOLVE=true adds a column; SINK_FIELDS_EXCLUDE=%s says it is meant)",
                             self._table, name, record.where(), name)
+            self._told[name]()
         return None
 
     def counted(self, names: Sequence[str]) -> bool:
-        if self._catalog.changes.evolve or not self._told.issuperset(names):
+        told = self._told
+        if self._catalog.changes.evolve or not told.keys() >= set(names):
             return False
         for name in names:
-            self._catalog.on_unknown_field(self._table, name)
+            told[name]()
         return True
 
 
@@ -94,9 +107,9 @@ class Catalog:
     def __init__(self, routes: Routes, url: str, schema: str, decode_value: ValueDecoder = decode_json,
                  zone: tzinfo = UTC, decode_key: ValueDecoder = decode_json_key,
                  changes: SchemaChanges = FIXED_TABLES,
-                 on_unknown_field: Callable[[str, str], None] = lambda table, field: None) -> None:
+                 unknown_values: UnknownValues = uncounted) -> None:
         self.routes, self._decoders, self._zone = routes, (decode_value, decode_key), zone
-        self.changes, self.on_unknown_field = changes, on_unknown_field
+        self.changes, self.unknown_values = changes, unknown_values
         self._db = Database(url, schema)
         self._lock = threading.RLock()
         self._tables: dict[tuple[str | None, str], tuple[Target, Mapper]] = {}

@@ -19,7 +19,7 @@ from connector.formats import ValueDecoder, decode_json, decode_json_key, key_de
 from connector.models import Commit, Snapshot, TopicPartition
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.routing import Routes, Subscription, TableConfig
-from connector.sink.catalog import FIXED_TABLES, Catalog, RoutedMapper, SchemaChanges
+from connector.sink.catalog import FIXED_TABLES, Catalog, RoutedMapper, SchemaChanges, UnknownValues, uncounted
 from connector.sink.commit import CommitTransaction
 from connector.sink.connection import Database
 from connector.sink.mapping import Payload
@@ -41,26 +41,27 @@ class PostgresStore:
                  tolerate_errors: bool = False, decode_value: ValueDecoder = decode_json,
                  decode_key: ValueDecoder = decode_json_key, start_from: StartFrom | None = None,
                  timezone: str = "UTC", changes: SchemaChanges = FIXED_TABLES,
-                 on_unknown_field: Callable[[str, str], None] = lambda table, field: None) -> None:
+                 unknown_values: UnknownValues = uncounted) -> None:
         """`routes` name each topic's table (a TableConfig: every topic into that one);
         the tables of `topics` listed by name are read at prepare(), others when met.
         `timezone` (SINK_TIMEZONE): the zone of timestamps written without an offset;
-        `changes`: SINK_AUTO_CREATE and SINK_AUTO_EVOLVE; `on_unknown_field(table, field)`:
-        a record holds a field its table has no column for (and does not get one)."""
+        `changes`: SINK_AUTO_CREATE and SINK_AUTO_EVOLVE; `unknown_values(table, field)`:
+        the count of a field no column of the table takes (and none is made for), called
+        once per value."""
         self.db = Database(url, schema)
         # The `postgres` state backend's snapshots on a connection of their own (made when
         # first used): step 2 saves one while step 3's transaction writes on `db`.
         self.rows = Repository(self.db, pipeline, replica, snapshots=Database(url, schema))
         routes = routes if isinstance(routes, Routes) else Routes.single(routes)
         self.catalog = Catalog(routes, url, schema, decode_value, zoneinfo.ZoneInfo(timezone), decode_key, changes,
-                               on_unknown_field)
+                               unknown_values)
         self._topics, self._timeout_ms, self._tolerate_errors = topics or Subscription(), timeout_ms, tolerate_errors
         self._faults, self._start_from, self._timezone = faults, start_from, timezone
         self._transaction: CommitTransaction | None = None  # built by prepare()
 
     @classmethod
     def from_settings(cls, settings: Settings, replica: str, faults: FaultHook = NO_FAULTS,
-                      on_unknown_field: Callable[[str, str], None] = lambda table, field: None) -> PostgresStore:
+                      unknown_values: UnknownValues = uncounted) -> PostgresStore:
         return cls(settings.libpq_url, settings.connector_name, replica, settings.connector_schema,
                    routes=settings.routes(), topics=settings.subscription, timeout_ms=settings.checkpoint_timeout_ms,
                    faults=faults, tolerate_errors=settings.errors_tolerance == "all",
@@ -69,7 +70,7 @@ class PostgresStore:
                    start_from=StartFrom(settings.start_from_savepoint, settings.subscription)
                    if settings.start_from_savepoint else None, timezone=settings.sink_timezone,
                    changes=SchemaChanges(settings.sink_auto_create, settings.sink_auto_evolve),
-                   on_unknown_field=on_unknown_field)
+                   unknown_values=unknown_values)
 
     @property
     def pipeline(self) -> str:
