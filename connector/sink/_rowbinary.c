@@ -801,6 +801,8 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
     memcpy(self->other_lengths, other_lengths, sizeof other_lengths[0] * (size_t)valued);
     self->valued = valued;
     self->absent = 0;
+    if (seen == 0)
+        return NULL; /* no column named: the fallback's */
     if (seen != self->count) {
         for (Py_ssize_t i = 0; i < self->count; i++)
             if (self->start[i] < 0) {

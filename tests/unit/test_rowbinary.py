@@ -226,6 +226,8 @@ def test_a_required_column_left_out_is_the_general_paths():
     assert mapper.fast(b'{"id": 1, "must": "x"}').row.__class__ is bytes
     assert mapper.fast.fallback(b'{"id": 1, "must": "x"}') is None
     assert c_only(mapper)(b'{"must": "x"}') is None and c_only(mapper)(b'{"id": 1}') is None
+    appended = RowMapper(OPTIONAL, "append", [])
+    assert c_only(appended)(b'{"id": 1}') is not None and c_only(appended)(b'{}') is None  # no column named
 
 
 # Values of fields no column takes: any JSON, nested, escaped, null; and some the C step leaves (a NUL, too deep).
