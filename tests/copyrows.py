@@ -73,7 +73,7 @@ def _binary_value(kind: str, data: bytes) -> Any:
         return {b"\x01": True, b"\x00": False}[data]
     if kind == "text":
         return data.decode()
-    if kind == "timestamptz":  # microseconds from 2000-01-01 UTC: an instant before year 1 UTC too
+    if kind in ("timestamptz", "timestamp"):  # microseconds from 2000-01-01 (UTC): before year 1 too
         return struct.unpack("!q", data)[0]
     if kind == "date":
         return date(2000, 1, 1) + timedelta(days=struct.unpack("!i", data)[0])
@@ -104,6 +104,8 @@ def _text_value(kind: str, text: str) -> Any:
     if kind == "timestamptz":
         parsed = datetime.fromisoformat(text)  # without an offset: the session's TimeZone, UTC in these tests
         return (parsed.replace(tzinfo=parsed.tzinfo or UTC) - _EPOCH) // timedelta(microseconds=1)
+    if kind == "timestamp":  # PostgreSQL's timestamp input ignores an offset: the wall time as written
+        return (datetime.fromisoformat(text).replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
     if kind == "date":
         return date.fromisoformat(text)
     assert kind == "uuid", kind

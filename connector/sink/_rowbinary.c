@@ -26,6 +26,9 @@
      as PostgreSQL takes) — or no offset, when made with naive_is_utc (the session's
      TimeZone, SINK_TIMEZONE, is UTC) — a valid date and time: microseconds since
      2000-01-01 UTC; or epoch milliseconds, a JSON integer in the years 1 to 9999;
+   - timestamp (without time zone): the same text without an offset, its wall time as
+     written; with an offset, or epoch milliseconds, only made with naive_is_utc: the
+     instant's UTC wall time, in the years 1 to 9999;
    - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
    - null, where the column is nullable.
 
@@ -57,9 +60,9 @@
 #include <string.h>
 
 enum kind { K_SMALLINT, K_INTEGER, K_BIGINT, K_NUMERIC, K_FLOAT, K_REAL, K_BOOLEAN, K_TEXT, K_TIMESTAMPTZ, K_DATE,
-            K_UUID };
+            K_UUID, K_TIMESTAMP };
 static const char *const KIND_NAMES[] = {"smallint", "integer", "bigint", "numeric", "float", "real", "boolean",
-                                         "text", "timestamptz", "date", "uuid", NULL};
+                                         "text", "timestamptz", "date", "uuid", "timestamp", NULL};
 
 #define NUMERIC_POS 0x0000
 #define NUMERIC_NEG 0x4000
@@ -503,15 +506,20 @@ static int epoch_ms(Cursor *c) {
     return put_field(c, (uint64_t)(ms * 1000 - INT64_C(86400000000) * POSTGRES_EPOCH_DAYS), 8);
 }
 
+#define MIN_WALL_SECONDS INT64_C(-63082281600) /* 0001-01-01T00:00:00, from 2000-01-01 */
+#define MAX_WALL_SECONDS INT64_C(252455615999) /* 9999-12-31T23:59:59 */
+
 /* Microseconds since 2000-01-01 UTC of YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]](Z|+-HH:MM), or
-   of epoch milliseconds. */
-static int timestamptz(Cursor *c) {
+   of epoch milliseconds. `wall`: for a timestamp without time zone, the wall time in
+   the session's zone — as written when the text has no offset, else (only when that
+   zone is UTC) the instant's UTC time, within the years 1 to 9999 as Python's datetime. */
+static int timestamp_micros(Cursor *c, int wall) {
     const unsigned char *t;
     Py_ssize_t len;
     int64_t days;
     int hour, minute, second = 0, v;
     if (c->p < c->end && (is_digit(*c->p) || *c->p == '-'))
-        return epoch_ms(c);
+        return (!wall || c->naive_is_utc) && epoch_ms(c);
     if (!plain_string(c, &t, &len) || len < 16 || !date_days(t, &days) || (t[10] != 'T' && t[10] != ' ')
         || !digits2(t + 11, 0, 23, &hour) || t[13] != ':' || !digits2(t + 14, 0, 59, &minute))
         return 0;
@@ -532,6 +540,7 @@ static int timestamptz(Cursor *c) {
         }
     }
     int64_t offset = 0; /* seconds east of UTC */
+    int zoned = i < len && (t[i] == 'Z' || t[i] == '+' || t[i] == '-'); /* an instant, not a wall time */
     if (i < len && t[i] == 'Z')
         i++;
     else if (i < len && (t[i] == '+' || t[i] == '-')) {
@@ -540,11 +549,13 @@ static int timestamptz(Cursor *c) {
             return 0;
         offset = (t[i] == '-' ? -1 : 1) * (offset_hours * 3600 + v * 60);
         i += 6;
-    } else if (!c->naive_is_utc)
+    } else if (!wall && !c->naive_is_utc)
         return 0; /* no offset: the session's TimeZone reads it, the fallback's text */
-    if (i != len)
-        return 0;
+    if (i != len || (wall && zoned && !c->naive_is_utc))
+        return 0; /* an instant into a wall time of another zone than UTC: the fallback's */
     int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset;
+    if (wall && (seconds < MIN_WALL_SECONDS || seconds > MAX_WALL_SECONDS))
+        return 0;
     return put_field(c, (uint64_t)(seconds * 1000000 + micros), 8);
 }
 
@@ -607,7 +618,8 @@ static int value(Cursor *c, const Column *column) {
         Py_ssize_t chars;
         return string(c, &chars) && (column->max_chars < 0 || chars <= column->max_chars);
     }
-    case K_TIMESTAMPTZ: return timestamptz(c);
+    case K_TIMESTAMPTZ: return timestamp_micros(c, 0);
+    case K_TIMESTAMP: return timestamp_micros(c, 1);
     case K_DATE: return date(c);
     case K_UUID: return uuid(c);
     }

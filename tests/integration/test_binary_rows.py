@@ -223,3 +223,33 @@ def test_partial_upserts_keep_what_they_leave_out(services):
             {k: v for k, v in record.items() if k != "id"})
     assert services.sql(f"SELECT id, name, note, n FROM {name} ORDER BY id") == sorted(
         (k, row["name"], row["note"], row["n"]) for k, row in table.items())
+
+
+def test_a_timestamp_column_stores_the_same_from_either_format(services):
+    """`timestamp` (without time zone) from the C step's binary rows and from the Python
+    paths' text rows (SINK_TIMEZONE UTC): wall times as written, instants with offsets
+    or Z and epoch milliseconds as their UTC time, at the ends of the years 1 to 9999;
+    PostgreSQL stores the same."""
+    values = ['"2026-11-22T10:00:00.123456"', '"2026-11-22 10:00"', '"2026-11-22T10:00:00+05:30"',
+              '"2026-11-22T23:30:00-01:00"', '"2024-02-29T12:00:00Z"', "1764000000123", "-1", "0",
+              '"0001-01-01T00:00:00"', '"0001-01-01T01:30:00+01:00"', '"9999-12-31T23:59:59.999999"',
+              '"9999-12-31T22:59:59-01:00"', "-62135596800000", "253402300799999"]
+    names = [f"wall_{form}_{uuid.uuid4().hex[:6]}" for form in ("binary", "text")]
+    for name in names:
+        services.sql(f"CREATE TABLE {name} (id bigint NOT NULL, local timestamp)")
+    mapper = RowMapper([ColumnSpec("id", "bigint", nullable=False), ColumnSpec("local", "timestamp")], "append", [])
+    documents = [b'{"id": %d, "local": %s}' % (i, v.encode()) for i, v in enumerate(values)]
+    binary = [mapper.fast(d) for d in documents]
+    assert all(isinstance(row, bytes) for row in binary)
+    text = [mapper.fast.fallback(d) or mapper.general(Record("t", 0, i, None, d, None, ())).row
+            for i, d in enumerate(documents)]
+    batches = [CopyBatch(("id", "local"), binary, format=BINARY), CopyBatch(("id", "local"), text)]
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        for name, batch in zip(names, batches, strict=True):
+            with conn.cursor() as cur, cur.copy(copy_sql(sa.Table(name, sa.MetaData()), batch.columns,
+                                                         batch.format)) as copy:
+                copy.write(batch.payload())
+        stored = [conn.execute(f"SELECT id, local::text FROM {name} ORDER BY id").fetchall() for name in names]
+    assert stored[0] == stored[1] and len(stored[0]) == len(values)
+    assert stored[0][2] == (2, "2026-11-22 04:30:00") and stored[0][9] == (9, "0001-01-01 00:30:00")

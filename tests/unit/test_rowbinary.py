@@ -74,7 +74,8 @@ def field_json(kind: str) -> st.SearchStrategy[str]:
     quoted = numbers.map(raw)  # a number in a string: integer and numeric columns take one
     extra = {"numeric": numbers | quoted, "float": numbers, "real": numbers, "smallint": numbers | quoted,
              "integer": numbers | quoted, "bigint": numbers | quoted,
-             "timestamptz": timestamps.map(raw) | epochs.map(raw), "date": timestamps.map(lambda t: raw(t[:10])),
+             "timestamptz": timestamps.map(raw) | epochs.map(raw), "timestamp": timestamps.map(raw) | epochs.map(raw),
+             "date": timestamps.map(lambda t: raw(t[:10])),
              "text": texts.map(raw)}.get(kind, typed)
     return st.one_of(typed, extra, st.just("null"), st.sampled_from(['"x"', "1", "true", "[]", "{}", '"\\u0000"']))
 
@@ -202,7 +203,8 @@ def test_a_record_that_leaves_out_columns_with_a_default_or_null(mode, data):
     mapper = RowMapper(OPTIONAL, mode, ["id"] if mode == "upsert" else [])
     present = data.draw(st.lists(st.sampled_from([c for c in OPTIONAL if c.name != "id"]), unique=True))
     document = {c.name: data.draw(TYPED[c.kind]) for c in [OPTIONAL[0], *present]}
-    value = json.dumps(document, ensure_ascii=data.draw(st.booleans())).encode()
+    text = json.dumps(document)
+    value = (as_raw_utf8(text) if data.draw(st.booleans()) else text).encode()  # raw UTF-8 or `\u` escapes
     answer = mapper.fast(value)
     if answer is None or isinstance(answer, str) or isinstance(answer.row if isinstance(answer, Op) else answer, str):
         return  # a value the C step does not write: the Python path's (text), or the general path's
@@ -398,6 +400,34 @@ def test_what_the_c_step_asks_of_fields_no_column_takes():
     assert step(b'{"id": "a", "x": "\\u0000"}') == "left" and len(asked) == 1  # a NUL: the general path's
     refused = RowBinary([("id", "text", -1, False)], lambda v: "left", skip=lambda names: False)
     assert refused(b'{"id": "a", "x": 1}') == "left"
+
+
+WALL = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("local", "timestamp")]
+
+
+@pytest.mark.parametrize(("local", "in_utc", "in_paris"), [
+    ('"2026-11-22T10:00:00.5"', "2026-11-22 10:00:00.5", "2026-11-22 10:00:00.5"),  # a wall time: as written
+    ('"2026-11-22 10:00"', "2026-11-22 10:00:00", "2026-11-22 10:00:00"),
+    ('"2026-11-22T10:00:00+01:00"', "2026-11-22 09:00:00", None),  # an instant: its UTC time; Paris's is Python's
+    ('"2026-11-22T10:00:00Z"', "2026-11-22 10:00:00", None), ("1764000000123", "2025-11-24 16:00:00.123", None),
+    ('"0001-01-01T00:30:00+01:00"', None, None), ('"9999-12-31T23:30:00-01:00"', None, None),  # before year 1, after 9999
+])
+def test_a_timestamp_column_takes_its_wall_time(local, in_utc, in_paris):
+    """`timestamp` (without time zone) in the C step: a text without an offset is the
+    wall time as written in any SINK_TIMEZONE; an instant (an offset, Z, epoch
+    milliseconds) only in UTC, as its UTC time — elsewhere the Python path converts it —
+    and never outside the years 1 to 9999, which the general path refuses."""
+    value = b'{"id": 1, "local": %s}' % local.encode()
+    for zone, expected in (("UTC", in_utc), ("Europe/Paris", in_paris)):
+        mapper = RowMapper(WALL, "append", zone=ZoneInfo(zone))
+        answer = mapper.fast(value)
+        if expected is None:
+            assert not isinstance(answer, bytes), zone
+            continue
+        wall = (datetime.fromisoformat(expected).replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+        python = mapper.fast.fallback(value) or mapper.general(Record("t", 0, 0, None, value, None, ())).row
+        assert isinstance(answer, bytes) and binary_values(answer, ["bigint", "timestamp"]) == [1, wall], zone
+        assert text_values(python, ["bigint", "timestamp"]) == [1, wall], zone
 
 
 @pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York"])
