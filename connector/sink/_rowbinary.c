@@ -44,7 +44,7 @@
    columns with defaults — an identity, `DEFAULT now()` — are often absent from every
    record). It needs `op`; only the first 64 columns can be optional.
 
-   Made with `skip`, it passes over fields no column takes (up to eight, each a valid
+   Made with `skip`, it passes over fields no column takes (up to 64, each a valid
    JSON value, nested at most 64 deep; none given twice) when, the object read, skip(the
    names of those that are not null) says so: it counts them and answers True when the
    general path would do nothing else with them (no column to make; each told already),
@@ -79,7 +79,7 @@ typedef struct {
 } Column;
 
 #define MAX_SHAPES 16 /* column sets with an absent optional column, each with its names' tuple */
-#define MAX_OTHERS 8 /* fields no column takes, in one object; more are the fallback's */
+#define MAX_OTHERS 64 /* fields no column takes, in one object; more are the fallback's */
 #define MAX_DEPTH 64 /* of a value no column takes; deeper ones are the fallback's */
 
 typedef struct {
@@ -98,7 +98,7 @@ typedef struct {
     PyObject *op_type, *op_kind, *op_names; /* what an op is made of (keyed tables, absent columns) */
     uint64_t absent; /* the last row's absent columns, a bit each */
     PyObject *skip; /* asked of the fields no column takes (skip(names) -> bool), or NULL: the fallback's */
-    const unsigned char *others[MAX_OTHERS]; /* the last row's fields no column takes that hold a value */
+    const unsigned char *others[MAX_OTHERS]; /* the last row's fields no column takes: [0, valued) hold a value */
     Py_ssize_t other_lengths[MAX_OTHERS];
     int valued;
     uint64_t shape_masks[MAX_SHAPES];
@@ -742,8 +742,8 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
                 self->naive_is_utc};
     if (!utf8(c.p, c.end))
         return NULL;
-    Py_ssize_t seen = 0, in_order = 1, other_lengths[MAX_OTHERS];
-    const unsigned char *others[MAX_OTHERS];
+    Py_ssize_t seen = 0, in_order = 1, *other_lengths = self->other_lengths;
+    const unsigned char **others = self->others;
     int other_count = 0, valued = 0; /* fields no column takes; [0, valued) hold a value, the nulls after */
     for (Py_ssize_t i = 0; i < self->count; i++)
         self->start[i] = -1;
@@ -809,8 +809,6 @@ static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) 
     skip_space(&c);
     if (c.p != c.end)
         return NULL;
-    memcpy(self->others, others, sizeof others[0] * (size_t)valued);
-    memcpy(self->other_lengths, other_lengths, sizeof other_lengths[0] * (size_t)valued);
     self->valued = valued;
     self->absent = 0;
     if (seen == 0)

@@ -390,14 +390,16 @@ def test_any_bytes_are_answered_or_left(value):
 
 def test_what_the_c_step_asks_of_fields_no_column_takes():
     """`skip` is asked once a record is read, of the fields holding a value (a null is
-    no value), in the record's order; a field given twice, or more than eight such
-    fields, leave the record to the fallback without asking."""
+    no value), in the record's order; a field given twice, or more than 64 such fields,
+    leave the record to the fallback without asking."""
     asked = []
     step = RowBinary([("id", "text", -1, False)], lambda v: "left", skip=lambda names: asked.append(names) or True)
     assert step(b'{"z": 2, "id": "a", "x": null, "y": [1]}') != "left" and asked == [("z", "y")]
     assert step(b'{"id": "a", "x": 1, "x": null}') == "left" and step(b'{"id": "a", "x": null, "x": 1}') == "left"
-    assert step(b'{"id": "a", ' + b", ".join(b'"f%d": 1' % i for i in range(9)) + b"}") == "left"
-    assert step(b'{"id": "a", "x": "\\u0000"}') == "left" and len(asked) == 1  # a NUL: the general path's
+    assert step(b'{"id": "a", ' + b", ".join(b'"f%d": 1' % i for i in range(65)) + b"}") == "left"
+    assert step(b'{"id": "a", ' + b", ".join(b'"f%d": 1' % i for i in range(64)) + b"}") != "left"
+    assert asked[-1] == tuple(f"f{i}" for i in range(64))
+    assert step(b'{"id": "a", "x": "\\u0000"}') == "left" and len(asked) == 2  # a NUL: the general path's
     refused = RowBinary([("id", "text", -1, False)], lambda v: "left", skip=lambda names: False)
     assert refused(b'{"id": "a", "x": 1}') == "left"
 
