@@ -22,11 +22,7 @@ def to_record(message: Message) -> Record:
                           ts if ts_type else None, tuple(headers) if headers else ()))
 
 
-def _timestamps(messages: Sequence[Message]) -> list[int]:
-    return [ts if ts_type else -1 for ts_type, ts in map(Message.timestamp, messages)]
-
-
-MESSAGE_FIELDS = Fields(to_record, Message.offset, Message.key, _timestamps, Message.headers)
+MESSAGE_FIELDS = Fields(to_record, Message.offset, Message.key, Message.timestamp, Message.headers)
 
 
 def tps_of(partitions: Sequence[TopicPartition]) -> list[TP]:

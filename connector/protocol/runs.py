@@ -20,13 +20,12 @@ from connector.models import Record, TopicPartition
 
 class Fields(NamedTuple):
     """How to read a source's own message: item -> Record, and item -> each field the
-    snapshot codec stores (each callable runs under `map`, in C where it can), except
-    `timestamps`: items -> their timestamps in ms (-1 for none)."""
+    snapshot codec stores (each callable is called from C: a method or attribute getter)."""
 
     record: Callable[[Any], Record]
     offset: Callable[[Any], Any]  # an int
     key: Callable[[Any], Any]  # bytes or None
-    timestamps: Callable[[Sequence[Any]], list[int]]
+    timestamp: Callable[[Any], Any]  # ms: an int, None, or a (type, ms) pair (none when type is 0)
     headers: Callable[[Any], Any]  # a sequence of (name, value), or None
 
 
@@ -89,12 +88,8 @@ def _same(record: Record) -> Record:
     return record
 
 
-def _timestamps(records: Sequence[Record]) -> list[int]:
-    return [-1 if r.timestamp_ms is None else r.timestamp_ms for r in records]
-
-
-RECORD_FIELDS = Fields(_same, operator.attrgetter("offset"), operator.attrgetter("key"), _timestamps,
-                       operator.attrgetter("headers"))
+RECORD_FIELDS = Fields(_same, operator.attrgetter("offset"), operator.attrgetter("key"),
+                       operator.attrgetter("timestamp_ms"), operator.attrgetter("headers"))
 
 
 def runs_of(records: Sequence[Record]) -> list[Run]:

@@ -1,11 +1,13 @@
 """Snapshots survive the byte round trip exactly, and damage is detected."""
 
+import operator
+
 import pytest
 
 from connector.backends import codec
 from connector.errors import SnapshotCorrupt
 from connector.models import PartitionRange, Record, Snapshot
-from connector.protocol.runs import runs_of
+from connector.protocol.runs import RecordsView, runs_of
 from connector.protocol.state import OperatorState
 
 SNAPSHOT = Snapshot(
@@ -90,3 +92,37 @@ def test_a_snapshot_of_runs_encodes_without_records_and_decodes_to_them():
                                                           "pipe")
     _, decoded = codec.decode(codec.encode(snapshot, "pipe"))
     assert decoded.records == SNAPSHOT.records and decoded.ranges == snapshot.ranges
+
+
+def test_kafka_messages_encode_as_their_records():
+    """Runs of Kafka's own messages (their columns read in C, through the messages'
+    methods): every timestamp kind, none among them (type 0), null and empty keys and
+    values, headers; they decode to the records the messages are."""
+    from confluent_kafka import Message
+
+    from connector.kafka.messages import MESSAGE_FIELDS, to_record
+    from connector.protocol.runs import Run
+
+    messages = [Message(topic="a", partition=0, offset=o, key=k, value=v, timestamp=t, headers=h)
+                for o, (k, v, t, h) in enumerate([(None, b'{"x":1}', (1, 1700000000000), None),
+                                                 (b"k", None, (2, 5), [("trace-id", b"\x00\xff"), ("ü", None)]),
+                                                 (b"", b"", (0, 12345), None), (b"\xff" * 300, b"v" * 70000, (1, 0), [])],
+                                                start=7)]
+    run = Run("a", 0, messages, [m.value() for m in messages], 0, MESSAGE_FIELDS)
+    snapshot = Snapshot(4, (PartitionRange("a", 0, 7, 11, 4),), RecordsView([(run, 0, 4)]), ())
+    _, decoded = codec.decode(codec.encode(snapshot, "pipe"))
+    assert decoded.records == tuple(map(to_record, messages))
+    assert [r.timestamp_ms for r in decoded.records] == [1700000000000, 5, None, 0]
+
+
+def test_a_key_or_value_that_is_no_bytes_is_refused():
+    from connector.backends._columns import columns
+
+    record = Record("a", 0, 1, "text key", b"v")
+    fields = (operator.attrgetter("offset"), operator.attrgetter("timestamp_ms"), operator.attrgetter("key"))
+    with pytest.raises(TypeError, match="a key must be bytes or None, not str"):
+        columns([record], [b"v"], *fields)
+    with pytest.raises(TypeError, match="a value must be bytes or None, not int"):
+        columns([record._replace(key=None)], [1], *fields)
+    with pytest.raises(ValueError, match="one value per item"):
+        columns([record], [], *fields)
