@@ -8,7 +8,11 @@ compiles one function around it: msgspec decodes and checks the value in C, and 
 function formats the row's COPY text with the column loop unrolled (a Python call per
 column is most of the cost of mapping a record at several hundred thousand a second).
 
-The function returns None for anything else (a field absent, a null in a NOT NULL or
+A record may leave out columns with a default and nullable ones (`optional`: an
+identity, `DEFAULT now()`): `partial` then gives the op the general path gives it, naming
+the columns the record has (one tuple per set), its row escaped in bulk.
+
+The function returns None for anything else (a required field absent, a null in a NOT NULL or
 key column, another type, a value that fails to parse, a `\u0000`, any error decoding
 it): the general path in `RowMapper` then maps the record, and raises its MappingError
 when there is one. So the fast path decides nothing on its own: it agrees with the
@@ -34,9 +38,7 @@ goes to the Python function below, which it calls itself, and whose rows are COP
 (str). A checkpoint's rows may hold both: the writer sends each format in a COPY of its
 own (sink/statements.py). It answers only where PostgreSQL reads the same values from its
 row as from that function's, which `tests/unit/test_rowbinary.py` checks on arbitrary
-records. It also answers a record that leaves out columns with a default or nullable
-ones (`optional`), with the op the general path gives it (naming the columns the
-record does); the Python function answers only records naming every column.
+records, and records leaving out optional columns as the Python function does.
 
 Both read a `numeric` column's JSON number exactly, as written (msgspec decodes it
 into a Decimal; the general path reads such a document again exactly), and a number
@@ -187,6 +189,36 @@ def _returns(columns: Sequence[FastColumn], fields: Sequence[_Source], keys: Seq
     return [*lines, f" return new(op, (kind, names, f'{row}', ({key}), None))"]
 
 
+def _partial(columns: Sequence[FastColumn], fields: Sequence[_Source], keys: Sequence[int]) -> list[str]:
+    """Source of `partial(row)`: the op of a value that leaves out optional columns (a
+    default, or NULL, fills them), naming the columns it has (one tuple per set, in
+    `shapes`), its row escaped in bulk; None where a field defers. One function per
+    field computes its text."""
+    lines = []
+    for i, field in enumerate(fields):
+        lines += [f"def part{i}(row):", *(" " + line for line in field.check.splitlines()),
+                  f" return f'{{{field.unescaped}}}'"]
+    plan = ", ".join(f"({c.name!r}, 'f{i}', part{i})" for i, c in enumerate(columns))
+    key = "".join(f"escape(texts[names.index({columns[k].name!r})]), " for k in keys)
+    return [*lines, f"PLAN = ({plan},)", "def partial(row):", " names, texts = [], []", " try:",
+            "  for name, attr, part in PLAN:", "   if getattr(row, attr) is UNSET: continue", "   text = part(row)",
+            "   if text is None: return None", "   names.append(name)", "   texts.append(text)",
+            " except (ValueError, TypeError, OverflowError): return None",
+            " line = escape_row(SEPARATOR.join(texts))", " if line is None: return None",
+            " shape = tuple(names)", f" return new(op, (kind, shapes.setdefault(shape, shape), line, ({key}), None))"]
+
+
+def _source(columns: Sequence[FastColumn], fields: Sequence[_Source], keys: Sequence[int]) -> list[str]:
+    """Source of `fast(value)`: decode, check each field, format the row; a value that
+    leaves out an optional column goes to `partial`."""
+    optional = ", ".join(f"row.f{i}" for i, c in enumerate(columns) if c.optional)
+    return ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None",
+            *([f" if UNSET in ({optional},): return partial(row)"] if optional else []),
+            " try:", *("  " + line for field in fields for line in field.check.splitlines()), "  pass",
+            " except (ValueError, TypeError, OverflowError): return None",
+            *_returns(columns, fields, keys), *_partial(columns, fields, keys)]
+
+
 def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
     """The msgspec Struct a value decodes into: fields f0, f1, … for the columns (column
     names reach the generated code only through `rename`), then the other fields allowed.
@@ -195,13 +227,15 @@ def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
     fields: list[Any] = []
     for i, column in enumerate(columns):
         kind = _field_type(column.kind, column.length, others.objects)
-        fields.append((f"f{i}", kind | None if column.nullable else kind))
+        kind = kind | None if column.nullable else kind
+        fields.append((f"f{i}", kind | msgspec.UnsetType, msgspec.UNSET) if column.optional else (f"f{i}", kind))
     fields += [(f"l{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(others.left))]
     fields += [(f"w{i}", None, None) for i in range(len(others.watched))]  # only a null: no column to fill
     rename = {f"f{i}": c.source for i, c in enumerate(columns)}
     rename.update({f"l{i}": name for i, name in enumerate(others.left)})
     rename.update({f"w{i}": name for i, name in enumerate(others.watched)})
-    return msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=not others.any_field, gc=False)
+    return msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=not others.any_field, gc=False,
+                             kw_only=True)  # an optional field (a default) may come before a required one
 
 
 def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key_columns: Sequence[str] = (),
@@ -223,18 +257,15 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     row_type = _row_type(columns, others)
     fields = [_Source.of(column, i) for i, column in enumerate(columns)]
     keys = [names.index(k) for k in key_columns]
-    lines = ["def fast(value):", " try:", "  row = decode(value)", " except ERRORS: return None",
-             " try:", *("  " + line for field in fields for line in field.check.splitlines()), "  pass",
-             " except (ValueError, TypeError, OverflowError): return None",
-             *_returns(columns, fields, keys)]
+    lines = _source(columns, fields, keys)
     names_tuple = tuple(names)  # one tuple for every op: the writer groups ops by it
     scope: dict[str, Any] = {"decode": msgspec.json.Decoder(row_type).decode, "from_iso": datetime.fromisoformat,
                              "plain": is_plain_timestamp,
                              # anything msgspec raises (RecursionError on deep nesting too): the general path decides
                              "ERRORS": Exception, "new": tuple.__new__, "escape_row": escape_row, "escape": escape,
                              "NULL": NULL, "NULL_MARK": _NULL_MARK,
-                             "op": op, "kind": op_kind, "names": names_tuple,
-                             "convert": [c.convert for c in columns]}
+                             "op": op, "kind": op_kind, "names": names_tuple, "shapes": {}, "UNSET": msgspec.UNSET,
+                             "SEPARATOR": _SEPARATOR, "convert": [c.convert for c in columns]}
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
     if (any(c.kind not in ROW_BINARY_KINDS for c in columns) or summed
