@@ -272,7 +272,7 @@ def test_fields_no_column_takes_are_passed_over_once_told(mode, rules, data):
 
 def test_the_c_step_passes_over_fields_it_was_told_of():
     """The property above holds, and the C step answered records whose fields were
-    counted: 20 of the 300 examples at least (26–72 in eight seeds; the rest hold a NUL,
+    counted: 20 of the 300 examples at least (38–62 in twelve seeds; the rest hold a NUL,
     a value the column refuses, or fields that are all null or excluded)."""
     skipped_counts.clear()
     test_fields_no_column_takes_are_passed_over_once_told()
