@@ -190,16 +190,21 @@ static int number_or_string(Cursor *c, Number *n) {
     return 1;
 }
 
+/* A JSON integer's magnitude (no fraction, no exponent, at most `max_digits` digits), or 0. */
+static int magnitude_of(const Number *n, int max_digits, uint64_t *magnitude) {
+    const unsigned char *d = n->start + (*n->start == '-');
+    if (n->int_end != n->end || n->int_end - d > max_digits)
+        return 0;
+    for (*magnitude = 0; d < n->int_end; d++)
+        *magnitude = *magnitude * 10 + (uint64_t)(*d - '0');
+    return 1;
+}
+
 static int integer(Cursor *c, int bits) {
     Number n;
-    if (!number_or_string(c, &n) || n.int_end != n.end)
+    uint64_t magnitude;
+    if (!number_or_string(c, &n) || !magnitude_of(&n, 19, &magnitude))
         return 0;
-    const unsigned char *d = n.start + (*n.start == '-');
-    if (n.int_end - d > 19)
-        return 0;
-    uint64_t magnitude = 0;
-    for (; d < n.int_end; d++)
-        magnitude = magnitude * 10 + (uint64_t)(*d - '0');
     int negative = *n.start == '-';
     if (magnitude > (UINT64_C(1) << (bits - 1)) - (negative ? 0 : 1))
         return 0;
@@ -494,13 +499,10 @@ static int plain_string(Cursor *c, const unsigned char **text, Py_ssize_t *len) 
    2000-01-01 UTC. */
 static int epoch_ms(Cursor *c) {
     Number n;
-    const unsigned char *d;
-    if (!number(c, &n) || n.int_end != n.end || n.int_end - (d = n.start + (*n.start == '-')) > 15)
+    uint64_t magnitude;
+    if (!number(c, &n) || !magnitude_of(&n, 15, &magnitude))
         return 0;
-    int64_t ms = 0;
-    for (; d < n.int_end; d++)
-        ms = ms * 10 + (*d - '0');
-    ms = *n.start == '-' ? -ms : ms;
+    int64_t ms = *n.start == '-' ? -(int64_t)magnitude : (int64_t)magnitude;
     if (ms < MIN_EPOCH_MS || ms > MAX_EPOCH_MS)
         return 0;
     return put_field(c, (uint64_t)(ms * 1000 - INT64_C(86400000000) * POSTGRES_EPOCH_DAYS), 8);

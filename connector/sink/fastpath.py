@@ -77,7 +77,7 @@ class FastColumn(NamedTuple):
     nullable: bool  # a JSON null is NULL here (key columns never: the general path fills them from the key)
     convert: Converter
     field: str = ""  # the JSON field that fills it, if not its name (SINK_FIELDS_RENAME)
-    optional: bool = False  # a record may leave it out (nullable, or with a default): the C step answers then too
+    optional: bool = False  # a record may leave it out (nullable, or with a default): both steps answer then too
 
     @property
     def source(self) -> str:
