@@ -1,6 +1,8 @@
 """The statements of the bookkeeping rows the commit transaction and the repository run
 (connector/bookkeeping/tables.py): checkpoints and offsets. Pure: nothing here touches a
-connection."""
+connection. The commit transaction's take their values as parameters, so each is built
+once per pipeline: building and keying one anew for every checkpoint took longer than
+the database took to run it."""
 
 from __future__ import annotations
 
@@ -14,27 +16,31 @@ from connector import bookkeeping as bk
 from connector.models import PartitionRange, TopicPartition
 
 
-def checkpoint_exists(pipeline: str, checkpoint_id: int) -> sa.Select[Any]:
+def checkpoint_committed(pipeline: str) -> sa.Exists:
+    """Whether (pipeline, `checkpoint_id`) is in the checkpoints table: a column to select."""
     t = bk.checkpoints
-    return sa.select(t.c.checkpoint_id).where(t.c.pipeline == pipeline, t.c.checkpoint_id == checkpoint_id)
+    return sa.exists().where(t.c.pipeline == pipeline, t.c.checkpoint_id == sa.bindparam("checkpoint_id"))
 
 
 def ensure_offsets() -> sa.Insert:
     """Executed with `ensure_params` (one statement, compiled once: a multi-row VALUES
-    list would be compiled anew for every checkpoint)."""
+    list would be compiled anew for every checkpoint), the rows in the order they are
+    locked in, so two first commits of the same partitions cannot deadlock."""
     return pg.insert(bk.offsets).on_conflict_do_nothing()
 
 
 def ensure_params(pipeline: str, partitions: Sequence[TopicPartition]) -> list[dict[str, Any]]:
-    return [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in partitions]
+    return [{"pipeline": pipeline, "topic": t, "partition": p} for t, p in sorted(partitions)]
 
 
-def lock_offsets(pipeline: str, partitions: Sequence[TopicPartition]) -> sa.Select[Any]:
-    """Lock the partitions' rows in a fixed order, so concurrent commits cannot deadlock."""
+def lock_offsets(pipeline: str) -> sa.Select[Any]:
+    """Lock the rows of `partitions` ((topic, partition) pairs) in a fixed order, so
+    concurrent commits cannot deadlock."""
     t = bk.offsets
     return (
         sa.select(t.c.topic, t.c.partition, t.c.next_offset)
-        .where(t.c.pipeline == pipeline, sa.tuple_(t.c.topic, t.c.partition).in_(list(partitions)))
+        .where(t.c.pipeline == pipeline,
+               sa.tuple_(t.c.topic, t.c.partition).in_(sa.bindparam("partitions", expanding=True)))
         .order_by(t.c.topic, t.c.partition)
         .with_for_update()
     )
@@ -47,23 +53,6 @@ def read_offsets(pipeline: str, topics: Sequence[str]) -> sa.Select[Any]:
     )
 
 
-def advance_offsets(pipeline: str) -> sa.Update:
-    """Executed once per partition with `b_topic`, `b_partition`, `b_end`, `b_checkpoint`."""
-    t = bk.offsets
-    return (
-        sa.update(t)
-        .where(t.c.pipeline == pipeline, t.c.topic == sa.bindparam("b_topic"),
-               t.c.partition == sa.bindparam("b_partition"))
-        .values(next_offset=sa.bindparam("b_end"), checkpoint_id=sa.bindparam("b_checkpoint"),
-                replica=sa.bindparam("b_replica"), updated_at=sa.func.now())
-    )
-
-
-def advance_params(checkpoint_id: int, replica: str, ranges: Sequence[PartitionRange]) -> list[dict[str, Any]]:
-    return [{"b_topic": r.topic, "b_partition": r.partition, "b_end": r.end,
-             "b_checkpoint": checkpoint_id, "b_replica": replica} for r in ranges]
-
-
 def prune_checkpoints(pipeline: str, older_than: str) -> sa.Delete:
     """The pipeline's checkpoint rows older than `older_than` (an interval), but its newest."""
     t = bk.checkpoints
@@ -72,10 +61,32 @@ def prune_checkpoints(pipeline: str, older_than: str) -> sa.Delete:
                               t.c.committed_at < sa.func.now() - sa.cast(older_than, pg.INTERVAL))
 
 
-def record_checkpoint(pipeline: str, checkpoint_id: int, replica: str,
-                      ranges: Sequence[PartitionRange], counts: dict[str, int]) -> sa.Insert:
+def advance_and_record(pipeline: str) -> sa.Insert:
+    """Step 4 in one statement, executed with `advance_params`: each range's partition row
+    gets the range's end as its next_offset (the rows are locked: step 2), and the
+    checkpoint row is inserted. The ranges travel as three arrays."""
+    t = bk.offsets
+    ends = sa.func.unnest(sa.cast(sa.bindparam("topics"), pg.ARRAY(sa.Text)),
+                          sa.cast(sa.bindparam("partitions"), pg.ARRAY(sa.Integer)),
+                          sa.cast(sa.bindparam("ends"), pg.ARRAY(sa.BigInteger)),
+                          ).table_valued("topic", "partition", "next_offset").render_derived(name="ends")
+    checkpoint_id, replica = sa.bindparam("checkpoint_id", type_=sa.BigInteger), sa.bindparam("replica", type_=sa.Text)
+    advanced = (
+        sa.update(t)
+        .where(t.c.pipeline == pipeline, t.c.topic == ends.c.topic, t.c.partition == ends.c.partition)
+        .values(next_offset=ends.c.next_offset, checkpoint_id=checkpoint_id, replica=replica, updated_at=sa.func.now())
+        .cte("advanced")
+    )
+    return sa.insert(bk.checkpoints).values(
+        pipeline=pipeline, checkpoint_id=checkpoint_id, replica=replica, offsets=sa.bindparam("offsets"),
+        counts=sa.bindparam("counts"),
+    ).add_cte(advanced)
+
+
+def advance_params(checkpoint_id: int, replica: str, ranges: Sequence[PartitionRange],
+                   counts: dict[str, Any]) -> dict[str, Any]:
     offsets = [{"topic": r.topic, "partition": r.partition, "start": r.start, "end": r.end,
                 "records": r.records} for r in ranges]
-    return sa.insert(bk.checkpoints).values(
-        pipeline=pipeline, checkpoint_id=checkpoint_id, replica=replica, offsets=offsets, counts=counts
-    )
+    return {"topics": [r.topic for r in ranges], "partitions": [r.partition for r in ranges],
+            "ends": [r.end for r in ranges], "checkpoint_id": checkpoint_id, "replica": replica,
+            "offsets": offsets, "counts": counts}

@@ -1,7 +1,8 @@
 """The commit transaction (DESIGN.md, "The commit transaction"), one per checkpoint:
 
 1. If (pipeline, C) is in the checkpoints table: ALREADY_COMMITTED.
-2. Create missing offsets rows (ON CONFLICT DO NOTHING), lock the snapshot's rows
+2. Create missing offsets rows (ON CONFLICT DO NOTHING; skipped once the replica has
+   locked every partition's row before), lock the snapshot's rows
    FOR UPDATE in (topic, partition) order and compare-and-set: each stored
    next_offset must equal the range's start (NULL only before a first commit).
    Any mismatch: roll back, FENCED.
@@ -12,7 +13,8 @@
    Records the database refuses are isolated (connector/sink/writer.py) and, with
    ERRORS_TOLERANCE=all, inserted as dead letters with the records the mapping
    rejected; with `none` the transaction is rolled back naming the first of them.
-4. Set each partition's next_offset to the range's end; insert the checkpoint row.
+4. Set each partition's next_offset to the range's end and insert the checkpoint row
+   (one statement).
 5. COMMIT.
 
 Nothing else runs here: the small bookkeeping queries are connector/bookkeeping/repository.py's.
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 
 from connector.bookkeeping import statements as bks
 from connector.errors import RecordRejected
-from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot
+from connector.models import Commit, CommitOutcome, PartitionRange, Snapshot, TopicPartition
 from connector.protocol.faults import NO_FAULTS, FaultHook
 from connector.sink import deadletters as dl
 from connector.sink.connection import DRIVER_ERRORS, Database, end_sessions_stuck_on_their_client
@@ -41,15 +43,20 @@ from connector.sink.table import Target
 log = logging.getLogger(__name__)
 
 
-def set_timeouts(conn: sa.Connection, timeout_ms: int, timezone: str = "UTC") -> None:
-    """A statement that hangs is aborted; so is the whole session if this process
-    freezes mid-transaction (a zombie), so its row locks cannot stall the others.
-    Timestamps without an offset are `timezone`'s (SINK_TIMEZONE; the rows' COPY text
-    leaves them as sent)."""
+def settings(timeout_ms: int, timezone: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """The transaction's settings, as columns to select (transaction-local, so a pooler
+    passing the session on keeps none of them). A statement that hangs is aborted; so
+    is the whole session if this process freezes mid-transaction (a zombie), so its row
+    locks cannot stall the others. Timestamps without an offset are `timezone`'s
+    (SINK_TIMEZONE; the rows' COPY text leaves them as sent)."""
     timeout = str(timeout_ms)
-    conn.execute(sa.select(sa.func.set_config("statement_timeout", timeout, True),
-                           sa.func.set_config("idle_in_transaction_session_timeout", timeout, True),
-                           sa.func.set_config("TimeZone", timezone, True)))
+    return (sa.func.set_config("statement_timeout", timeout, True),
+            sa.func.set_config("idle_in_transaction_session_timeout", timeout, True),
+            sa.func.set_config("TimeZone", timezone, True))
+
+
+def set_timeouts(conn: sa.Connection, timeout_ms: int, timezone: str = "UTC") -> None:
+    conn.execute(sa.select(*settings(timeout_ms, timezone)))
 
 
 def spans(snapshot: Snapshot[Payload]) -> list[Span]:
@@ -73,6 +80,9 @@ class CommitTransaction:
         self._timeout_ms, self._timezone = timeout_ms, timezone
         self._tolerate_errors, self._faults = tolerate_errors, faults
         self._new_keys: dict[str, NewKeys] = {}  # by table: whether upserts are tried as plain inserts
+        self._rows_exist: set[TopicPartition] = set()  # partitions whose offsets row step 2 has locked before
+        self._begin = sa.select(*settings(timeout_ms, timezone), bks.checkpoint_committed(pipeline))
+        self._lock, self._advance = bks.lock_offsets(pipeline), bks.advance_and_record(pipeline)
 
     def new_keys(self, target: Target) -> NewKeys:
         return self._new_keys.setdefault(target.spec.qualified, NewKeys())
@@ -120,16 +130,14 @@ class CommitTransaction:
                         ", ".join(map(str, ended)), self._timeout_ms)
 
     def _steps(self, conn: sa.Connection, snapshot: Snapshot[Payload]) -> Commit:
-        """Steps 1-4."""
-        cid, ranges, pipeline = snapshot.checkpoint_id, snapshot.ranges, self._pipeline
-        set_timeouts(conn, self._timeout_ms, self._timezone)
+        """Steps 1-4, in as few round trips as they allow: one statement sets the
+        transaction's timeouts and asks step 1, one locks (step 2), the writes, one for step 4."""
+        cid, ranges = snapshot.checkpoint_id, snapshot.ranges
         # Step 1.
-        if conn.execute(bks.checkpoint_exists(pipeline, cid)).first() is not None:
+        if conn.execute(self._begin, {"checkpoint_id": cid}).one()[-1]:
             return Commit(CommitOutcome.ALREADY_COMMITTED)
         # Step 2.
-        conn.execute(bks.ensure_offsets(), bks.ensure_params(pipeline, snapshot.partitions))
-        stored = {(r.topic, r.partition): r.next_offset
-                  for r in conn.execute(bks.lock_offsets(pipeline, snapshot.partitions))}
+        stored = self._lock_offsets(conn, snapshot.partitions)
         stale = [r for r in ranges if stored.get(r.tp) != r.start]
         if stale:
             return Commit(self._fenced(conn, cid, stale, stored))
@@ -139,11 +147,29 @@ class CommitTransaction:
         counts: dict[str, Any] = rows.write(spans(snapshot), snapshot.ops)
         self._deadletter(conn, snapshot, rows)
         # Step 4.
-        conn.execute(bks.advance_offsets(pipeline), bks.advance_params(cid, self._replica, ranges))
         counts.update(records=snapshot.size, deadlettered=len(rows.rejected), tables=rows.tables)
-        conn.execute(bks.record_checkpoint(pipeline, cid, self._replica, ranges, counts))
+        conn.execute(self._advance, bks.advance_params(cid, self._replica, ranges, counts))
         return Commit(CommitOutcome.COMMITTED, len(rows.rejected), tuple(sorted(rows.tables.items())),
                       counts.get("skipped", 0))
+
+    def _lock_offsets(self, conn: sa.Connection, partitions: Sequence[TopicPartition]) -> dict[Any, int | None]:
+        """Step 2's locks: each partition's offsets row, locked in (topic, partition)
+        order; its next_offset by partition. A partition this replica has not committed
+        before may have no row yet: then the rows are first created (ON CONFLICT DO
+        NOTHING, in the same order: two first commits race on a row). A row gone since
+        (an operator deleted it, or the transaction that created it rolled back) is
+        created and locked after the others."""
+        pipeline = self._pipeline
+        if not self._rows_exist.issuperset(partitions):
+            conn.execute(bks.ensure_offsets(), bks.ensure_params(pipeline, partitions))
+        stored = {(r.topic, r.partition): r.next_offset for r in conn.execute(self._lock, {"partitions": partitions})}
+        missing = [tp for tp in partitions if tp not in stored]
+        if missing:
+            conn.execute(bks.ensure_offsets(), bks.ensure_params(pipeline, missing))
+            stored.update({(r.topic, r.partition): r.next_offset
+                           for r in conn.execute(self._lock, {"partitions": missing})})
+        self._rows_exist.update(partitions)
+        return stored
 
     def _deadletter(self, conn: sa.Connection, snapshot: Snapshot[Payload], rows: RoutedWriter) -> None:
         """Step 3's dead letters, or (ERRORS_TOLERANCE=none) a stop naming the first record."""
@@ -165,7 +191,7 @@ class CommitTransaction:
     def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[PartitionRange],
                 stored: Mapping[Any, Any]) -> CommitOutcome:
         # A concurrent re-commit of this very checkpoint may have won the lock race.
-        if conn.execute(bks.checkpoint_exists(self._pipeline, cid)).first() is not None:
+        if conn.execute(sa.select(bks.checkpoint_committed(self._pipeline)), {"checkpoint_id": cid}).scalar():
             return CommitOutcome.ALREADY_COMMITTED
         detail = ", ".join(f"{r.topic}[{r.partition}] expected {r.start} found {stored.get(r.tp)}" for r in stale)
         log.warning("checkpoint %d fenced: %s", cid, detail)

@@ -99,18 +99,19 @@ def test_delete_statement():
 
 
 def test_lock_is_ordered_and_for_update():
-    text = sql(bks.lock_offsets("p", [("b", 1), ("a", 0)]))
+    text = sql(bks.lock_offsets("p"))
     assert text.endswith("ORDER BY offsets.topic, offsets.partition FOR UPDATE")
 
 
 def test_bookkeeping_values_are_bound_not_formatted():
     """A hostile pipeline name travels as a parameter, never in the SQL text."""
     name = "x'); DROP TABLE offsets; --"
-    compiled = bks.checkpoint_exists(name, 7).compile(dialect=st.DIALECT)
+    compiled = sa.select(bks.checkpoint_committed(name)).compile(dialect=st.DIALECT)
     assert name not in str(compiled) and name in compiled.params.values()
-    ranges = [PartitionRange("t", 0, None, 5, 5)]
-    insert = bks.record_checkpoint(name, 7, "r", ranges, {"rows": 5}).compile(dialect=st.DIALECT)
-    assert name not in str(insert)
+    insert = bks.advance_and_record(name).compile(dialect=st.DIALECT)
+    assert name not in str(insert) and name in insert.params.values()
+    params = bks.advance_params(7, name, [PartitionRange(name, 0, None, 5, 5)], {"rows": 5})
+    assert (params["topics"], params["replica"], params["offsets"][0]["topic"]) == ([name], name, name)
 
 
 def test_rows_carry_the_records_they_came_from_and_rejects_write_nothing():
