@@ -38,7 +38,8 @@ own consumer group and table:
   `executemany` INSERT (append) or INSERT … ON CONFLICT (upsert) per batch, the database
   commit, then the Kafka commit (at-least-once);
 - benchmarks/scenarios.py: scale-out over 1, 2 and 3 replicas (`--group-protocol`),
-  produce -> visible latency at a steady rate, peak RSS under a 5M-record backlog, and the
+  produce -> visible latency at a steady rate (beside produce -> fetched by a bare consumer
+  with the connector's settings, the broker's share of it), peak RSS under a 5M-record backlog, and the
   stall of unmoved partitions while scaling 1 -> 3 -> 1 under each of `--rebalance`'s group
   protocols (`consumer`, KIP-848, on Apache Kafka only).
 
@@ -274,7 +275,9 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
         run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, interval)
         print(f"produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS={interval}: p50 "
               f"{run['visible_ms_p50']:.0f} ms, p99 {run['visible_ms_p99']:.0f} ms ({run['visible']}/{run['records']} "
-              f"seen); commit p50 {run['commit_ms_p50']:.0f} ms, p99 {run['commit_ms_p99']:.0f} ms", flush=True)
+              f"seen); commit p50 {run['commit_ms_p50']:.0f} ms, p99 {run['commit_ms_p99']:.0f} ms; the broker's "
+              f"share, produce -> fetched by a bare consumer: p50 {run['fetched_ms_p50']:.0f} ms, p99 "
+              f"{run['fetched_ms_p99']:.0f} ms", flush=True)
         results.setdefault("latency", []).append(run)
     if args.backlog_records:
         run = _show(f"backlog {args.backlog_records:,} append/memory",

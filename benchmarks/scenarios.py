@@ -4,7 +4,8 @@ large backlog, and scale-out over replicas. Each returns a dict for the JSON rep
 - latency: one replica (append, memory backend) is caught up; records are produced at a
   steady `rate` per second, each carrying its send time; a poller sees every row become
   visible (every 10 ms) and reports produce -> visible p50/p99, next to the replica's
-  commit latency;
+  commit latency and to the broker's own share: produce -> fetched by a bare consumer
+  with the connector's settings reading the same topic meanwhile;
 - backlog: append/memory over a topic of `records` (5M by default, on enough partitions
   for the embedded cluster's 5 MiB each); its peak RSS is compared with the 1M run's;
 - scale-out: 1, 2, 3 replicas of one pipeline on the same topic; the aggregate rate and
@@ -33,29 +34,34 @@ import psycopg
 
 from benchmarks.data import Workload
 from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env, scalar
+from connector.config import KAFKA_DEFAULTS
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
 from connector.embedded.services import Services
 
 # The settings of each consumer group protocol the rebalance scenario compares.
 GROUP_PROTOCOLS = {"eager": {}, "cooperative-sticky": {"KAFKA_PARTITION_ASSIGNMENT_STRATEGY": "cooperative-sticky"},
                    "consumer": {"KAFKA_GROUP_PROTOCOL": "consumer"}}
+LATENCY_PARTITIONS = 8
 LATENCY_DDL = "CREATE TABLE {table} (seq bigint PRIMARY KEY, sent_ms double precision, page text)"
 
 
 def latency(services: Services, workdir: Path, rate: int, seconds: int, interval_ms: int) -> dict[str, Any]:
     topic, name = f"lat_{uuid.uuid4().hex[:8]}", f"bench-latency-{uuid.uuid4().hex[:6]}"
     table = name.replace("-", "_")
-    services.create_topic(topic, 8)
+    services.create_topic(topic, LATENCY_PARTITIONS)
     services.sql(LATENCY_DDL.format(table=table))
     env = replica_env(services, topic, name, CHECKPOINT_INTERVAL_MS=str(interval_ms))
     replica = ConnectorProcess(env, workdir / f"{name}.log").start()
     producer = make_producer(services.bootstrap_servers)
+    total = rate * seconds
+    bare = _BareConsumer(services.bootstrap_servers, topic, total, seconds + 120)
     try:
+        bare.start()
         _send(producer, topic, -1)  # the replica is caught up once this row is visible
         wait_until(lambda: replica.check_alive() or bool(services.sql(f"SELECT 1 FROM {table}")), 120,
                    "the replica to join", 0.1)
+        wait_until(bare.caught_up.is_set, 60, "the bare consumer to catch up", 0.1)
         seen: dict[int, float] = {}
-        total = rate * seconds
         poller = threading.Thread(target=_poll_visible, args=(services.database_url, table, total, seen), daemon=True)
         poller.start()
         start = time.monotonic()
@@ -64,19 +70,55 @@ def latency(services: Services, workdir: Path, rate: int, seconds: int, interval
             _send(producer, topic, seq)
         producer.flush(30)
         poller.join(seconds + 120)
+        bare.join(seconds + 120)
     finally:
         replica.stop(60)
-    visible = sorted(seen.values())
+    visible, fetched = sorted(seen.values()), sorted(bare.fetched)
     commits = commit_latencies(replica.output())
     return {"rate": rate, "seconds": seconds, "checkpoint_interval_ms": interval_ms, "records": total,
             "visible": len(visible), "visible_ms_p50": percentile(visible, 50), "visible_ms_p99": percentile(visible, 99),
+            "fetched_ms_p50": percentile(fetched, 50), "fetched_ms_p99": percentile(fetched, 99),
             "commit_ms_p50": percentile(commits, 50), "commit_ms_p99": percentile(commits, 99)}
 
 
 def _send(producer: Any, topic: str, seq: int) -> None:
     value = orjson.dumps({"seq": seq, "sent_ms": time.time() * 1000, "page": f"/products/{seq % 997}/reviews"})
-    producer.produce(topic, value, partition=seq % 8)
+    producer.produce(topic, value, partition=seq % LATENCY_PARTITIONS)
     producer.poll(0)
+
+
+class _BareConsumer(threading.Thread):
+    """Each record's produce -> fetched ms (`fetched`), read with the connector's own
+    consumer settings from the topic's beginning; `caught_up` once it has the catch-up
+    row (left out), so its connections and fetches are set up before the timed records."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, total: int, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.caught_up, self.fetched = threading.Event(), list[float]()
+        self._settings = {**KAFKA_DEFAULTS, "bootstrap.servers": bootstrap_servers, "group.id": f"bare-{topic}",
+                          "enable.auto.commit": False}
+        self._topic, self._total, self._seconds = topic, total, seconds
+
+    def run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer
+        from confluent_kafka import TopicPartition as KafkaPartition
+
+        consumer = Consumer(self._settings)
+        consumer.assign([KafkaPartition(self._topic, p, OFFSET_BEGINNING) for p in range(LATENCY_PARTITIONS)])
+        deadline = time.monotonic() + self._seconds
+        try:
+            while len(self.fetched) < self._total and time.monotonic() < deadline:
+                message = consumer.poll(0.1)  # each record as it comes (consume(n) waits for n or the timeout)
+                now = time.time() * 1000
+                if message is None or message.error() is not None or (raw := message.value()) is None:
+                    continue
+                value = orjson.loads(raw)
+                if value["seq"] >= 0:
+                    self.fetched.append(now - value["sent_ms"])
+                else:
+                    self.caught_up.set()
+        finally:
+            consumer.close()
 
 
 def _poll_visible(url: str, table: str, total: int, seen: dict[int, float]) -> None:
