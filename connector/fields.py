@@ -22,9 +22,12 @@ class FieldRules:
         """The field that fills `column`, or None when no field may."""
         renamed = dict((new, old) for old, new in self.rename)
         field = renamed.get(column, None if column in dict(self.rename) else column)
-        if field is None or field in self.exclude or (self.include is not None and field not in self.include):
-            return None
-        return field
+        return field if field is not None and self.takes(field) else None
+
+    def takes(self, field: str) -> bool:
+        """Whether `field` may fill a column (or be told of, when none takes it): not
+        SINK_FIELDS_EXCLUDEd, and named by SINK_FIELDS_INCLUDE when that is set."""
+        return field not in self.exclude and (self.include is None or field in self.include)
 
 
 def flatten(document: dict[str, Any], separator: str, prefix: str = "") -> dict[str, Any]:

@@ -7,7 +7,7 @@ the database took to run it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -20,6 +20,22 @@ def checkpoint_committed(pipeline: str) -> sa.Exists:
     """Whether (pipeline, `checkpoint_id`) is in the checkpoints table: a column to select."""
     t = bk.checkpoints
     return sa.exists().where(t.c.pipeline == pipeline, t.c.checkpoint_id == sa.bindparam("checkpoint_id"))
+
+
+class CommitStatements(NamedTuple):
+    """The commit transaction's statements of one pipeline, built once."""
+
+    begin: sa.Select[Any]  # the transaction's settings, then whether `checkpoint_id` is committed (step 1)
+    committed: sa.Select[Any]  # whether `checkpoint_id` is committed
+    lock: sa.Select[Any]  # step 2's lock of `partitions`
+    advance: sa.Insert  # step 4, with `advance_params`
+
+
+def commit_statements(pipeline: str, settings: Sequence[sa.ColumnElement[Any]]) -> CommitStatements:
+    """`settings`: columns to select first, as set_config() calls."""
+    return CommitStatements(sa.select(*settings, checkpoint_committed(pipeline)),
+                            sa.select(checkpoint_committed(pipeline)), lock_offsets(pipeline),
+                            advance_and_record(pipeline))
 
 
 def ensure_offsets() -> sa.Insert:

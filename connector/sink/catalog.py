@@ -240,8 +240,7 @@ class Catalog:
         rules, metadata, declared = config.fields, {column for _, column in config.metadata_columns}, \
             self._declared(config, record)
         wanted = {name: value for name, value in fields.items() if (value is not None or name in declared)
-                  and name not in rules.exclude and (rules.include is None or name in rules.include)
-                  and name not in metadata}
+                  and rules.takes(name) and name not in metadata}
         missing = [k for k in keys if wanted.get(k) is None]
         if missing:
             raise MappingError(record.topic, record.partition, record.offset, f"cannot create table "

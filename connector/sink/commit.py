@@ -77,12 +77,10 @@ class CommitTransaction:
     def __init__(self, db: Database, pipeline: str, replica: str, target_for: Callable[[str], Target], *,
                  timeout_ms: int, tolerate_errors: bool, faults: FaultHook = NO_FAULTS, timezone: str = "UTC") -> None:
         self._db, self._pipeline, self._replica, self._target_for = db, pipeline, replica, target_for
-        self._timeout_ms, self._timezone = timeout_ms, timezone
-        self._tolerate_errors, self._faults = tolerate_errors, faults
+        self._timeout_ms, self._tolerate_errors, self._faults = timeout_ms, tolerate_errors, faults
         self._new_keys: dict[str, NewKeys] = {}  # by table: whether upserts are tried as plain inserts
         self._rows_exist: set[TopicPartition] = set()  # partitions whose offsets row step 2 has locked before
-        self._begin = sa.select(*settings(timeout_ms, timezone), bks.checkpoint_committed(pipeline))
-        self._lock, self._advance = bks.lock_offsets(pipeline), bks.advance_and_record(pipeline)
+        self._sql = bks.commit_statements(pipeline, settings(timeout_ms, timezone))
 
     def new_keys(self, target: Target) -> NewKeys:
         return self._new_keys.setdefault(target.spec.qualified, NewKeys())
@@ -134,7 +132,7 @@ class CommitTransaction:
         transaction's timeouts and asks step 1, one locks (step 2), the writes, one for step 4."""
         cid, ranges = snapshot.checkpoint_id, snapshot.ranges
         # Step 1.
-        if conn.execute(self._begin, {"checkpoint_id": cid}).one()[-1]:
+        if conn.execute(self._sql.begin, {"checkpoint_id": cid}).one()[-1]:
             return Commit(CommitOutcome.ALREADY_COMMITTED)
         # Step 2.
         stored = self._lock_offsets(conn, snapshot.partitions)
@@ -148,7 +146,7 @@ class CommitTransaction:
         self._deadletter(conn, snapshot, rows)
         # Step 4.
         counts.update(records=snapshot.size, deadlettered=len(rows.rejected), tables=rows.tables)
-        conn.execute(self._advance, bks.advance_params(cid, self._replica, ranges, counts))
+        conn.execute(self._sql.advance, bks.advance_params(cid, self._replica, ranges, counts))
         return Commit(CommitOutcome.COMMITTED, len(rows.rejected), tuple(sorted(rows.tables.items())),
                       counts.get("skipped", 0))
 
@@ -162,12 +160,12 @@ class CommitTransaction:
         pipeline = self._pipeline
         if not self._rows_exist.issuperset(partitions):
             conn.execute(bks.ensure_offsets(), bks.ensure_params(pipeline, partitions))
-        stored = {(r.topic, r.partition): r.next_offset for r in conn.execute(self._lock, {"partitions": partitions})}
+        stored = {(r.topic, r.partition): r.next_offset for r in conn.execute(self._sql.lock, {"partitions": partitions})}
         missing = [tp for tp in partitions if tp not in stored]
         if missing:
             conn.execute(bks.ensure_offsets(), bks.ensure_params(pipeline, missing))
             stored.update({(r.topic, r.partition): r.next_offset
-                           for r in conn.execute(self._lock, {"partitions": missing})})
+                           for r in conn.execute(self._sql.lock, {"partitions": missing})})
         self._rows_exist.update(partitions)
         return stored
 
@@ -191,7 +189,7 @@ class CommitTransaction:
     def _fenced(self, conn: sa.Connection, cid: int, stale: Sequence[PartitionRange],
                 stored: Mapping[Any, Any]) -> CommitOutcome:
         # A concurrent re-commit of this very checkpoint may have won the lock race.
-        if conn.execute(sa.select(bks.checkpoint_committed(self._pipeline)), {"checkpoint_id": cid}).scalar():
+        if conn.execute(self._sql.committed, {"checkpoint_id": cid}).scalar():
             return CommitOutcome.ALREADY_COMMITTED
         detail = ", ".join(f"{r.topic}[{r.partition}] expected {r.start} found {stored.get(r.tp)}" for r in stale)
         log.warning("checkpoint %d fenced: %s", cid, detail)

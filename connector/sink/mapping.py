@@ -138,10 +138,9 @@ class RowMapper:
         assert value is not None
         document = self._document(record, value)
         if self._watch is not None:
-            unknown = document.keys() - self._layout.known
-            if unknown and self._watch.rules.include is not None:
-                unknown &= set(self._watch.rules.include)
-            valued = {name: document[name] for name in sorted(unknown) if document[name] is not None}  # a null: no value
+            takes = self._watch.rules.takes
+            valued = {name: document[name] for name in sorted(document.keys() - self._layout.known)
+                      if document[name] is not None and takes(name)}  # a null: no value
             evolved = self._watch.met(record, valued) if valued else None
             if evolved is not None and evolved is not self:  # not self: a column no field fills has the name
                 op: Op = evolved(record)

@@ -57,12 +57,11 @@ def skip(watch: FieldWatch | None, flatten_with: str | None) -> Skip | None:
         return None
     if watch is None:
         return _ignored
-    left, include = frozenset(watch.rules.exclude), watch.rules.include
-    watched = None if include is None else frozenset(include)
-    if not left and watched is None:
+    rules = watch.rules
+    if not rules.exclude and rules.include is None:
         return watch.counted  # every such field is the watch's
 
     def ask(names: tuple[str, ...]) -> bool:
-        told = [name for name in names if name not in left and (watched is None or name in watched)]
+        told = [name for name in names if rules.takes(name)]  # as the general path tells the watch
         return not told or watch.counted(told)
     return ask
