@@ -56,6 +56,7 @@ def settings(timeout_ms: int, timezone: str) -> tuple[sa.ColumnElement[Any], ...
 
 
 def set_timeouts(conn: sa.Connection, timeout_ms: int, timezone: str = "UTC") -> None:
+    """The transaction's `settings` on `conn`, in a statement of their own."""
     conn.execute(sa.select(*settings(timeout_ms, timezone)))
 
 
