@@ -67,11 +67,8 @@ from psycopg.types.json import Jsonb
 
 from benchmarks import scenarios
 from benchmarks.data import Workload
-from benchmarks.runs import UPDATES, connector, produce
-from connector.config import KAFKA_DEFAULTS
+from benchmarks.runs import CONSUMER, UPDATES, connector, produce
 from connector.embedded.services import Services, services_from_env
-
-CONSUMER = {**KAFKA_DEFAULTS, "enable.auto.commit": False}
 
 
 def records_in(services: Services, topic: str, partitions: int) -> int:

@@ -14,8 +14,11 @@ from typing import Any
 import psycopg
 
 from benchmarks.data import Workload
+from connector.config import KAFKA_DEFAULTS
 from connector.embedded.harness import ConnectorProcess, wait_until
 from connector.embedded.services import Services
+
+CONSUMER = {**KAFKA_DEFAULTS, "enable.auto.commit": False}  # the bare consumers: the connector's own settings
 
 UPDATES = "upsert-stored"  # a run mode: upsert into a table that holds every key already
 

@@ -33,8 +33,7 @@ import orjson
 import psycopg
 
 from benchmarks.data import Workload
-from benchmarks.runs import commit_latencies, connector, percentile, produce, replica_env, scalar
-from connector.config import KAFKA_DEFAULTS
+from benchmarks.runs import CONSUMER, commit_latencies, connector, percentile, produce, replica_env, scalar
 from connector.embedded.harness import ConnectorProcess, make_producer, wait_until
 from connector.embedded.services import Services
 
@@ -95,8 +94,7 @@ class _BareConsumer(threading.Thread):
     def __init__(self, bootstrap_servers: str, topic: str, total: int, seconds: float) -> None:
         super().__init__(daemon=True)
         self.caught_up, self.fetched = threading.Event(), list[float]()
-        self._settings = {**KAFKA_DEFAULTS, "bootstrap.servers": bootstrap_servers, "group.id": f"bare-{topic}",
-                          "enable.auto.commit": False}
+        self._settings = {**CONSUMER, "bootstrap.servers": bootstrap_servers, "group.id": f"bare-{topic}"}
         self._topic, self._total, self._seconds = topic, total, seconds
 
     def run(self) -> None:
