@@ -90,6 +90,10 @@ class CheckpointPolicy:
     def full(self, records: int, nbytes: int) -> bool:
         return records >= self.max_records or nbytes >= self.max_bytes
 
+    def interval_left_ms(self, now_ms: float, opened_ms: float) -> float:
+        """How long until the interval trigger fires for a buffer opened at `opened_ms` (0: it is due)."""
+        return max(0.0, opened_ms + self.interval_ms - now_ms)
+
 
 class Status(enum.Enum):
     SEALED = "sealed"  # step 1 done

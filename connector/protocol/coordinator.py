@@ -84,6 +84,13 @@ class CheckpointCoordinator:
         return self._policy.due(self._clock() * 1000.0, self._opened_s * 1000.0, state.records + state.moved,
                                 state.bytes)
 
+    def due_in_s(self) -> float | None:
+        """Seconds until `due` fires by time alone; None while nothing is buffered (it never fires)."""
+        state = self.state
+        if state.records + state.moved == 0:
+            return None
+        return self._policy.interval_left_ms(self._clock() * 1000.0, self._opened_s * 1000.0) / 1000.0
+
     def full(self) -> bool:
         return self._policy.full(self.state.records, self.state.bytes)
 

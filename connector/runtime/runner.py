@@ -163,7 +163,7 @@ class Runner:
         self._source.start(self)
 
     def step(self) -> None:
-        runs = self._source.poll(min(self._checkpointing.policy.max_records, MAX_POLL_BATCH), POLL_TIMEOUT_S)
+        runs = self._source.poll(min(self._checkpointing.policy.max_records, MAX_POLL_BATCH), self._poll_timeout_s())
         self.health.progressed()
         self.metrics.records.consumed.inc(sum(map(len, runs)))
         coord = self._coord
@@ -188,6 +188,12 @@ class Runner:
             self._finish_in_flight()
         if not coord.busy():
             self._heartbeat.beat(self._requested_checkpoint, self.request_stop)
+
+    def _poll_timeout_s(self) -> float:
+        """POLL_TIMEOUT_S, cut short where the interval trigger fires sooner: a poll waits for
+        a whole batch, so at a low rate it would hold the checkpoint past its interval."""
+        due_in = self._coord.due_in_s()
+        return POLL_TIMEOUT_S if due_in is None else min(POLL_TIMEOUT_S, due_in)
 
     def request_stop(self) -> None:
         self._lifecycle.request_stop()

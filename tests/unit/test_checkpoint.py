@@ -29,6 +29,21 @@ def test_policy(records, nbytes, elapsed, expected):
     assert POLICY.due(elapsed, 0, records, nbytes) == expected
 
 
+def test_the_time_left_before_the_interval_fires():
+    """What the loop waits for at most before it checks `due` again: none while nothing is
+    buffered, the interval's rest once a record is, zero once it is due."""
+    coord, *_, clock = make()
+    coord.assign([("t", 0)])
+    clock.now = 0.4
+    assert coord.due_in_s() is None
+    add(coord, rec(0))
+    assert coord.due_in_s() == pytest.approx(0.6)  # from when the checkpoint opened, not from the record
+    clock.now = 1.5
+    assert coord.due_in_s() == 0 and coord.due() == "interval"
+    coord.checkpoint_now("interval")
+    assert coord.due_in_s() is None
+
+
 def test_interval_trigger_without_new_records():
     """I6: a buffered record is checkpointed once the interval passes, with no new input."""
     coord, store, *_ , clock = make()

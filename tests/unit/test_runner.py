@@ -9,7 +9,7 @@ from connector.errors import MappingError
 from connector.protocol.checkpoint import CheckpointPolicy
 from connector.protocol.runs import runs_of
 from connector.runtime.heartbeat import HEARTBEAT_EVERY_S
-from connector.runtime.runner import Runner
+from connector.runtime.runner import POLL_TIMEOUT_S, Runner
 
 from .fakes import Clock, FakeBackend, FakeOffsets, FakeStore, rec
 
@@ -258,3 +258,38 @@ def test_an_empty_partition_read_to_its_end_commits_nothing():
     r.request_stop()
     r.shutdown()
     assert store.offsets == {("t", 0): 1}
+
+
+class TimedSource(ScriptedSource):
+    """Records each poll's timeout, and advances the clock by it when nothing comes (a
+    poll waiting for a whole batch waits its timeout out)."""
+
+    def __init__(self, script, clock):
+        super().__init__(script)
+        self.clock, self.timeouts = clock, []
+
+    def poll(self, max_records, timeout_s):
+        self.timeouts.append(timeout_s)
+        runs = super().poll(max_records, timeout_s)
+        if not runs:
+            self.clock.now += timeout_s
+        return runs
+
+
+def test_a_poll_waits_no_longer_than_the_interval_has_left():
+    """At a low rate each poll waits its whole timeout: the one that would end past the
+    interval is cut to end on it, so the checkpoint is taken on time, not up to
+    POLL_TIMEOUT_S late."""
+    clock = Clock()
+    source = TimedSource([assign(("t", 0)), [rec(0)], *[[]] * 12], clock)
+    store = Sink()
+    r = Runner(source, store, FakeBackend(), CheckpointPolicy(interval_ms=1050, max_records=100, max_bytes=10**9),
+               clock=clock)
+    r.start()
+    for _ in range(14):
+        r.step()
+        if store.offsets:
+            break
+    assert source.timeouts[:2] == [POLL_TIMEOUT_S, POLL_TIMEOUT_S]  # nothing buffered yet: the usual wait
+    assert source.timeouts[-1] == pytest.approx(0.05)  # what was left of the interval after ten full waits
+    assert clock.now == pytest.approx(1.05) and store.offsets == {("t", 0): 1}  # on the interval, not at 1.1 s
