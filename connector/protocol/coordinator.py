@@ -79,17 +79,18 @@ class CheckpointCoordinator:
         return self.state.add_runs(runs, self._mapper.map_run, policy.max_records, policy.max_bytes)
 
     def due(self) -> str | None:
-        state = self.state
-        # A buffer that only moved past markers waits for the interval like one record.
-        return self._policy.due(self._clock() * 1000.0, self._opened_s * 1000.0, state.records + state.moved,
-                                state.bytes)
+        return self._policy.due(self._clock() * 1000.0, self._opened_s * 1000.0, self._waiting(), self.state.bytes)
 
     def due_in_s(self) -> float | None:
         """Seconds until `due` fires by time alone; None while nothing is buffered (it never fires)."""
-        state = self.state
-        if state.records + state.moved == 0:
+        if not self._waiting():
             return None
         return self._policy.interval_left_ms(self._clock() * 1000.0, self._opened_s * 1000.0) / 1000.0
+
+    def _waiting(self) -> int:
+        """What waits for the checkpoint: the records, and the partitions that only moved
+        past markers (each waits for the interval like one record)."""
+        return self.state.records + self.state.moved
 
     def full(self) -> bool:
         return self._policy.full(self.state.records, self.state.bytes)
