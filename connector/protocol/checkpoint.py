@@ -83,7 +83,7 @@ class CheckpointPolicy:
             return "records"
         if nbytes >= self.max_bytes:
             return "bytes"
-        if now_ms - opened_ms >= self.interval_ms:
+        if self.interval_left_ms(now_ms, opened_ms) == 0:
             return "interval"
         return None
 
