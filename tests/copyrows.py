@@ -6,6 +6,7 @@ numeric's scale from its digits), so equal values mean the database stores the s
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 import struct
 import uuid
@@ -62,6 +63,14 @@ def binary_values(row: bytes, kinds: Sequence[str]) -> list[Any]:
     return values
 
 
+def _jsonb_key(text: str) -> Any:
+    """A JSON document as jsonb keeps it: numbers exactly, with their scale, as numeric
+    reads them; an object's keys unordered, the last of a key given twice."""
+    def number(text: str) -> Any:
+        return _numeric_key(Decimal(text))
+    return json.loads(text, parse_float=number, parse_int=number, parse_constant=float)
+
+
 def _binary_value(kind: str, data: bytes) -> Any:
     if kind in ("smallint", "integer", "bigint"):
         return struct.unpack(_INTS[len(data)], data)[0]
@@ -73,6 +82,9 @@ def _binary_value(kind: str, data: bytes) -> Any:
         return {b"\x01": True, b"\x00": False}[data]
     if kind == "text":
         return data.decode()
+    if kind == "jsonb":
+        assert data[:1] == b"\x01", data  # jsonb's binary format: version 1, then the text
+        return _jsonb_key(data[1:].decode())
     if kind in ("timestamptz", "timestamp"):  # microseconds from 2000-01-01 (UTC): before year 1 too
         return struct.unpack("!q", data)[0]
     if kind == "date":
@@ -101,6 +113,8 @@ def _text_value(kind: str, text: str) -> Any:
         return {"t": True, "f": False}[text]
     if kind == "text":
         return text
+    if kind == "jsonb":
+        return _jsonb_key(text)
     if kind == "timestamptz":
         parsed = datetime.fromisoformat(text)  # without an offset: the session's TimeZone, UTC in these tests
         return (parsed.replace(tzinfo=parsed.tzinfo or UTC) - _EPOCH) // timedelta(microseconds=1)

@@ -30,6 +30,14 @@
      written; with an offset, or epoch milliseconds, only made with naive_is_utc: the
      instant's UTC wall time, in the years 1 to 9999;
    - date: YYYY-MM-DD, a valid date; uuid: the canonical lowercase form;
+   - jsonb: any JSON value (nested at most 64 deep), sent as written: PostgreSQL parses
+     it as it parses the Python path's text of the value (orjson's), and the two texts
+     differ only in what jsonb does not keep (spacing, escapes, key order, a key given
+     twice: the last wins in both) — so long as each number in it is an integer of at
+     most 18 digits (not -0), or a fraction without an exponent written as Python's repr
+     writes its double (jsonb keeps a number's digits as written: `1.50`, `1e2` and
+     `0.1000000000000000055` are the fallback's, whose double orjson writes `1.5`, `100.0`
+     and `0.1`);
    - null, where the column is nullable.
 
    Made with `keys` (the indices of the key columns: integer, text or uuid columns) and
@@ -60,9 +68,9 @@
 #include <string.h>
 
 enum kind { K_SMALLINT, K_INTEGER, K_BIGINT, K_NUMERIC, K_FLOAT, K_REAL, K_BOOLEAN, K_TEXT, K_TIMESTAMPTZ, K_DATE,
-            K_UUID, K_TIMESTAMP };
+            K_UUID, K_TIMESTAMP, K_JSONB };
 static const char *const KIND_NAMES[] = {"smallint", "integer", "bigint", "numeric", "float", "real", "boolean",
-                                         "text", "timestamptz", "date", "uuid", "timestamp", NULL};
+                                         "text", "timestamptz", "date", "uuid", "timestamp", "jsonb", NULL};
 
 #define NUMERIC_POS 0x0000
 #define NUMERIC_NEG 0x4000
@@ -598,6 +606,8 @@ static int uuid(Cursor *c) {
     return 1;
 }
 
+static int jsonb(Cursor *c);
+
 static int value(Cursor *c, const Column *column) {
     if (c->p < c->end && *c->p == 'n') {
         if (!column->nullable || !literal(c, "null", 4))
@@ -624,14 +634,57 @@ static int value(Cursor *c, const Column *column) {
     case K_TIMESTAMP: return timestamp_micros(c, 1);
     case K_DATE: return date(c);
     case K_UUID: return uuid(c);
+    case K_JSONB: return jsonb(c);
     }
     return 0;
 }
 
+typedef int (*NumberCheck)(const Number *n);
+
+static int any_number(const Number *n) {
+    (void)n;
+    return 1;
+}
+
+/* Whether a number in a jsonb value is written as the Python path writes the int or
+   double Python reads of it (orjson writes a double as repr does, where repr has no
+   exponent), so that PostgreSQL keeps the same digits from either text. */
+static int as_python_writes(const Number *n) {
+    const unsigned char *digits = n->start + (*n->start == '-');
+    if (n->end != n->frac_end)
+        return 0; /* an exponent */
+    if (n->frac_end == n->int_end) /* an integer: Python's int, written back alike */
+        return n->int_end - digits <= 18 && !(*n->start == '-' && *digits == '0');
+    char text[32];
+    Py_ssize_t size = n->end - n->start;
+    if (size >= (Py_ssize_t)sizeof text)
+        return 0; /* longer than any repr without an exponent */
+    memcpy(text, n->start, (size_t)size);
+    text[size] = '\0';
+    double d = PyOS_string_to_double(text, NULL, NULL);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    char *repr = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (repr == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int same = strlen(repr) == (size_t)size && memcmp(repr, text, (size_t)size) == 0;
+    PyMem_Free(repr);
+    return same;
+}
+
+static int json_value(Cursor *c, int depth, NumberCheck check);
+
 /* Past any JSON value that is valid, as `string` and `number` read them (so no NUL, no
    lone surrogate), nested at most MAX_DEPTH deep; 0 otherwise. A string is decoded into
    the output and dropped. */
-static int skip_value(Cursor *c, int depth) {
+static int skip_value(Cursor *c, int depth) { return json_value(c, depth, any_number); }
+
+/* skip_value, each number also passing `check`. */
+static int json_value(Cursor *c, int depth, NumberCheck check) {
     if (c->p >= c->end)
         return 0;
     switch (*c->p) {
@@ -658,14 +711,14 @@ static int skip_value(Cursor *c, int depth) {
         }
         for (;;) {
             if (close == '}') { /* a member: a string, a colon, a value */
-                if (c->p >= c->end || *c->p != '"' || !skip_value(c, depth + 1))
+                if (c->p >= c->end || *c->p != '"' || !json_value(c, depth + 1, check))
                     return 0;
                 skip_space(c);
                 if (c->p >= c->end || *c->p++ != ':')
                     return 0;
                 skip_space(c);
             }
-            if (!skip_value(c, depth + 1))
+            if (!json_value(c, depth + 1, check))
                 return 0;
             skip_space(c);
             if (c->p >= c->end)
@@ -680,9 +733,22 @@ static int skip_value(Cursor *c, int depth) {
     }
     default: {
         Number n;
-        return number(c, &n);
+        return number(c, &n) && check(&n);
     }
     }
+}
+
+/* A jsonb field: its version (1), then the value's JSON text as written. */
+static int jsonb(Cursor *c) {
+    const unsigned char *start = c->p;
+    if (!json_value(c, 0, as_python_writes))
+        return 0;
+    Py_ssize_t size = c->p - start;
+    put_be(c, (uint64_t)size + 1, 4);
+    *c->out++ = 1;
+    memcpy(c->out, start, (size_t)size);
+    c->out += size;
+    return 1;
 }
 
 /* Whether `skip` passes over the last row's fields no column takes that hold a value: 1,

@@ -31,7 +31,7 @@ def element_kind(kind: str) -> str:
 def literal_converter(element: Converter, kind: str) -> Converter:
     """The array literal of a JSON array whose elements `element` converts (`kind`: the
     element kind; bytea's converter gives its text escaped for COPY already)."""
-    json_elements, strip = kind == "json", 1 if kind == "bytea" else 0
+    json_elements, strip = kind in ("json", "jsonb"), 1 if kind == "bytea" else 0
 
     def items(values: list[Any]) -> str:
         parts = []

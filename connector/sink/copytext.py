@@ -35,7 +35,7 @@ from connector.sink.arrays import element_kind, is_array, literal_converter
 
 Converter = Callable[[Any], str]
 INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
-ESCAPED = frozenset({"text", "json", "other"})  # kinds whose text may need escaping
+ESCAPED = frozenset({"text", "json", "jsonb", "other"})  # kinds whose text may need escaping
 NULL = "\\N"
 _UNESCAPE = re.compile(r"\\(.)")
 _UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
@@ -275,7 +275,7 @@ CONVERTERS: dict[str, Converter] = {
     "timestamp": _timestamp,
     "date": lambda value: parse_date(value).isoformat(),
     "time": lambda value: parse_time(value).isoformat(),
-    "json": dumps,
+    "json": dumps, "jsonb": dumps,  # jsonb apart: the C step writes it (sink/_rowbinary.c)
     "uuid": _uuid,
     "bytea": _bytea,
     "other": _text,  # types without a converter here: sent as text, parsed by PostgreSQL

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 Declared = dict[str, tuple[str, str]]
-JSONB = ("jsonb", "json")
+JSONB = ("jsonb", "jsonb")
 _AVRO = {"boolean": ("boolean", "boolean"), "int": ("integer", "integer"), "long": ("bigint", "bigint"),
          "float": ("real", "real"), "double": ("double precision", "float"), "bytes": ("bytea", "bytea"),
          "fixed": ("bytea", "bytea"), "string": ("text", "text"), "enum": ("text", "text"),

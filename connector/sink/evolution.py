@@ -40,7 +40,7 @@ _quote = DIALECT.identifier_preparer
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates a longer name: the column would not be found again
 BIGINT = 2 ** 63
 METADATA_TYPES = {"topic": ("text", "text"), "partition": ("integer", "integer"), "offset": ("bigint", "bigint"),
-                  "timestamp": ("timestamptz", "timestamptz"), "headers": ("jsonb", "json")}
+                  "timestamp": ("timestamptz", "timestamptz"), "headers": ("jsonb", "jsonb")}
 
 
 class NewColumn(NamedTuple):
@@ -78,7 +78,7 @@ def column_type(value: Any) -> tuple[str, str]:
     for cls, name in ((date, "date"), (time, "time"), (uuid.UUID, "uuid")):
         if isinstance(value, cls):
             return name, name
-    return "jsonb", "json"
+    return "jsonb", "jsonb"
 
 
 def identifier_problem(name: str) -> str | None:

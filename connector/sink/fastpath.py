@@ -29,7 +29,7 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 
 The first step is C (`connector/sink/_rowbinary.c`): for a table whose columns are all of
 kinds it writes (`_rowbinary.KINDS`: integers, numeric, double precision and real,
-boolean, text and varchar(n), timestamptz and timestamp, date, uuid), appended or keyed by integer,
+boolean, text and varchar(n), timestamptz and timestamp, date, uuid, jsonb), appended or keyed by integer,
 text or uuid columns without additive ones (its key is the COPY text the Python function
 gives), a flat
 JSON object holding each column once is turned into its row in COPY's binary format
@@ -269,7 +269,8 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
     if (any(c.kind not in ROW_BINARY_KINDS for c in columns) or summed
-            or any(columns[k].kind not in _C_KEY_KINDS for k in keys)):
+            or any(columns[k].kind not in _C_KEY_KINDS for k in keys)
+            or (not others.objects and any(c.kind == "jsonb" for c in columns))):  # an object is flattened
         return fast
     return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable, c.optional) for c in columns],
                      fast,

@@ -49,8 +49,8 @@ def column_kind(sa_type: sa.types.TypeEngine[Any]) -> tuple[str, int | None]:
         (sa.Boolean, "boolean"),
         (sa.Date, "date"),
         (sa.Time, "time"),
+        (pg.JSONB, "jsonb"),  # before JSON, its base class: jsonb keeps no text, the C step writes it
         (sa.JSON, "json"),
-        (pg.JSONB, "json"),
         (sa.Uuid, "uuid"),
         (sa.LargeBinary, "bytea"),
     )

@@ -55,6 +55,9 @@ TYPED = {
     "json": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4),
                                                                                               inner, max_size=3),
                          max_leaves=6),
+    "jsonb": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4),
+                                                                                              inner, max_size=3),
+                         max_leaves=6),
     "other": texts | scalars,
 }
 # Arrays of the types people send (a nested array is a dimension; jsonb[] elements are any JSON).

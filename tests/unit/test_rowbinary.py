@@ -6,6 +6,7 @@ does not write exactly alike."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,15 @@ def raw(value: object) -> str:
     return json.dumps(value)
 
 
+# jsonb values as producers write them: numbers in every form, nested, keys given twice.
+jsonb_texts = st.recursive(
+    numbers | texts.map(raw) | st.sampled_from(["true", "null", '"\\u00e9"', "1.50", "-0", "0.1", "1e2", "-0.0"]),
+    lambda inner: st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]")
+    | st.lists(st.tuples(st.just('"k"') | texts.map(raw), inner), max_size=3).map(
+        lambda members: "{" + ",".join(f"{k}: {v}" for k, v in members) + "}"),
+    max_leaves=6)
+
+
 # A field's JSON text: of its column's type (often), written as a number's text, or anything.
 def field_json(kind: str) -> st.SearchStrategy[str]:
     typed = TYPED[kind].map(raw)
@@ -76,7 +86,7 @@ def field_json(kind: str) -> st.SearchStrategy[str]:
              "integer": numbers | quoted, "bigint": numbers | quoted,
              "timestamptz": timestamps.map(raw) | epochs.map(raw), "timestamp": timestamps.map(raw) | epochs.map(raw),
              "date": timestamps.map(lambda t: raw(t[:10])),
-             "text": texts.map(raw)}.get(kind, typed)
+             "text": texts.map(raw), "jsonb": jsonb_texts}.get(kind, typed)
     return st.one_of(typed, extra, st.just("null"), st.sampled_from(['"x"', "1", "true", "[]", "{}", '"\\u0000"']))
 
 
@@ -440,3 +450,71 @@ def test_a_timestamp_without_an_offset_is_left_to_the_python_path_outside_utc(zo
     mapper = RowMapper(COLUMNS, "append", [], zone=ZoneInfo(zone))
     assert isinstance(mapper.fast(value), str) and "2026-11-22T10:00:00" in mapper.fast(value)
     assert isinstance(RowMapper(COLUMNS, "append", [], zone=ZoneInfo("UTC")).fast(value), bytes)
+
+
+JSONB_TABLE = [ColumnSpec("id", "bigint", nullable=False), ColumnSpec("doc", "jsonb")]
+jsonb_answered: list[bool] = []
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=jsonb_texts, ensure_ascii=st.booleans())
+def jsonb_agreement(text, ensure_ascii):
+    mapper = RowMapper(JSONB_TABLE, "append", [])
+    if not ensure_ascii:
+        text = as_raw_utf8(text) if text.startswith('"') else text
+    value = f'{{"id": 7, "doc": {text}}}'.encode()
+    row = c_only(mapper)(value)
+    jsonb_answered.append(row is not None)
+    if row is not None:
+        python = mapper.fast.fallback(value) or mapper.general(Record("t", 0, 0, None, value, None, ())).row
+        assert binary_values(row, ["bigint", "jsonb"]) == text_values(python, ["bigint", "jsonb"]), value
+
+
+def test_a_jsonb_value_is_sent_as_written_where_postgresql_keeps_the_python_paths():
+    """Wherever the C step answers a jsonb value (sent as written), PostgreSQL keeps from
+    it what it keeps from the Python path's text (orjson's): every number with the same
+    digits, the same strings, an object's last value of a key. A third answered at
+    least (drawn numbers often have exponents or digits no double keeps)."""
+    jsonb_answered.clear()
+    jsonb_agreement()
+    assert len(jsonb_answered) >= 500 and sum(jsonb_answered) >= len(jsonb_answered) // 3, \
+        (sum(jsonb_answered), len(jsonb_answered))
+
+
+@pytest.mark.parametrize("doc", [
+    b"1.50", b"[1e2]", b'{"x": 1E2}', b"0.1000000000000000055511151231257827", b"-0", b"[0.00001]",  # repr differs
+    b"1234567890123456789", b"12345678901234567890123",  # beyond 18 digits
+    b'"a\\u0000b"', b'["\\ud800"]', b'{"\\udc00": 1}',  # PostgreSQL's jsonb refuses a NUL, and a lone surrogate
+    b"[" * 65 + b"]" * 65, b"[1,]", b'{"a" 1}', b"nul", b"NaN",
+], ids=lambda d: d.decode(errors="replace")[:30])
+def test_what_the_c_step_leaves_to_the_python_path_in_a_jsonb_column(doc):
+    mapper = RowMapper(JSONB_TABLE, "append", [])
+    assert c_only(mapper)(b'{"id": 7, "doc": ' + doc + b"}") is None
+
+
+@pytest.mark.parametrize(("doc", "stored"), [
+    (b'{"b": [1.5, 0.1, 17, -3, 1.0], "a": null, "a": true}', {"a": True, "b": [1.5, 0.1, 17, -3, 1.0]}),
+    (b'["\\u00e9\\ud83d\\ude00 \\"quoted\\"\\ttab\\\\", "\xc3\xa9\xf0\x9f\x98\x80"]', ["é😀 \"quoted\"\ttab\\", "é😀"]),
+    (b'"plain text"', "plain text"), (b"123456789012345678", 123456789012345678), (b"{}", {}),
+    (b"[" * 64 + b"]" * 64, functools.reduce(lambda inner, _: [inner], range(63), [])),  # 64 deep
+], ids=lambda d: d.decode(errors="replace")[:30] if isinstance(d, bytes) else "")
+def test_a_jsonb_value_the_c_step_answers(doc, stored):
+    """Sent as written (version 1, then the text), which PostgreSQL keeps as it keeps the
+    Python path's row: `stored`."""
+    mapper = RowMapper(JSONB_TABLE, "append", [])
+    value = b'{"id": 7, "doc": ' + doc + b"}"
+    row = c_only(mapper)(value)
+    assert row is not None and row.endswith(b"\x01" + doc)
+    python = mapper.fast.fallback(value) or mapper.general(Record("t", 0, 0, None, value, None, ())).row
+    assert binary_values(row, ["bigint", "jsonb"]) == text_values(python, ["bigint", "jsonb"])
+    assert json.loads(doc) == stored
+
+
+def test_under_flatten_a_jsonb_column_is_the_python_paths():
+    """SINK_FLATTEN splits an object into `parent_child` fields, the general path's work:
+    a table with a jsonb column gets no C step then, which would store the object whole."""
+    columns = [ColumnSpec("id", "bigint"), ColumnSpec("doc", "jsonb"), ColumnSpec("doc_a", "bigint")]
+    flat = RowMapper(columns, "append", flatten_with="_")
+    assert not isinstance(flat.fast, RowBinary)
+    value = b'{"id": 1, "doc": {"a": 2}}'
+    assert flat.fast(value) is None and flat(Record("t", 0, 0, None, value, None, ())).values == {"id": "1", "doc_a": "2"}
