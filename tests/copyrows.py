@@ -71,6 +71,48 @@ def _jsonb_key(text: str) -> Any:
     return json.loads(text, parse_float=number, parse_int=number, parse_constant=float)
 
 
+def _binary_text_array(data: bytes) -> list[str | None]:
+    """A text[]'s binary form (one dimension, or none when empty) as its elements."""
+    ndim, _, oid = struct.unpack_from("!iii", data)
+    assert oid == 25 and ndim in (0, 1), (ndim, oid)
+    if ndim == 0:
+        assert len(data) == 12
+        return []
+    count, lower = struct.unpack_from("!ii", data, 12)
+    assert lower == 1
+    position, items = 20, []
+    for _ in range(count):
+        (length,) = struct.unpack_from("!i", data, position)
+        position += 4
+        items.append(None if length == -1 else data[position:position + length].decode())
+        position += max(length, 0)
+    assert position == len(data), "bytes after the last element"
+    return items
+
+
+def _text_array(text: str) -> list[str | None]:
+    """A one-dimensional array literal as the Python path writes it (each element quoted,
+    or NULL) read as PostgreSQL reads it."""
+    assert text[0] == "{" and text[-1] == "}", text
+    items: list[str | None] = []
+    i = 1
+    while i < len(text) - 1:
+        if text.startswith("NULL", i):
+            items.append(None)
+            i += 4
+        else:
+            assert text[i] == '"', text
+            i, chars = i + 1, []
+            while text[i] != '"':
+                i += text[i] == "\\"
+                chars.append(text[i])
+                i += 1
+            items.append("".join(chars))
+            i += 1
+        i += text[i] == ","
+    return items
+
+
 def _binary_value(kind: str, data: bytes) -> Any:
     if kind in ("smallint", "integer", "bigint"):
         return struct.unpack(_INTS[len(data)], data)[0]
@@ -85,6 +127,8 @@ def _binary_value(kind: str, data: bytes) -> Any:
     if kind == "jsonb":
         assert data[:1] == b"\x01", data  # jsonb's binary format: version 1, then the text
         return _jsonb_key(data[1:].decode())
+    if kind == "text[]":
+        return _binary_text_array(data)
     if kind in ("timestamptz", "timestamp"):  # microseconds from 2000-01-01 (UTC): before year 1 too
         return struct.unpack("!q", data)[0]
     if kind == "date":
@@ -115,6 +159,8 @@ def _text_value(kind: str, text: str) -> Any:
         return text
     if kind == "jsonb":
         return _jsonb_key(text)
+    if kind == "text[]":
+        return _text_array(text)
     if kind == "timestamptz":
         parsed = datetime.fromisoformat(text)  # without an offset: the session's TimeZone, UTC in these tests
         return (parsed.replace(tzinfo=parsed.tzinfo or UTC) - _EPOCH) // timedelta(microseconds=1)

@@ -38,6 +38,8 @@
      writes its double (jsonb keeps a number's digits as written: `1.50`, `1e2` and
      `0.1000000000000000055` are the fallback's, whose double orjson writes `1.5`, `100.0`
      and `0.1`);
+   - text[] (of PostgreSQL's text, not varchar or char: the element type is in the
+     binary form): a JSON array of strings (as text takes them) and nulls, one dimension;
    - null, where the column is nullable.
 
    Made with `keys` (the indices of the key columns: integer, text or uuid columns) and
@@ -68,14 +70,15 @@
 #include <string.h>
 
 enum kind { K_SMALLINT, K_INTEGER, K_BIGINT, K_NUMERIC, K_FLOAT, K_REAL, K_BOOLEAN, K_TEXT, K_TIMESTAMPTZ, K_DATE,
-            K_UUID, K_TIMESTAMP, K_JSONB };
+            K_UUID, K_TIMESTAMP, K_JSONB, K_TEXT_ARRAY };
 static const char *const KIND_NAMES[] = {"smallint", "integer", "bigint", "numeric", "float", "real", "boolean",
-                                         "text", "timestamptz", "date", "uuid", "timestamp", "jsonb", NULL};
+                                         "text", "timestamptz", "date", "uuid", "timestamp", "jsonb", "text[]", NULL};
 
 #define NUMERIC_POS 0x0000
 #define NUMERIC_NEG 0x4000
 #define MAX_NUMERIC_DIGITS 1000 /* on either side of the point; longer numbers are the fallback's */
 #define POSTGRES_EPOCH_DAYS 10957 /* 2000-01-01 less 1970-01-01 */
+#define TEXT_OID 25 /* text[]'s element type, in its binary form */
 
 typedef struct {
     char *name;
@@ -607,6 +610,7 @@ static int uuid(Cursor *c) {
 }
 
 static int jsonb(Cursor *c);
+static int text_array(Cursor *c);
 
 static int value(Cursor *c, const Column *column) {
     if (c->p < c->end && *c->p == 'n') {
@@ -635,6 +639,7 @@ static int value(Cursor *c, const Column *column) {
     case K_DATE: return date(c);
     case K_UUID: return uuid(c);
     case K_JSONB: return jsonb(c);
+    case K_TEXT_ARRAY: return text_array(c);
     }
     return 0;
 }
@@ -738,6 +743,60 @@ static int json_value(Cursor *c, int depth, NumberCheck check) {
     }
 }
 
+/* A text[] field: a JSON array of strings and nulls in the array's binary form: the
+   dimensions (one; none when empty), whether any element is null, the element type,
+   the length and lower bound (1), then each element as a field. */
+static int text_array(Cursor *c) {
+    if (c->p >= c->end || *c->p != '[')
+        return 0;
+    c->p++;
+    unsigned char *field = c->out;
+    c->out += 24; /* the field's length and the header, written last */
+    uint64_t count = 0, nulls = 0;
+    skip_space(c);
+    if (c->p < c->end && *c->p == ']')
+        c->p++;
+    else
+        for (;;) {
+            Py_ssize_t chars;
+            if (c->p < c->end && *c->p == 'n') {
+                if (!literal(c, "null", 4))
+                    return 0;
+                put_be(c, UINT32_MAX, 4);
+                nulls = 1;
+            } else if (!string(c, &chars))
+                return 0;
+            count++;
+            skip_space(c);
+            if (c->p >= c->end || count > INT32_MAX)
+                return 0;
+            if (*c->p == ',') {
+                c->p++;
+                skip_space(c);
+                continue;
+            }
+            if (*c->p++ != ']')
+                return 0;
+            break;
+        }
+    Cursor header = {NULL, NULL, field, 0};
+    if (count == 0) { /* no dimension: the empty array */
+        c->out = field + 16;
+        put_be(&header, 12, 4);
+        put_be(&header, 0, 4);
+        put_be(&header, 0, 4);
+        put_be(&header, TEXT_OID, 4);
+        return 1;
+    }
+    put_be(&header, (uint64_t)(c->out - field - 4), 4);
+    put_be(&header, 1, 4);
+    put_be(&header, nulls, 4);
+    put_be(&header, TEXT_OID, 4);
+    put_be(&header, count, 4);
+    put_be(&header, 1, 4);
+    return 1;
+}
+
 /* A jsonb field: its version (1), then the value's JSON text as written. */
 static int jsonb(Cursor *c) {
     const unsigned char *start = c->p;
@@ -803,8 +862,9 @@ static int reserve_key(RowBinary *self, Py_ssize_t size) {
 /* The row's COPY binary tuple, NULL (no error set) when the fallback decides, NULL with
    an error set when memory runs out. */
 static PyObject *row_binary(RowBinary *self, const char *data, Py_ssize_t size) {
-    /* A field is at most its JSON text and its length; a number or a null's at most 24 bytes more. */
-    if (!reserve(self, size + 32 * self->count + 16))
+    /* A field is at most its JSON text and its length; a number or a null's at most 24 bytes
+       more, an array's 24 and one for each element (each at least 3 bytes of JSON text). */
+    if (!reserve(self, size + size / 3 + 32 * self->count + 16))
         return PyErr_NoMemory();
     Cursor c = {(const unsigned char *)data, (const unsigned char *)data + size, (unsigned char *)self->buf,
                 self->naive_is_utc};

@@ -270,7 +270,7 @@ CONVERTERS: dict[str, Converter] = {
     "float": _float,
     "real": _float,  # float4: PostgreSQL rounds the double's text
     "boolean": _bool,
-    "text": _text,
+    "text": _text, "varchar": _text,  # varchar: an array's elements (varchar(n)[], char(n)[]), unbounded
     "timestamptz": _timestamptz,
     "timestamp": _timestamp,
     "date": lambda value: parse_date(value).isoformat(),

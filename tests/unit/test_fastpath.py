@@ -40,7 +40,7 @@ TYPED = {
     # a float4's values, and doubles beyond its range or precision (strtof rounds, underflows or overflows them)
     "real": st.floats(width=32, allow_nan=False, allow_infinity=False) | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from([3.4028235e38, 3.5e38, 1e-45, 1.4e-45, 1e-39, 1.1754943508222875e-38, 0.1, -0.0]),
-    "boolean": st.booleans(), "text": texts,
+    "boolean": st.booleans(), "text": texts, "varchar": texts,
     "timestamptz": st.sampled_from(["2026-11-22T10:00:00Z", "2026-11-22 10:00:00.5+02:00", "2026-11-22T10:00",
                                     "2026-02-30T10:00:00Z", "2026-11-22T10:00:00 PST", "0001-01-01T00:00:00+15:59",
                                     "9999-12-31T23:59:59.999999-15:59", "2026-11-22T10:00:00+16:00",
