@@ -15,7 +15,7 @@ The bare limits and the connector always run against the same broker in one run.
 One topic of `--records` JSON records is produced once (benchmarks/data.py: realistic text
 by default — non-ASCII letters, quotes, backslashes, tabs and newlines, JSON with `\\u`
 escapes and raw UTF-8 — or `--text ascii`; the narrow table of five columns, `--table
-wide`, twenty, or `--table loose`: the narrow one with an identity and a `DEFAULT now()`
+wide`, twenty-one, or `--table loose`: the narrow one with an identity and a `DEFAULT now()`
 column the records leave out, and records with a field no column takes); then, each on its
 own consumer group and table:
 
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the records' text: non-ASCII letters, quotes, backslashes, tabs and newlines "
                              "(realistic), or plain ASCII")
     parser.add_argument("--table", choices=("narrow", "wide", "loose"), default="narrow",
-                        help="five columns, twenty of every common type, or five and two the records leave out "
+                        help="five columns, twenty-one of every common type, or five and two the records leave out "
                              "(the records with a field no column takes)")
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--runs", default=f"append/memory,append/filesystem,append/postgres,upsert/memory,"

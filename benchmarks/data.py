@@ -11,9 +11,9 @@ Text (`--text`):
 
 Table (`--table`):
 - `narrow`: event_id bigint, user_id text, at timestamptz, page text, amount numeric.
-- `wide`: those five and fifteen more, of every common type — integer, numeric(12,2),
-  double precision, boolean, varchar(n), date, uuid, jsonb, timestamptz, text — seven of
-  them nullable and null in every other record.
+- `wide`: those five and sixteen more, of every common type — integer, numeric(12,2),
+  double precision, boolean, varchar(n), date, uuid, jsonb, timestamptz, text, text[] —
+  seven of them nullable and null in every other record.
 - `loose`: records and table that match as an application's often do: the narrow
   records with one more field no column takes (`client`, an object), into the narrow
   table with two more columns the records leave out, `row_id` (an identity) and
@@ -80,7 +80,8 @@ def _wide(i: int, text: _Text) -> dict[str, Any]:
             "discount": None if half else round(i % 300 / 7, 2), "rating": None if half else i % 5 / 2,
             "verified": None if half else i % 2 == 1,
             "shipped_at": None if half else f"2026-11-{i % 28 + 1:02d}T{i % 24:02d}:30:00+01:00",
-            "city": None if half else city, "agent": text.pages[4].format(city=city, n=i % 97)}
+            "city": None if half else city, "agent": text.pages[4].format(city=city, n=i % 97),
+            "tags": [city, text.names[(i + 3) % 10], _page(i + 2, text)][:i % 4]}  # 0 to 3 tags
 
 
 LEFT = "client"  # the loose records' field no column takes
@@ -89,11 +90,11 @@ LOOSE_DDL = NARROW_DDL + ", row_id bigint GENERATED ALWAYS AS IDENTITY, loaded_a
 WIDE_DDL = NARROW_DDL + (", qty integer, score double precision, active boolean, country varchar(64), "
                          "day date, session uuid, attrs jsonb, ref bigint, note text, discount numeric(12,2), "
                          "rating double precision, verified boolean, shipped_at timestamptz, city varchar(64), "
-                         "agent text")
+                         "agent text, tags text[]")
 # The binary COPY's type of each column, in table order.
 NARROW_TYPES = ("bigint", "text", "timestamptz", "text", "numeric")
 WIDE_TYPES = NARROW_TYPES + ("integer", "float8", "bool", "varchar", "date", "uuid", "jsonb", "bigint", "text",
-                             "numeric", "float8", "bool", "timestamptz", "varchar", "text")
+                             "numeric", "float8", "bool", "timestamptz", "varchar", "text", "text[]")
 _DECODE: dict[str, Callable[[Any], Any]] = {"timestamptz": datetime.fromisoformat, "date": date.fromisoformat,
                                            "uuid": uuid.UUID, "numeric": lambda v: Decimal(str(v)), "jsonb": Jsonb}
 
