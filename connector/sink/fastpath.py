@@ -29,7 +29,7 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 
 The first step is C (`connector/sink/_rowbinary.c`): for a table whose columns are all of
 kinds it writes (`_rowbinary.KINDS`: integers, numeric, double precision and real,
-boolean, text and varchar(n), timestamptz and timestamp, date, uuid, jsonb), appended or keyed by integer,
+boolean, text and varchar(n), timestamptz and timestamp, date, uuid, jsonb, text[]), appended or keyed by integer,
 text or uuid columns without additive ones (its key is the COPY text the Python function
 gives), a flat
 JSON object holding each column once is turned into its row in COPY's binary format
