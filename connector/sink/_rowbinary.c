@@ -609,41 +609,6 @@ static int uuid(Cursor *c) {
     return 1;
 }
 
-static int jsonb(Cursor *c);
-static int text_array(Cursor *c);
-
-static int value(Cursor *c, const Column *column) {
-    if (c->p < c->end && *c->p == 'n') {
-        if (!column->nullable || !literal(c, "null", 4))
-            return 0;
-        put_be(c, UINT32_MAX, 4); /* length -1: NULL */
-        return 1;
-    }
-    switch (column->kind) {
-    case K_SMALLINT: return integer(c, 16);
-    case K_INTEGER: return integer(c, 32);
-    case K_BIGINT: return integer(c, 64);
-    case K_NUMERIC: return numeric(c);
-    case K_FLOAT: return float8(c);
-    case K_REAL: return float4(c);
-    case K_BOOLEAN:
-        if (literal(c, "true", 4)) return put_field(c, 1, 1);
-        if (literal(c, "false", 5)) return put_field(c, 0, 1);
-        return 0;
-    case K_TEXT: {
-        Py_ssize_t chars;
-        return string(c, &chars) && (column->max_chars < 0 || chars <= column->max_chars);
-    }
-    case K_TIMESTAMPTZ: return timestamp_micros(c, 0);
-    case K_TIMESTAMP: return timestamp_micros(c, 1);
-    case K_DATE: return date(c);
-    case K_UUID: return uuid(c);
-    case K_JSONB: return jsonb(c);
-    case K_TEXT_ARRAY: return text_array(c);
-    }
-    return 0;
-}
-
 typedef int (*NumberCheck)(const Number *n);
 
 static int any_number(const Number *n) {
@@ -681,14 +646,9 @@ static int as_python_writes(const Number *n) {
     return same;
 }
 
-static int json_value(Cursor *c, int depth, NumberCheck check);
-
 /* Past any JSON value that is valid, as `string` and `number` read them (so no NUL, no
-   lone surrogate), nested at most MAX_DEPTH deep; 0 otherwise. A string is decoded into
-   the output and dropped. */
-static int skip_value(Cursor *c, int depth) { return json_value(c, depth, any_number); }
-
-/* skip_value, each number also passing `check`. */
+   lone surrogate), each number passing `check`, nested at most MAX_DEPTH deep; 0
+   otherwise. A string is decoded into the output and dropped. */
 static int json_value(Cursor *c, int depth, NumberCheck check) {
     if (c->p >= c->end)
         return 0;
@@ -743,6 +703,9 @@ static int json_value(Cursor *c, int depth, NumberCheck check) {
     }
 }
 
+/* Past any valid JSON value (json_value, any number). */
+static int skip_value(Cursor *c, int depth) { return json_value(c, depth, any_number); }
+
 /* A text[] field: a JSON array of strings and nulls in the array's binary form: the
    dimensions (one; none when empty), whether any element is null, the element type,
    the length and lower bound (1), then each element as a field. */
@@ -780,20 +743,17 @@ static int text_array(Cursor *c) {
             break;
         }
     Cursor header = {NULL, NULL, field, 0};
-    if (count == 0) { /* no dimension: the empty array */
+    uint64_t dimensions = count > 0; /* the empty array has none, nor their length and bound */
+    if (!dimensions)
         c->out = field + 16;
-        put_be(&header, 12, 4);
-        put_be(&header, 0, 4);
-        put_be(&header, 0, 4);
-        put_be(&header, TEXT_OID, 4);
-        return 1;
-    }
     put_be(&header, (uint64_t)(c->out - field - 4), 4);
-    put_be(&header, 1, 4);
+    put_be(&header, dimensions, 4);
     put_be(&header, nulls, 4);
     put_be(&header, TEXT_OID, 4);
-    put_be(&header, count, 4);
-    put_be(&header, 1, 4);
+    if (dimensions) {
+        put_be(&header, count, 4);
+        put_be(&header, 1, 4);
+    }
     return 1;
 }
 
@@ -808,6 +768,38 @@ static int jsonb(Cursor *c) {
     memcpy(c->out, start, (size_t)size);
     c->out += size;
     return 1;
+}
+
+static int value(Cursor *c, const Column *column) {
+    if (c->p < c->end && *c->p == 'n') {
+        if (!column->nullable || !literal(c, "null", 4))
+            return 0;
+        put_be(c, UINT32_MAX, 4); /* length -1: NULL */
+        return 1;
+    }
+    switch (column->kind) {
+    case K_SMALLINT: return integer(c, 16);
+    case K_INTEGER: return integer(c, 32);
+    case K_BIGINT: return integer(c, 64);
+    case K_NUMERIC: return numeric(c);
+    case K_FLOAT: return float8(c);
+    case K_REAL: return float4(c);
+    case K_BOOLEAN:
+        if (literal(c, "true", 4)) return put_field(c, 1, 1);
+        if (literal(c, "false", 5)) return put_field(c, 0, 1);
+        return 0;
+    case K_TEXT: {
+        Py_ssize_t chars;
+        return string(c, &chars) && (column->max_chars < 0 || chars <= column->max_chars);
+    }
+    case K_TIMESTAMPTZ: return timestamp_micros(c, 0);
+    case K_TIMESTAMP: return timestamp_micros(c, 1);
+    case K_DATE: return date(c);
+    case K_UUID: return uuid(c);
+    case K_JSONB: return jsonb(c);
+    case K_TEXT_ARRAY: return text_array(c);
+    }
+    return 0;
 }
 
 /* Whether `skip` passes over the last row's fields no column takes that hold a value: 1,

@@ -56,8 +56,9 @@ def column_kind(sa_type: sa.types.TypeEngine[Any]) -> tuple[str, int | None]:
     )
     if isinstance(sa_type, sa.ARRAY):  # any dimensions: an element's kind (sink/arrays.py)
         item = column_kind(sa_type.item_type)[0]
-        # varchar(n)[] and char(n)[] apart from text[]: their element type is not text's (the C step's)
-        return f"{'varchar' if item == 'text' and not isinstance(sa_type.item_type, sa.Text) else item}[]", None
+        if item == "text" and not isinstance(sa_type.item_type, sa.Text):
+            item = "varchar"  # varchar(n)[], char(n)[]: their element type is not text's, which the C step writes
+        return f"{item}[]", None
     if isinstance(sa_type, sa.DateTime):
         return ("timestamptz" if sa_type.timezone else "timestamp", None)
     if isinstance(sa_type, sa.String) and not isinstance(sa_type, sa.Enum):
