@@ -22,9 +22,9 @@ def test_revisions_match_metadata_and_are_idempotent(services, schema):
     """After upgrade, autogenerate finds no difference to bookkeeping.metadata; a second
     upgrade changes nothing. Hostile schema names are quoted, never formatted in."""
     engine = engine_for(services.database_url)
-    assert migrate.upgrade(engine, schema) == "0003"
-    assert migrate.upgrade(engine, schema) == "0003"
-    assert migrate.current_revision(engine, schema) == "0003"
+    assert migrate.upgrade(engine, schema) == "0004"
+    assert migrate.upgrade(engine, schema) == "0004"
+    assert migrate.current_revision(engine, schema) == "0004"
     target = sa.MetaData()
     for table in bookkeeping.metadata.tables.values():
         table.to_metadata(target, schema=schema)
@@ -38,6 +38,11 @@ def test_revisions_match_metadata_and_are_idempotent(services, schema):
     assert [t[0] for t in tables] == ["alembic_version", "checkpoints", "deadletters", "offsets", "replicas", "requests",
                                       "savepoints", "snapshots"]
     assert diff == []
+    # Zstandard's payloads are not compressed again (revision 0004): attstorage 'e', not 'x'.
+    storage = services.sql("SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = %s AND c.relname = 'snapshots' AND a.attname = 'payload'", (schema,))
+    assert storage == [("e",)]
 
 
 def test_migrate_and_status_commands(services, make_pipeline):
@@ -46,7 +51,7 @@ def test_migrate_and_status_commands(services, make_pipeline):
     env = {"DATABASE_URL": services.database_url, "CONNECTOR_SCHEMA": "eos_connector_cli",
            "CONNECTOR_NAME": p.name, "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-m", "connector", "migrate"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and "at revision 0003" in out.stdout
+    assert out.returncode == 0 and "at revision 0004" in out.stdout
     out = subprocess.run([sys.executable, "-m", "connector", "status", "--json"], env=env, capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
