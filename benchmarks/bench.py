@@ -5,7 +5,7 @@
                                [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
                                [--backlog-records 5000000] [--replicas 1,2,3]
                                [--group-protocol eager] [--rebalance eager,cooperative-sticky,consumer]
-                               [--rebalance-step-seconds 20]
+                               [--rebalance-step-seconds 20] [--stored-rows key|full] [--upsert-fillfactor N]
 
 Services: pgserver's PostgreSQL with the librdkafka mock cluster (`--kafka embedded`, the
 default) or with a real Apache Kafka KRaft cluster of three nodes on loopback (`--kafka
@@ -29,7 +29,9 @@ own consumer group and table:
   storing of it is timed — the database's own ceiling, which shows where psycopg's
   encoding of each value, not the database, bounds the bare COPY (the wide table);
 - eos-connector run, end to end: append with each state backend, and upsert (into an
-  empty table, and `upsert-stored`: into one that holds every key already); the rate is
+  empty table, and `upsert-stored`: into one that holds every key already, by default as
+  the key and user_id 'stale' alone, with `--stored-rows full` as each record's own row;
+  `--upsert-fillfactor` sets the upsert tables' fillfactor); the rate is
   measured between the first and the last commit (first row visible -> last row visible,
   the first checkpoint's records left out; a checkpoint's `committed_at` is its commit
   transaction's start, so both ends shift by about one commit), plus peak RSS and commit
@@ -72,7 +74,7 @@ from psycopg.types.json import Jsonb
 
 from benchmarks import scenarios
 from benchmarks.data import Workload
-from benchmarks.runs import CONSUMER, UPDATES, connector, produce
+from benchmarks.runs import CONSUMER, UPDATES, UpsertTable, connector, produce
 from connector.embedded.services import Services, services_from_env
 
 
@@ -207,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                                           f"{UPDATES}/memory",
                         help=f"the connector's runs, comma-separated mode/backend (mode {UPDATES}: upsert into a "
                              f"table that holds every key already)")
+    parser.add_argument("--upsert-fillfactor", type=int, choices=range(10, 101), metavar="10..100",
+                        help="create the upsert runs' tables WITH (fillfactor = N) (default: as PostgreSQL does, 100)")
+    parser.add_argument("--stored-rows", choices=("key", "full"), default="key",
+                        help=f"what {UPDATES}'s table holds before: each key with user_id 'stale' and the rest null, "
+                             f"or each record's own row with user_id 'stale'")
     parser.add_argument("--skip-floor", action="store_true", help="leave out the user-written floor (slow)")
     parser.add_argument("--latency-seconds", type=int, default=30, help="steady-rate run length (0: none)")
     parser.add_argument("--latency-rate", type=int, default=1000)
@@ -247,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
               f"partitions in {time.perf_counter() - t0:.1f}s", flush=True)
         limit = _bare_limits(services, topic, workload, args.records, results)
         runs = [tuple(run.split("/")) for run in args.runs.split(",")]
+        upserts = UpsertTable(args.upsert_fillfactor, args.stored_rows)
         results["connector"] = [_show(f"eos-connector {m}/{b}",
-                                      connector(services, workdir, topic, workload, args.records, m, b), limit)
+                                      connector(services, workdir, topic, workload, args.records, m, b,
+                                                upserts=upserts), limit)
                                 for m, b in runs]
         if not args.skip_floor:
             results["floor"] = [_show(f"user-written floor {m}", floor(services, topic, workload, args.records, m),

@@ -112,10 +112,11 @@ class Workload:
     def types(self) -> tuple[str, ...]:
         return WIDE_TYPES if self.table == "wide" else NARROW_TYPES
 
-    def ddl(self, table: str, upsert: bool) -> str:
+    def ddl(self, table: str, upsert: bool, fillfactor: int | None = None) -> str:
         ddl = {"wide": WIDE_DDL, "loose": LOOSE_DDL}.get(self.table, NARROW_DDL)
         columns = ddl.format(key="PRIMARY KEY" if upsert else "NOT NULL")
-        return f"CREATE TABLE {table} ({columns})"
+        storage = "" if fillfactor is None else f" WITH (fillfactor = {int(fillfactor)})"
+        return f"CREATE TABLE {table} ({columns}){storage}"
 
     def document(self, i: int) -> dict[str, Any]:
         text = TEXTS[self.text]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import statistics
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,17 @@ from connector.embedded.services import Services
 CONSUMER = {**KAFKA_DEFAULTS, "enable.auto.commit": False}  # the bare consumers: the connector's own settings
 
 UPDATES = "upsert-stored"  # a run mode: upsert into a table that holds every key already
+
+
+@dataclass(frozen=True)
+class UpsertTable:
+    """The upsert runs' table: created `WITH (fillfactor = ...)` unless None (the README's
+    advice for upsert-heavy tables), and what `upsert-stored` finds in it: `key` (each key
+    with user_id 'stale', the rest null: each update outgrows the row it replaces) or `full`
+    (each record's own row with user_id 'stale': each update the size of the row it replaces)."""
+
+    fillfactor: int | None = None
+    stored_rows: str = "key"
 
 
 def produce(services: Services, topic: str, workload: Workload, records: int, partitions: int) -> None:
@@ -42,7 +54,8 @@ def produce(services: Services, topic: str, workload: Workload, records: int, pa
 
 
 def connector(services: Services, workdir: Path, topic: str, workload: Workload, records: int, mode: str,
-              backend: str, replicas: int = 1, **settings: str) -> dict[str, Any]:
+              backend: str, replicas: int = 1, settings: dict[str, str] | None = None,
+              upserts: UpsertTable = UpsertTable()) -> dict[str, Any]:
     """`eos-connector run` end to end (`replicas` of one pipeline, with `settings` in their
     environment); the rate between the first and the last commit. Fails unless the table
     holds every record exactly once."""
@@ -50,11 +63,11 @@ def connector(services: Services, workdir: Path, topic: str, workload: Workload,
     mode = "upsert" if stored else mode
     name = f"bench-{mode}-{backend}-{replicas}-{uuid.uuid4().hex[:6]}"
     table = name.replace("-", "_")
-    services.sql(workload.ddl(table, upsert=mode == "upsert"))
+    services.sql(workload.ddl(table, upsert=mode == "upsert", fillfactor=upserts.fillfactor if mode == "upsert" else None))
     if stored:
-        services.sql(f"INSERT INTO {table} (event_id, user_id) SELECT g, 'stale' FROM generate_series(0, {records - 1}) g")
+        _store_keys(services, table, workload, records, upserts.stored_rows)
     env = replica_env(services, topic, name, SINK_MODE=mode, STATE_BACKEND=backend, STATE_DIR=str(workdir / name),
-                      **settings)
+                      **(settings or {}))
     started = [ConnectorProcess(env, workdir / f"{name}-{i}.log").start() for i in range(replicas)]
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
     try:
@@ -76,6 +89,8 @@ def connector(services: Services, workdir: Path, topic: str, workload: Workload,
     span = (checkpoints[-1][0] - checkpoints[0][0]).total_seconds()
     latencies = [ms for r in started for ms in commit_latencies(r.output())]
     result = {"mode": UPDATES if stored else mode, "backend": backend, "replicas": replicas, "records": records,
+              **({"fillfactor": upserts.fillfactor} if mode == "upsert" else {}),
+              **({"stored_rows": upserts.stored_rows} if stored else {}),
               "checkpoints": len(checkpoints), "seconds": span, "exact": True,
               "rate": (records - checkpoints[0][1]) / span if span else float("nan"),
               "peak_rss_mb": peak_mb, "commit_ms_p50": percentile(latencies, 50),
@@ -83,6 +98,21 @@ def connector(services: Services, workdir: Path, topic: str, workload: Workload,
     if replicas > 1:
         result.update(steady_rate(checkpoints, [r.output() for r in started]))
     return result
+
+
+def _store_keys(services: Services, table: str, workload: Workload, records: int, rows: str) -> None:
+    """Every key of the records into `table` before the run, with user_id 'stale' (`rows`: UpsertTable's)."""
+    if rows == "key":
+        services.sql(f"INSERT INTO {table} (event_id, user_id) SELECT g, 'stale' FROM generate_series(0, {records - 1}) g")
+        return
+    user_id = workload.columns.index("user_id")
+    with psycopg.connect(services.database_url) as conn, conn.cursor() as cur, \
+            cur.copy(f"COPY {table} ({', '.join(workload.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(workload.types))
+        for i in range(records):
+            row = list(workload.row(i))
+            row[user_id] = "stale"
+            copy.write_row(row)
 
 
 def steady_rate(checkpoints: list[tuple[Any, ...]], logs: list[str]) -> dict[str, Any]:

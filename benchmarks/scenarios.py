@@ -145,7 +145,7 @@ def backlog(services: Services, workdir: Path, workload: Workload, records: int,
 def scale_out(services: Services, workdir: Path, topic: str, workload: Workload, records: int,
               replicas: int, protocol: str) -> dict[str, Any]:
     return {**connector(services, workdir, topic, workload, records, "append", "memory", replicas,
-                        **GROUP_PROTOCOLS[protocol]), "protocol": protocol}
+                        GROUP_PROTOCOLS[protocol]), "protocol": protocol}
 
 
 def rebalance(services: Services, workdir: Path, workload: Workload, protocol: str, partitions: int = 12,
