@@ -76,6 +76,45 @@ def test_runs_in_a_schema_migrated_by_another_role(make_pipeline):
     assert sorted(p.rows("id, name")) == [(i, f"v{i}") for i in range(20)]
 
 
+def test_a_new_revision_is_the_owners_to_apply_and_replicas_run_at_the_one_before(make_pipeline):
+    """The README's upgrade path: the schema at 0003, migrated by its owner. The
+    connector's role cannot apply 0004 and says so; a replica with
+    CONNECTOR_AUTO_MIGRATE=false runs at 0003 meanwhile (the postgres backend too); the
+    owner's `migrate` then reaches 0004."""
+    import subprocess
+    import sys
+
+    from alembic import command
+
+    from connector.ops import migrate
+    from connector.sink.connection import engine_for
+
+    p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
+    role, schema, database = fresh_names(p)
+    with engine_for(p.services.database_url).connect() as connection:
+        command.upgrade(migrate.alembic_config(connection, schema), "0003")
+        connection.commit()
+    p.services.sql(f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {database} TO {role}; "
+                   f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
+                   f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; "
+                   f"GRANT USAGE ON SEQUENCE {schema}.checkpoint_id_seq TO {role}; "
+                   f"GRANT USAGE ON SCHEMA public TO {role}; GRANT INSERT ON {p.table} TO {role}")
+    as_connector = {**p.env(CONNECTOR_SCHEMA=schema), "DATABASE_URL": as_role(p.services.database_url, role)}
+    refused = subprocess.run([sys.executable, "-m", "connector", "migrate"], env=as_connector, capture_output=True,
+                             text=True)
+    assert refused.returncode == 1 and "InsufficientPrivilege" in refused.stderr, refused.stderr[-2000:]
+    p.produce([(None, orjson.dumps({"id": i, "name": f"v{i}"})) for i in range(20)])
+    replica = p.start(DATABASE_URL=as_role(p.services.database_url, role), CONNECTOR_SCHEMA=schema,
+                      CONNECTOR_AUTO_MIGRATE="false", STATE_BACKEND="postgres")
+    p.wait_for_rows(20, 60, replica)
+    assert replica.stop() == 0
+    assert sorted(p.rows("id, name")) == [(i, f"v{i}") for i in range(20)]
+    assert migrate.current_revision(engine_for(p.services.database_url), schema) == "0003"
+    done = subprocess.run([sys.executable, "-m", "connector", "migrate"], env=p.env(CONNECTOR_SCHEMA=schema),
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "at revision 0004" in done.stdout, done.stderr[-2000:]
+
+
 def test_a_column_the_role_may_not_add_stops_the_replica_writing_nothing_of_its_checkpoint(make_pipeline):
     """SINK_AUTO_EVOLVE on a table another role owns: the commit that would add the column
     is refused (42501), the replica stops naming it, and the checkpoint wrote nothing."""
