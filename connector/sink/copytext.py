@@ -35,7 +35,7 @@ from connector.sink.arrays import element_kind, is_array, literal_converter
 
 Converter = Callable[[Any], str]
 INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
-ESCAPED = frozenset({"text", "json", "jsonb", "other"})  # kinds whose text may need escaping
+ESCAPED = frozenset({"text", "varchar", "json", "jsonb", "other"})  # kinds whose text may need escaping
 NULL = "\\N"
 _UNESCAPE = re.compile(r"\\(.)")
 _UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
