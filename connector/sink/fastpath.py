@@ -29,11 +29,11 @@ four `str.replace` calls over the whole row, then the surrogates become the tabs
 
 The first step is C (`connector/sink/_rowbinary.c`): for a table whose columns are all of
 kinds it writes (`_rowbinary.KINDS`: integers, numeric, double precision and real,
-boolean, text and varchar(n), timestamptz and timestamp, date, uuid, jsonb, text[]), appended or keyed by integer,
-text or uuid columns without additive ones (its key is the COPY text the Python function
-gives), a flat
-JSON object holding each column once is turned into its row in COPY's binary format
-(bytes) in one call, without decoding the text into Python; whatever it does not answer
+boolean, text and varchar(n), timestamptz and timestamp, date, uuid, jsonb, text[]),
+appended or keyed by integer, text or uuid columns without additive ones (its key is the
+COPY text the Python function gives), and no jsonb column under SINK_FLATTEN, a flat JSON
+object holding each column once is turned into its row in COPY's binary format (bytes)
+in one call, without decoding the text into Python; whatever it does not answer
 goes to the Python function below, which it calls itself, and whose rows are COPY text
 (str). A checkpoint's rows may hold both: the writer sends each format in a COPY of its
 own (sink/statements.py). It answers only where PostgreSQL reads the same values from its
@@ -238,6 +238,16 @@ def _row_type(columns: Sequence[FastColumn], others: Others) -> Any:
                              kw_only=True)  # an optional field (a default) may come before a required one
 
 
+def _c_step_writes(columns: Sequence[FastColumn], keys: Sequence[int], summed: Sequence[str], others: Others) -> bool:
+    """Whether the C step takes these rows: every column of a kind it writes, keyed (if at
+    all) by kinds whose key it forms, no additive columns (their rows stay text for the
+    writer to sum), and no jsonb column under SINK_FLATTEN (an object there is split into
+    fields, which the C step does not do)."""
+    return (all(c.kind in ROW_BINARY_KINDS for c in columns) and not summed
+            and all(columns[k].kind in _C_KEY_KINDS for k in keys)
+            and (others.objects or all(c.kind != "jsonb" for c in columns)))
+
+
 def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key_columns: Sequence[str] = (),
                       others: Others = ANY_OTHER, zone: tzinfo = UTC, summed: Sequence[str] = (),
                       skip: Callable[[tuple[str, ...]], bool] | None = None) -> FastPath | None:
@@ -268,9 +278,7 @@ def compile_fast_path(columns: Sequence[FastColumn], op: type, op_kind: str, key
                              "SEPARATOR": _SEPARATOR, "convert": [c.convert for c in columns]}
     exec("\n".join(lines), scope)
     fast: FastPath = scope["fast"]
-    if (any(c.kind not in ROW_BINARY_KINDS for c in columns) or summed
-            or any(columns[k].kind not in _C_KEY_KINDS for k in keys)
-            or (not others.objects and any(c.kind == "jsonb" for c in columns))):  # an object is flattened
+    if not _c_step_writes(columns, keys, summed, others):
         return fast
     return RowBinary([(c.source, c.kind, -1 if c.length is None else c.length, c.nullable, c.optional) for c in columns],
                      fast,

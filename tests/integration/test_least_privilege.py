@@ -26,6 +26,16 @@ def fresh_names(p) -> tuple[str, str, str]:
     return f"eos_lp_{uuid.uuid4().hex[:8]}", f"eos_lp_{uuid.uuid4().hex[:8]}", database
 
 
+def grant_on_migrated_schema(p, role: str, schema: str, database: str) -> None:
+    """A new login `role` with the README's grants on a bookkeeping `schema` another role
+    migrated, and INSERT on the pipeline's table."""
+    p.services.sql(f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {database} TO {role}; "
+                   f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
+                   f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; "
+                   f"GRANT USAGE ON SEQUENCE {schema}.checkpoint_id_seq TO {role}; "
+                   f"GRANT USAGE ON SCHEMA public TO {role}; GRANT INSERT ON {p.table} TO {role}")
+
+
 @pytest.mark.parametrize("mode", ["append", "upsert"])
 def test_runs_with_the_documented_grants_only(make_pipeline, mode):
     p = make_pipeline("CREATE TABLE {table} (id int PRIMARY KEY, name text)")
@@ -63,11 +73,7 @@ def test_runs_in_a_schema_migrated_by_another_role(make_pipeline):
     role, schema, database = fresh_names(p)
     env = p.env(CONNECTOR_SCHEMA=schema)
     subprocess.run([sys.executable, "-m", "connector", "migrate"], env={**env}, check=True, capture_output=True)
-    p.services.sql(f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {database} TO {role}; "
-                   f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
-                   f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; "
-                   f"GRANT USAGE ON SEQUENCE {schema}.checkpoint_id_seq TO {role}; "
-                   f"GRANT USAGE ON SCHEMA public TO {role}; GRANT INSERT ON {p.table} TO {role}")
+    grant_on_migrated_schema(p, role, schema, database)
     p.produce([(None, orjson.dumps({"id": i, "name": f"v{i}"})) for i in range(20)])
     replica = p.start(DATABASE_URL=as_role(p.services.database_url, role), CONNECTOR_SCHEMA=schema,
                       CONNECTOR_AUTO_MIGRATE="false")
@@ -94,11 +100,7 @@ def test_a_new_revision_is_the_owners_to_apply_and_replicas_run_at_the_one_befor
     with engine_for(p.services.database_url).connect() as connection:
         command.upgrade(migrate.alembic_config(connection, schema), "0003")
         connection.commit()
-    p.services.sql(f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {database} TO {role}; "
-                   f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
-                   f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; "
-                   f"GRANT USAGE ON SEQUENCE {schema}.checkpoint_id_seq TO {role}; "
-                   f"GRANT USAGE ON SCHEMA public TO {role}; GRANT INSERT ON {p.table} TO {role}")
+    grant_on_migrated_schema(p, role, schema, database)
     as_connector = {**p.env(CONNECTOR_SCHEMA=schema), "DATABASE_URL": as_role(p.services.database_url, role)}
     refused = subprocess.run([sys.executable, "-m", "connector", "migrate"], env=as_connector, capture_output=True,
                              text=True)

@@ -32,6 +32,8 @@ scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.float
 
 
 # Values of the type each kind takes, so most documents are ones the fast path answers.
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
 TYPED = {
     "smallint": st.integers(-2**15, 2**15 - 1), "integer": st.integers(-2**31, 2**31 - 1),
     "bigint": st.integers(-2**63, 2**63 - 1), "numeric": st.integers(-2**70, 2**70) | st.floats(allow_nan=False,
@@ -52,12 +54,7 @@ TYPED = {
                              "1B4E28BA-2FA1-11D2-883F-0016D3CCA427", "{1b4e28ba-2fa1-11d2-883f-0016d3cca427}",
                              "1b4e28ba2fa111d2883f0016d3cca427", "1b4e28ba-2fa1-11d2-883f-0016d3cca42"]),
     "bytea": st.sampled_from(["aGVsbG8=", "!!"]),
-    "json": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4),
-                                                                                              inner, max_size=3),
-                         max_leaves=6),
-    "jsonb": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4),
-                                                                                              inner, max_size=3),
-                         max_leaves=6),
+    "json": json_values, "jsonb": json_values,
     "other": texts | scalars,
 }
 # Arrays of the types people send (a nested array is a dimension; jsonb[] elements are any JSON).
