@@ -67,22 +67,34 @@ class InlineWorker:
         pass
 
 
+# Triggers that mean the buffer filled before the interval passed: the consumer is behind.
+FILLED = frozenset({"records", "bytes", "full"})
+
+
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    """When the open checkpoint must be taken (I5, I6)."""
+    """When the open checkpoint must be taken (I5, I6), and when a backlog's last records
+    need not wait for the interval."""
 
     interval_ms: int
     max_records: int
     max_bytes: int
 
-    def due(self, now_ms: float, opened_ms: float, records: int, nbytes: int) -> str | None:
-        """The trigger that fires, or None. An empty buffer never triggers."""
+    def due(self, now_ms: float, opened_ms: float, records: int, nbytes: int,
+            backlog_drained: bool = False) -> str | None:
+        """The trigger that fires, or None. An empty buffer never triggers.
+        `backlog_drained`: the checkpoint before this one was taken because its buffer
+        filled, and the consumer has since read every partition to its end. The rest of
+        the backlog is then taken at once ("caught-up"), not an interval later; a steady
+        stream that never fills the buffer keeps the interval's cadence."""
         if records == 0:
             return None
         if records >= self.max_records:
             return "records"
         if nbytes >= self.max_bytes:
             return "bytes"
+        if backlog_drained:
+            return "caught-up"
         if self.interval_left_ms(now_ms, opened_ms) == 0:
             return "interval"
         return None

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from connector.models import Record, Snapshot, TopicPartition
 from connector.protocol.checkpoint import (
+    FILLED,
     CheckpointPolicy,
     CheckpointResult,
     InFlight,
@@ -66,6 +67,7 @@ class CheckpointCoordinator:
         self._worker = worker or InlineWorker()
         self._inflight: InFlight | None = None  # sealed, not yet through step 5
         self._opened_s = clock()
+        self._behind = False  # the last checkpoint was taken because its buffer filled
 
     @property
     def refetched(self) -> set[TopicPartition]:
@@ -79,7 +81,8 @@ class CheckpointCoordinator:
         return self.state.add_runs(runs, self._mapper.map_run, policy.max_records, policy.max_bytes)
 
     def due(self) -> str | None:
-        return self._policy.due(self._clock() * 1000.0, self._opened_s * 1000.0, self._waiting(), self.state.bytes)
+        return self._policy.due(self._clock() * 1000.0, self._opened_s * 1000.0, self._waiting(), self.state.bytes,
+                                backlog_drained=self._behind and self.state.caught_up())
 
     def due_in_s(self) -> float | None:
         """Seconds until `due` fires by time alone; None while nothing is buffered (it never fires)."""
@@ -159,7 +162,7 @@ class CheckpointCoordinator:
         self._steps.reposition()
 
     def _seal(self, reason: str) -> InFlight | None:
-        self._opened_s = self._clock()
+        self._opened_s, self._behind = self._clock(), reason in FILLED
         self.finish_in_flight()
         if self.state.empty():
             return None

@@ -46,6 +46,7 @@ class OperatorState:
         self._positions: dict[TopicPartition, int | None] = {}  # the read position
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._unpositioned: set[TopicPartition] = set()
+        self._ends: dict[TopicPartition, int] = {}  # where the consumer last found each partition's end
         self.records = 0
         self.bytes = 0
         self.gaps = 0  # offsets the broker skipped past a partition's read position
@@ -56,6 +57,7 @@ class OperatorState:
         Kafka's default), read from `read_from` when given (a fenced first range)."""
         self._drop_buffer(tp)
         self._unpositioned.discard(tp)
+        self._ends.pop(tp, None)
         self._starts[tp] = next_offset
         self._positions[tp] = next_offset if read_from is None else read_from
 
@@ -65,6 +67,7 @@ class OperatorState:
         self._starts.pop(tp, None)
         self._positions.pop(tp, None)
         self._unpositioned.discard(tp)
+        self._ends.pop(tp, None)
 
     def position(self, tp: TopicPartition) -> int | None:
         """Where `tp`'s next record must be at or after (None: wherever Kafka starts)."""
@@ -76,6 +79,7 @@ class OperatorState:
         `tp` until `positioned` (what it reads now may start anywhere)."""
         self._drop_buffer(tp)
         self._unpositioned.add(tp)
+        self._ends.pop(tp, None)
 
     def positioned(self, tp: TopicPartition) -> None:
         self._unpositioned.discard(tp)
@@ -158,10 +162,17 @@ class OperatorState:
         no records if none is open, so the next checkpoint commits that next_offset."""
         if tp not in self._positions or tp in self._unpositioned:
             return
+        self._ends[tp] = end
         position = self.position(tp)
         if end <= (0 if position is None else position):  # nothing read past: an empty partition's 0 too
             return
         self._buffers.setdefault(tp, _Buffer(self._starts[tp], end)).end = end
+
+    def caught_up(self) -> bool:
+        """Every assigned partition read to its end: no record has come in since the
+        consumer last found it there (a later end is known only once read to)."""
+        return bool(self._positions) and not self._unpositioned and all(
+            tp in self._ends and self._ends[tp] >= (self.position(tp) or 0) for tp in self._positions)
 
     @property
     def moved(self) -> int:

@@ -29,6 +29,62 @@ def test_policy(records, nbytes, elapsed, expected):
     assert POLICY.due(elapsed, 0, records, nbytes) == expected
 
 
+@pytest.mark.parametrize("records, nbytes, expected", [
+    (0, 0, None),  # nothing buffered: never
+    (1, 10, "caught-up"),  # before the interval
+    (5, 10, "records"),  # a full buffer is full first
+])
+def test_a_drained_backlog_triggers_at_once(records, nbytes, expected):
+    assert POLICY.due(0, 0, records, nbytes, backlog_drained=True) == expected
+
+
+def test_the_rest_of_a_backlog_is_taken_once_every_partition_is_read_to_its_end():
+    """After a checkpoint its buffer's size triggered, what is left is taken as soon as
+    the consumer has read every partition to its end, not an interval later; a record
+    after an end, or a partition not yet read to one, keeps it waiting."""
+    coord, store, *_ = make()
+    coord.assign([("t", 0), ("t", 1)])
+    add_many(coord, [rec(o) for o in range(5)])
+    assert coord.due() == "records"
+    coord.checkpoint_now("records")
+    add(coord, rec(5))
+    coord.state.reached_end(("t", 0), 6)
+    assert coord.due() is None  # partition 1 not read to its end yet
+    coord.state.reached_end(("t", 1), 0)
+    assert coord.due() == "caught-up"
+    add(coord, rec(6))  # came after partition 0's end: there may be more
+    assert coord.due() is None
+    coord.state.reached_end(("t", 0), 7)
+    assert coord.due() == "caught-up"
+    coord.checkpoint_now("caught-up")
+    assert store.rows == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_a_stream_that_never_fills_the_buffer_keeps_the_interval():
+    """Read to its end after a checkpoint the interval (or anything but a full buffer)
+    triggered, the buffer waits for the interval: a steady stream's cadence is unchanged."""
+    coord, *_, clock = make()
+    coord.assign([("t", 0)])
+    add(coord, rec(0))
+    coord.state.reached_end(("t", 0), 1)
+    assert coord.due() is None
+    clock.now = 1.0
+    assert coord.due() == "interval"
+    coord.checkpoint_now("interval")
+    add(coord, rec(1))
+    coord.state.reached_end(("t", 0), 2)
+    assert coord.due() is None
+    add_many(coord, [rec(o) for o in range(2, 6)])
+    coord.checkpoint_now("records")  # a backlog: its end is reached only after a record read on
+    add(coord, rec(6))
+    assert coord.due() is None
+    coord.state.reached_end(("t", 0), 7)
+    coord.checkpoint_now(coord.due())
+    add(coord, rec(7))  # after a checkpoint of a drained backlog: the interval again
+    coord.state.reached_end(("t", 0), 8)
+    assert coord.due() is None
+
+
 def test_the_time_left_before_the_interval_fires():
     """What the loop waits for at most before it checks `due` again: none while nothing is
     buffered, the interval's rest once a record is, zero once it is due."""

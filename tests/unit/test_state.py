@@ -108,3 +108,31 @@ def test_offsets_skipped_past_the_read_position_are_counted_as_gaps():
     state.assign(("t", 0), 10)
     state.add_runs(runs_of([rec(12), rec(13), rec(15)]), lambda run, a, b: [None] * (b - a), 100, 10**6)
     assert state.records == 3 and state.take_gaps() == 3 and state.gaps == 0
+
+
+def test_caught_up_means_every_owned_partition_read_to_its_end_since_its_last_record():
+    state = state_of(0, 1, position=10)
+    assert not state.caught_up()  # no end known yet
+    state.reached_end(("t", 0), 10)
+    state.reached_end(("t", 1), 12)  # past markers to 12: read to its end
+    assert state.caught_up()
+    state.add_runs(runs_of([rec(12, 1)]), map_offsets, 100, 10**6)
+    assert not state.caught_up()  # read past the end it knew
+    state.reached_end(("t", 1), 13)
+    state.snapshot(1)
+    assert state.caught_up()  # a snapshot reads nothing on
+    state.reached_end(("t", 2), 5)  # not owned: no end to know
+    state.assign(("t", 2), 5)
+    assert not state.caught_up()
+    state.reached_end(("t", 2), 5)
+    state.unpositioned(("t", 0))  # its seek did not take: where it reads is unknown
+    assert not state.caught_up()
+    state.positioned(("t", 0))
+    state.reached_end(("t", 0), 10)
+    assert state.caught_up()
+    state.release(("t", 0))
+    state.assign(("t", 0), 10)  # assigned again: its end is found anew
+    assert not state.caught_up()
+    for p in (0, 1, 2):
+        state.release(("t", p))
+    assert not state.caught_up()  # owning nothing is not being caught up
