@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", choices=("narrow", "wide", "loose"), default="narrow",
                         help="five columns, twenty-one of every common type, or five and two the records leave out "
                              "(the records with a field no column takes)")
+    parser.add_argument("--keys", action="store_true",
+                        help="key each record by its event_id and let the producer's partitioner place it "
+                             "(default: no key, record i in partition i mod --partitions)")
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--runs", default=f"append/memory,append/filesystem,append/postgres,upsert/memory,"
                                           f"{UPDATES}/memory",
@@ -234,13 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}", "records": args.records,
-                               "partitions": args.partitions, "text": args.text, "table": args.table,
+                               "partitions": args.partitions, "text": args.text, "table": args.table, "keyed": args.keys,
                                "kafka": args.kafka or os.environ.get("EOS_TEST_BACKEND", "embedded")}
     if args.kafka == "apache":
         from connector.embedded.kafka_node import KAFKA_VERSION
 
         results["kafka"] = f"Apache Kafka {KAFKA_VERSION}, 3 KRaft nodes, replication factor 3"
-    workload = Workload(args.text, args.table)
+    workload = Workload(args.text, args.table, args.keys)
     with services_from_env(args.kafka) as services, tempfile.TemporaryDirectory(prefix="eos-bench-") as tmp:
         workdir = Path(tmp)
         topic = f"bench_{uuid.uuid4().hex[:8]}"
@@ -250,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         in_topic = records_in(services, topic, args.partitions)
         assert in_topic == args.records, f"the topic holds {in_topic} records, not {args.records} (more partitions: " \
                                          f"the embedded cluster keeps 5 MiB a partition)"
-        print(f"produced {args.records} records ({args.text} text, {args.table} table) into {args.partitions} "
-              f"partitions in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(f"produced {args.records} {'keyed ' if args.keys else ''}records ({args.text} text, {args.table} table) "
+              f"into {args.partitions} partitions in {time.perf_counter() - t0:.1f}s", flush=True)
         limit = _bare_limits(services, topic, workload, args.records, results)
         runs = [tuple(run.split("/")) for run in args.runs.split(",")]
         upserts = UpsertTable(args.upsert_fillfactor, args.stored_rows)

@@ -9,6 +9,9 @@ Text (`--text`):
 - `ascii`: the same text made plain, character for character: ASCII letters in place of
   the others, no character JSON or COPY escapes (so the two differ in nothing else).
 
+Keys (`--keys`): none by default, each record in partition i mod the partition count;
+with `--keys`, each record keyed by its event_id, where the producer's partitioner puts it.
+
 Table (`--table`):
 - `narrow`: event_id bigint, user_id text, at timestamptz, page text, amount numeric.
 - `wide`: those five and sixteen more, of every common type — integer, numeric(12,2),
@@ -103,6 +106,16 @@ _DECODE: dict[str, Callable[[Any], Any]] = {"timestamptz": datetime.fromisoforma
 class Workload:
     text: str = "realistic"  # or "ascii"
     table: str = "narrow"  # or "wide", "loose"
+    keyed: bool = False  # records keyed by their event_id and spread by the producer's partitioner
+
+    def key(self, i: int) -> bytes | None:
+        return str(i).encode() if self.keyed else None
+
+    def partition(self, i: int, partitions: int) -> int:
+        """Record i's partition: i mod `partitions`, or -1 when keyed (the producer's
+        partitioner picks it by the key: partitions then end unevenly, and a run's
+        checkpoints need not divide the records)."""
+        return -1 if self.keyed else i % partitions
 
     @cached_property
     def columns(self) -> tuple[str, ...]:

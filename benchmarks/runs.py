@@ -44,7 +44,7 @@ def produce(services: Services, topic: str, workload: Workload, records: int, pa
     for i in range(records):
         while True:
             try:
-                producer.produce(topic, workload.value(i), partition=i % partitions)
+                producer.produce(topic, workload.value(i), workload.key(i), partition=workload.partition(i, partitions))
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -213,7 +213,7 @@ def _produce_steadily(services: Services, topic: str, workload: Workload, partit
     while not stop.is_set():
         i = sent[0]
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
-        producer.produce(topic, workload.value(i), partition=i % partitions)
+        producer.produce(topic, workload.value(i), workload.key(i), partition=workload.partition(i, partitions))
         producer.poll(0)
         sent[0] = i + 1
     assert producer.flush(60) == 0

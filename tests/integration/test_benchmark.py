@@ -19,7 +19,7 @@ def test_the_benchmark_runs_and_every_run_is_exact(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "EOS_TEST_BACKEND"}
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--kafka", "embedded", "--records", "3000",
                            "--partitions", "4", "--runs", "append/memory,upsert-stored/postgres", "--skip-floor",
-                           "--stored-rows", "full", "--upsert-fillfactor", "70",
+                           "--stored-rows", "full", "--upsert-fillfactor", "70", "--keys",
                            "--latency-seconds", "0", "--backlog-records", "0", "--replicas", "2", "--rebalance", "cooperative-sticky",
                            "--rebalance-step-seconds", "2", "--json", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
@@ -28,6 +28,7 @@ def test_the_benchmark_runs_and_every_run_is_exact(tmp_path):
     assert [(r["mode"], r["backend"], r["exact"]) for r in results["connector"]] == [
         ("append", "memory", True), ("upsert-stored", "postgres", True)]
     assert (results["connector"][1]["stored_rows"], results["connector"][1]["fillfactor"]) == ("full", 70)
+    assert results["keyed"] is True  # records keyed and spread by the producer's partitioner
     assert [r["replicas"] for r in results["scale_out"]] == [2]
     # scaling 1 -> 3 -> 1 under a steady rate: every record produced meanwhile exactly once
     assert [(r["protocol"], r["exact"]) for r in results["rebalance"]] == [("cooperative-sticky", True)]
