@@ -79,7 +79,8 @@ def test_a_stream_that_never_fills_the_buffer_keeps_the_interval():
     add(coord, rec(6))
     assert coord.due() is None
     coord.state.reached_end(("t", 0), 7)
-    coord.checkpoint_now(coord.due())
+    assert coord.due() == "caught-up"
+    coord.checkpoint_now("caught-up")
     add(coord, rec(7))  # after a checkpoint of a drained backlog: the interval again
     coord.state.reached_end(("t", 0), 8)
     assert coord.due() is None
