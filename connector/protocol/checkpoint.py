@@ -67,10 +67,6 @@ class InlineWorker:
         pass
 
 
-# Triggers that mean the buffer filled before the interval passed: the consumer is behind.
-FILLED = frozenset({"records", "bytes", "full"})
-
-
 @dataclass(frozen=True)
 class CheckpointPolicy:
     """When the open checkpoint must be taken (I5, I6), and when a backlog's last records

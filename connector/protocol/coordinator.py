@@ -26,7 +26,6 @@ from typing import Any, Protocol
 
 from connector.models import Record, Snapshot, TopicPartition
 from connector.protocol.checkpoint import (
-    FILLED,
     CheckpointPolicy,
     CheckpointResult,
     InFlight,
@@ -162,7 +161,7 @@ class CheckpointCoordinator:
         self._steps.reposition()
 
     def _seal(self, reason: str) -> InFlight | None:
-        self._opened_s, self._behind = self._clock(), reason in FILLED
+        self._opened_s, self._behind = self._clock(), self.full()  # a full buffer: the consumer is behind
         self.finish_in_flight()
         if self.state.empty():
             return None
