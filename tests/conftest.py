@@ -62,10 +62,13 @@ def make_apache_pipeline(apache_services: Services, tmp_path: Path) -> Iterator[
 
 
 @pytest.fixture
-def apache(apache_services: Services) -> ApacheKafka:
-    """The real cluster itself, for its faults (kill, pause, leader, coordinator...)."""
-    assert isinstance(apache_services.kafka, ApacheKafka)
-    return apache_services.kafka
+def apache(apache_services: Services) -> Iterator[ApacheKafka]:
+    """The real cluster itself, for its faults (kill, pause, leader, coordinator...).
+    Whatever a test leaves down, failed or not, is brought back up after it."""
+    cluster = apache_services.kafka
+    assert isinstance(cluster, ApacheKafka)
+    yield cluster
+    cluster.heal()
 
 
 @pytest.fixture

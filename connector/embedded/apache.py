@@ -8,7 +8,8 @@ nodes with replicated internal topics (`default.replication.factor=3`,
 broker answers metadata. Topics are created through the AdminClient.
 
 Faults, each on the real process: `kill` (SIGKILL) and `restart` a node, `pause`
-(SIGSTOP) and `resume` it, `rolling_restart`, and the nodes to aim them at:
+(SIGSTOP) and `resume` it, `rolling_restart`, `heal` (whatever is down, back up), and the
+nodes to aim them at:
 `leader(topic, partition)`, `group_coordinator(group)`, `active_controller()`.
 
 Group and cleaner timings are shortened so faults resolve in seconds (see
@@ -188,6 +189,17 @@ class ApacheKafka:
         if not node.alive():
             assert self._libs is not None, "start() first"
             node.start(self._libs)
+        self.wait_for_brokers(timeout_s)
+
+    def heal(self, timeout_s: float = 120) -> None:
+        """Every node running and answering again, whatever faults were left: a test that
+        fails between `kill` (or `pause`) and `restart` must not fail the tests after it."""
+        assert self._libs is not None, "start() first"
+        for node in self.nodes.values():
+            node.signal(signal.SIGCONT)
+        for node in self.nodes.values():
+            if not node.alive():
+                node.start(self._libs)
         self.wait_for_brokers(timeout_s)
 
     def pause(self, node_id: int) -> None:
