@@ -3,6 +3,7 @@
     python -m benchmarks.bench [--kafka embedded|apache] [--records 1000000] [--partitions 64]
                                [--text realistic|ascii] [--table narrow|wide|loose] [--json bench.json]
                                [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
+                               [--latency-warmup-seconds 60]
                                [--backlog-records 5000000] [--replicas 1,2,3]
                                [--group-protocol eager] [--rebalance eager,cooperative-sticky,consumer]
                                [--rebalance-step-seconds 20] [--stored-rows key|full] [--upsert-fillfactor N]
@@ -44,7 +45,9 @@ own consumer group and table:
   commit, then the Kafka commit (at-least-once);
 - benchmarks/scenarios.py: scale-out over 1, 2 and 3 replicas (`--group-protocol`),
   produce -> visible latency at a steady rate (beside produce -> fetched by a bare consumer
-  with the connector's settings, the broker's share of it), peak RSS under a 5M-record backlog, and the
+  with the connector's settings, the broker's share of it; after an untimed run of the same
+  at the same rate, `latency_warmup` in the JSON: a freshly started Kafka JVM compiles its
+  hot code under the load's first minute), peak RSS under a 5M-record backlog, and the
   stall of unmoved partitions while scaling 1 -> 3 -> 1 under each of `--rebalance`'s group
   protocols (`consumer`, KIP-848, on Apache Kafka only).
 
@@ -222,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-rate", type=int, default=1000)
     parser.add_argument("--latency-intervals", default="1000,100",
                         help="CHECKPOINT_INTERVAL_MS of the steady-rate runs, comma-separated")
+    parser.add_argument("--latency-warmup-seconds", type=int, default=60,
+                        help="an untimed steady-rate run before them, at the first interval (0: none), so the broker "
+                             "and the database are measured warm, as a long-running deployment has them")
     parser.add_argument("--backlog-records", type=int, default=5_000_000, help="memory run's backlog (0: none)")
     parser.add_argument("--backlog-partitions", type=int, default=256)
     parser.add_argument("--replicas", default="1,2,3", help="scale-out runs, comma-separated ('': none)")
@@ -303,14 +309,13 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
               f"{run['moved_gap_max_s'] or 0:.2f} s over {run['moves']} moves; {run['records']} records exactly once",
               flush=True)
         results.setdefault("rebalance", []).append(run)
-    for interval in [int(n) for n in args.latency_intervals.split(",") if n.strip()] if args.latency_seconds else ():
+    intervals = [int(n) for n in args.latency_intervals.split(",") if n.strip()] if args.latency_seconds else []
+    if intervals and args.latency_warmup_seconds:
+        run = scenarios.latency(services, workdir, args.latency_rate, args.latency_warmup_seconds, intervals[0])
+        results["latency_warmup"] = _show_latency("warm-up, not a result: ", run)
+    for interval in intervals:
         run = scenarios.latency(services, workdir, args.latency_rate, args.latency_seconds, interval)
-        print(f"produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS={interval}: p50 "
-              f"{run['visible_ms_p50']:.0f} ms, p99 {run['visible_ms_p99']:.0f} ms ({run['visible']}/{run['records']} "
-              f"seen); commit p50 {run['commit_ms_p50']:.0f} ms, p99 {run['commit_ms_p99']:.0f} ms; the broker's "
-              f"share, produce -> fetched by a bare consumer: p50 {run['fetched_ms_p50']:.0f} ms, p99 "
-              f"{run['fetched_ms_p99']:.0f} ms", flush=True)
-        results.setdefault("latency", []).append(run)
+        results.setdefault("latency", []).append(_show_latency("", run))
     if args.backlog_records:
         run = _show(f"backlog {args.backlog_records:,} append/memory",
                     scenarios.backlog(services, workdir, workload, args.backlog_records, args.backlog_partitions), limit)
@@ -321,6 +326,15 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
             run["peak_rss_vs_default_run"] = run["peak_rss_mb"] / base
             print(f"peak RSS {run['peak_rss_mb']:.0f} MB with a {args.backlog_records:,} backlog vs {base:.0f} MB "
                   f"with {args.records:,}: {run['peak_rss_vs_default_run']:.2f}x", flush=True)
+
+
+def _show_latency(what: str, run: dict[str, Any]) -> dict[str, Any]:
+    print(f"{what}produce -> visible at {run['rate']} records/s, CHECKPOINT_INTERVAL_MS="
+          f"{run['checkpoint_interval_ms']}: p50 {run['visible_ms_p50']:.0f} ms, p99 {run['visible_ms_p99']:.0f} ms "
+          f"({run['visible']}/{run['records']} seen); commit p50 {run['commit_ms_p50']:.0f} ms, p99 "
+          f"{run['commit_ms_p99']:.0f} ms; the broker's share, produce -> fetched by a bare consumer: p50 "
+          f"{run['fetched_ms_p50']:.0f} ms, p99 {run['fetched_ms_p99']:.0f} ms", flush=True)
+    return run
 
 
 def _show(what: str, result: dict[str, Any], limit: float | None = None) -> dict[str, Any]:

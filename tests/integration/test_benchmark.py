@@ -20,8 +20,9 @@ def test_the_benchmark_runs_and_every_run_is_exact(tmp_path):
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--kafka", "embedded", "--records", "3000",
                            "--partitions", "4", "--runs", "append/memory,upsert-stored/postgres", "--skip-floor",
                            "--stored-rows", "full", "--upsert-fillfactor", "70", "--keys",
-                           "--latency-seconds", "0", "--backlog-records", "0", "--replicas", "2", "--rebalance", "cooperative-sticky",
-                           "--rebalance-step-seconds", "2", "--json", str(out)],
+                           "--latency-seconds", "2", "--latency-rate", "200", "--latency-intervals", "100",
+                           "--latency-warmup-seconds", "1", "--backlog-records", "0", "--replicas", "2",
+                           "--rebalance", "cooperative-sticky", "--rebalance-step-seconds", "2", "--json", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     results = orjson.loads(out.read_bytes())
@@ -33,3 +34,7 @@ def test_the_benchmark_runs_and_every_run_is_exact(tmp_path):
     # scaling 1 -> 3 -> 1 under a steady rate: every record produced meanwhile exactly once
     assert [(r["protocol"], r["exact"]) for r in results["rebalance"]] == [("cooperative-sticky", True)]
     assert results["rebalance"][0]["records"] > 0
+    # the steady-rate run, after its untimed warm-up: every record seen in the table
+    warmup = results["latency_warmup"]
+    assert (warmup["checkpoint_interval_ms"], warmup["records"], warmup["visible"]) == (100, 200, 200)
+    assert [(r["checkpoint_interval_ms"], r["records"], r["visible"]) for r in results["latency"]] == [(100, 400, 400)]
