@@ -185,22 +185,24 @@ class ApacheKafka:
     def restart(self, node_id: int, timeout_s: float = 120) -> None:
         """Start a stopped or killed node again (same ports and log directory) and wait
         until it is a registered broker."""
-        node = self.nodes[node_id]
-        if not node.alive():
-            assert self._libs is not None, "start() first"
-            node.start(self._libs)
+        self._start_dead([node_id])
         self.wait_for_brokers(timeout_s)
 
     def heal(self, timeout_s: float = 120) -> None:
         """Every node running and answering again, whatever faults were left: a test that
-        fails between `kill` (or `pause`) and `restart` must not fail the tests after it."""
-        assert self._libs is not None, "start() first"
-        for node in self.nodes.values():
-            node.signal(signal.SIGCONT)
-        for node in self.nodes.values():
-            if not node.alive():
-                node.start(self._libs)
+        fails between `kill` (or `pause`) and `restart` must not fail the tests after it.
+        All are resumed and started before the wait: one node alone has no quorum."""
+        for node_id in self.nodes:
+            self.resume(node_id)
+        self._start_dead(list(self.nodes))
         self.wait_for_brokers(timeout_s)
+
+    def _start_dead(self, node_ids: list[int]) -> None:
+        """Start each of the nodes that is not running (same ports and log directory)."""
+        assert self._libs is not None, "start() first"
+        for node_id in node_ids:
+            if not self.nodes[node_id].alive():
+                self.nodes[node_id].start(self._libs)
 
     def pause(self, node_id: int) -> None:
         """SIGSTOP: the JVM stops answering, its sessions expire; `resume` continues it."""
