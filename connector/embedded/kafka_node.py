@@ -4,6 +4,7 @@ outside the work tree (`EOS_KAFKA_CACHE`, default ~/.cache/eos-connector)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -42,8 +43,11 @@ class KafkaUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
+    """Named by the version and the pom's digest: a changed pom resolves afresh, never
+    over the jars an older one copied."""
     root = Path(os.environ.get("EOS_KAFKA_CACHE") or Path.home() / ".cache" / "eos-connector")
-    return root / f"kafka-{KAFKA_VERSION}"
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12] if POM.exists() else "no-pom"
+    return root / f"kafka-{KAFKA_VERSION}-{digest}"
 
 
 def kafka_libs() -> Path:

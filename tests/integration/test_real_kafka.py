@@ -297,3 +297,14 @@ def test_records_deleted_by_retention_before_they_were_read(make_apache_pipeline
     assert skipping.stop() == 0
     assert "were deleted by the broker before the pipeline read them; going on from offset" in skipping.output()
     assert sorted(r[0] for r in p.rows("event_id")) == list(range(100)) + list(range(150, 200))
+
+
+def test_every_node_logs_what_it_does(apache):
+    """The brokers' own log lines reach each node's log, which errors about a node quote:
+    a topic just created (replication factor 3) shows in the log of every node."""
+    topic = f"logged_{uuid.uuid4().hex[:8]}"
+    apache.create_topic(topic, 2)
+    for node_id, node in apache.nodes.items():
+        wait_until(lambda node=node: f"Created log for partition {topic}-1" in node.output(), 30,
+                   f"node {node_id} to log the new topic's replica")
+    assert "Kafka Server started" in apache.tail(1, 10_000)
