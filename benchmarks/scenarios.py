@@ -1,7 +1,9 @@
 """The benchmark's runs beyond throughput: latency at a steady rate, memory under a
 large backlog, and scale-out over replicas. Each returns a dict for the JSON report.
 
-- latency: one replica (append, memory backend) is caught up; records are produced at a
+- latency: on a new topic, after `LEAD_IN_SECONDS` of untimed records at the same rate
+  (a new topic's first second of traffic waits on the brokers, see the README), one
+  replica (append, memory backend) is caught up; records are produced at a
   steady `rate` per second, each carrying its send time; a poller sees every row become
   visible (every 10 ms) and reports produce -> visible p50/p99, next to the replica's
   commit latency and to the broker's own share: produce -> fetched by a bare consumer
@@ -41,6 +43,7 @@ from connector.embedded.services import Services
 GROUP_PROTOCOLS = {"eager": {}, "cooperative-sticky": {"KAFKA_PARTITION_ASSIGNMENT_STRATEGY": "cooperative-sticky"},
                    "consumer": {"KAFKA_GROUP_PROTOCOL": "consumer"}}
 LATENCY_PARTITIONS = 8
+LEAD_IN_SECONDS = 2
 LATENCY_DDL = "CREATE TABLE {table} (seq bigint PRIMARY KEY, sent_ms double precision, page text)"
 
 
@@ -49,35 +52,42 @@ def latency(services: Services, workdir: Path, rate: int, seconds: int, interval
     table = name.replace("-", "_")
     services.create_topic(topic, LATENCY_PARTITIONS)
     services.sql(LATENCY_DDL.format(table=table))
+    producer = make_producer(services.bootstrap_servers)
+    _steadily(producer, topic, rate, range(-2, -2 - rate * LEAD_IN_SECONDS, -1))  # the lead-in
     env = replica_env(services, topic, name, CHECKPOINT_INTERVAL_MS=str(interval_ms))
     replica = ConnectorProcess(env, workdir / f"{name}.log").start()
-    producer = make_producer(services.bootstrap_servers)
     total = rate * seconds
     bare = _BareConsumer(services.bootstrap_servers, topic, total, seconds + 120)
     try:
         bare.start()
         _send(producer, topic, -1)  # the replica is caught up once this row is visible
-        wait_until(lambda: replica.check_alive() or bool(services.sql(f"SELECT 1 FROM {table}")), 120,
-                   "the replica to join", 0.1)
+        wait_until(lambda: replica.check_alive() or bool(services.sql(f"SELECT 1 FROM {table} WHERE seq = -1")),
+                   120, "the replica to join", 0.1)
         wait_until(bare.caught_up.is_set, 60, "the bare consumer to catch up", 0.1)
         seen: dict[int, float] = {}
         poller = threading.Thread(target=_poll_visible, args=(services.database_url, table, total, seen), daemon=True)
         poller.start()
-        start = time.monotonic()
-        for seq in range(total):
-            time.sleep(max(0.0, start + seq / rate - time.monotonic()))
-            _send(producer, topic, seq)
-        producer.flush(30)
+        _steadily(producer, topic, rate, range(total))
         poller.join(seconds + 120)
         bare.join(seconds + 120)
     finally:
         replica.stop(60)
     visible, fetched = sorted(seen.values()), sorted(bare.fetched)
     commits = commit_latencies(replica.output())
-    return {"rate": rate, "seconds": seconds, "checkpoint_interval_ms": interval_ms, "records": total,
+    return {"rate": rate, "seconds": seconds, "lead_in_seconds": LEAD_IN_SECONDS,
+            "checkpoint_interval_ms": interval_ms, "records": total,
             "visible": len(visible), "visible_ms_p50": percentile(visible, 50), "visible_ms_p99": percentile(visible, 99),
             "fetched_ms_p50": percentile(fetched, 50), "fetched_ms_p99": percentile(fetched, 99),
             "commit_ms_p50": percentile(commits, 50), "commit_ms_p99": percentile(commits, 99)}
+
+
+def _steadily(producer: Any, topic: str, rate: int, seqs: range) -> None:
+    """Send `seqs` at a steady `rate` a second, then wait until all are acknowledged."""
+    start = time.monotonic()
+    for i, seq in enumerate(seqs):
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        _send(producer, topic, seq)
+    producer.flush(30)
 
 
 def _send(producer: Any, topic: str, seq: int) -> None:
@@ -88,8 +98,8 @@ def _send(producer: Any, topic: str, seq: int) -> None:
 
 class _BareConsumer(threading.Thread):
     """Each record's produce -> fetched ms (`fetched`), read with the connector's own
-    consumer settings from the topic's beginning; `caught_up` once it has the catch-up
-    row (left out), so its connections and fetches are set up before the timed records."""
+    consumer settings from the topic's beginning; `caught_up` once it has a record sent
+    before the timed ones (left out), so its connections and fetches are set up first."""
 
     def __init__(self, bootstrap_servers: str, topic: str, total: int, seconds: float) -> None:
         super().__init__(daemon=True)
