@@ -40,6 +40,18 @@ def spans_of(topics: Sequence[str]) -> list[Span]:
     return spans
 
 
+def _back_to_back(spans: Sequence[Span], count: int) -> bool:
+    """Whether `spans`, in order, are ops [0, count) with no gap: a table that takes every
+    op (one topic's partitions, or every topic routed to it) writes them as they are,
+    with no copy of the list."""
+    at = 0
+    for span in spans:
+        if span.start != at:
+            return False
+        at = span.stop
+    return at == count
+
+
 class RoutedWriter:
     """Writes ops into their tables; afterwards `rejected` holds every op that wrote
     nothing (by its index among all the ops) and `tables` the rows written per table."""
@@ -59,7 +71,7 @@ class RoutedWriter:
         counts = {"rows": 0, "deleted": 0}
         for n, name in enumerate(sorted(groups)):
             target, parts = groups[name]
-            whole = len(parts) == 1 and parts[0].start == 0 and parts[0].stop == len(ops)
+            whole = _back_to_back(parts, len(ops))
             subset = ops if whole else [op for part in parts for op in ops[part.start:part.stop]]
             for statement in evolution.ensure(self._conn, target.table, target.changes, target.key_columns):
                 log.info("table %r: %s", name, statement)
