@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench [--kafka embedded|apache] [--records 1000000] [--partitions 64]
                                [--text realistic|ascii] [--table narrow|wide|loose] [--json bench.json]
-                               [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
+                               [--rounds 1] [--skip-floor] [--latency-seconds 30] [--latency-intervals 1000,100]
                                [--latency-warmup-seconds 60]
                                [--backlog-records 5000000] [--replicas 1,2,3]
                                [--group-protocol eager] [--rebalance eager,cooperative-sticky,consumer]
@@ -52,7 +52,9 @@ own consumer group and table:
   protocols (`consumer`, KIP-848, on Apache Kafka only).
 
 Prints a table of records/s and ratios to min(bare consume+decode, bare binary COPY) and
-writes the same as JSON. Timings are wall-clock on whatever else the machine is doing:
+writes the same as JSON. With `--rounds N` the connector's runs are made N times, round
+after round (so a drift of the machine weighs on every kind alike), and each kind's
+median is reported beside its runs, also as × append/memory's median. Timings are wall-clock on whatever else the machine is doing:
 run it on an idle machine.
 """
 
@@ -77,7 +79,7 @@ from psycopg.types.json import Jsonb
 
 from benchmarks import scenarios
 from benchmarks.data import Workload
-from benchmarks.runs import CONSUMER, UPDATES, UpsertTable, connector, produce
+from benchmarks.runs import CONSUMER, UPDATES, UpsertTable, connector, medians, produce
 from connector.embedded.services import Services, services_from_env
 
 
@@ -215,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                                           f"{UPDATES}/memory",
                         help=f"the connector's runs, comma-separated mode/backend (mode {UPDATES}: upsert into a "
                              f"table that holds every key already)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run --runs this many times, round after round, and report each run's median rate "
+                             "(× bare limit, × append/memory's median): one run's rate moves by about a tenth")
     parser.add_argument("--upsert-fillfactor", type=int, choices=range(10, 101), metavar="10..100",
                         help="create the upsert runs' tables WITH (fillfactor = N) (default: as PostgreSQL does, 100)")
     parser.add_argument("--stored-rows", choices=("key", "full"), default="key",
@@ -264,10 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         limit = _bare_limits(services, topic, workload, args.records, results)
         runs = [tuple(run.split("/")) for run in args.runs.split(",")]
         upserts = UpsertTable(args.upsert_fillfactor, args.stored_rows)
-        results["connector"] = [_show(f"eos-connector {m}/{b}",
-                                      connector(services, workdir, topic, workload, args.records, m, b,
-                                                upserts=upserts), limit)
-                                for m, b in runs]
+        results["connector"] = [{**_show(f"eos-connector {m}/{b}",
+                                         connector(services, workdir, topic, workload, args.records, m, b,
+                                                   upserts=upserts), limit), "round": k}
+                                for k in range(1, args.rounds + 1) for m, b in runs]
+        if args.rounds > 1:
+            results["medians"] = [_show_medians(m, args.rounds) for m in medians(results["connector"], limit)]
         if not args.skip_floor:
             results["floor"] = [_show(f"user-written floor {m}", floor(services, topic, workload, args.records, m),
                                       limit) for m in ("append", "upsert")]
@@ -326,6 +333,15 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
             run["peak_rss_vs_default_run"] = run["peak_rss_mb"] / base
             print(f"peak RSS {run['peak_rss_mb']:.0f} MB with a {args.backlog_records:,} backlog vs {base:.0f} MB "
                   f"with {args.records:,}: {run['peak_rss_vs_default_run']:.2f}x", flush=True)
+
+
+def _show_medians(median: dict[str, Any], rounds: int) -> dict[str, Any]:
+    versus = median.get("ratio_to_append_memory")
+    print(f"median of {rounds} rounds {median['run']:<19} {median['rate']:>10,.0f} records/s  "
+          f"{median['ratio_to_bare_limit']:.2f} x bare limit"
+          f"{f'  {versus:.2f} x append/memory' if versus else ''}  (runs {median['rate_min']:,.0f}"
+          f"-{median['rate_max']:,.0f})", flush=True)
+    return median
 
 
 def _show_latency(what: str, run: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ benchmarks/bench.py and benchmarks/scenarios.py."""
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import uuid
@@ -98,6 +99,21 @@ def connector(services: Services, workdir: Path, topic: str, workload: Workload,
     if replicas > 1:
         result.update(steady_rate(checkpoints, [r.output() for r in started]))
     return result
+
+
+def medians(runs: list[dict[str, Any]], limit: float) -> list[dict[str, Any]]:
+    """Each kind of run's median rate over its rounds (in the order the kinds first ran),
+    × `limit` and × append/memory's median: single runs on a shared two-core machine are
+    too noisy to compare one by one. A run of one checkpoint has no rate and is left out."""
+    rates: dict[str, list[float]] = {}
+    for run in runs:
+        if not math.isnan(run["rate"]):
+            rates.setdefault(f"{run['mode']}/{run['backend']}", []).append(run["rate"])
+    memory = statistics.median(rates["append/memory"]) if "append/memory" in rates else None
+    return [{"run": kind, "rounds": len(found), "rate": statistics.median(found), "rate_min": min(found),
+             "rate_max": max(found), "ratio_to_bare_limit": statistics.median(found) / limit,
+             **({"ratio_to_append_memory": statistics.median(found) / memory} if memory else {})}
+            for kind, found in rates.items()]
 
 
 def _store_keys(services: Services, table: str, workload: Workload, records: int, rows: str) -> None:
