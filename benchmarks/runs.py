@@ -112,7 +112,8 @@ def medians(runs: list[dict[str, Any]], limit: float) -> list[dict[str, Any]]:
     memory = statistics.median(rates["append/memory"]) if "append/memory" in rates else None
     return [{"run": kind, "rounds": len(found), "rate": statistics.median(found), "rate_min": min(found),
              "rate_max": max(found), "ratio_to_bare_limit": statistics.median(found) / limit,
-             **({"ratio_to_append_memory": statistics.median(found) / memory} if memory else {})}
+             **({"ratio_to_append_memory": statistics.median(found) / memory}
+                if memory and kind != "append/memory" else {})}
             for kind, found in rates.items()]
 
 
