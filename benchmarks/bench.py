@@ -54,8 +54,8 @@ own consumer group and table:
 Prints a table of records/s and ratios to min(bare consume+decode, bare binary COPY) and
 writes the same as JSON. With `--rounds N` the connector's runs are made N times, round
 after round (so a drift of the machine weighs on every kind alike), and each kind's
-median is reported beside its runs, also as × append/memory's median. Timings are wall-clock on whatever else the machine is doing:
-run it on an idle machine.
+median is reported beside its runs, also as × append/memory's median. Timings are
+wall-clock on whatever else the machine is doing: run it on an idle machine.
 """
 
 from __future__ import annotations

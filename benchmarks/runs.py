@@ -109,11 +109,11 @@ def medians(runs: list[dict[str, Any]], limit: float) -> list[dict[str, Any]]:
     for run in runs:
         if not math.isnan(run["rate"]):
             rates.setdefault(f"{run['mode']}/{run['backend']}", []).append(run["rate"])
-    memory = statistics.median(rates["append/memory"]) if "append/memory" in rates else None
-    return [{"run": kind, "rounds": len(found), "rate": statistics.median(found), "rate_min": min(found),
-             "rate_max": max(found), "ratio_to_bare_limit": statistics.median(found) / limit,
-             **({"ratio_to_append_memory": statistics.median(found) / memory}
-                if memory and kind != "append/memory" else {})}
+    middle = {kind: statistics.median(found) for kind, found in rates.items()}
+    memory = middle.get("append/memory")
+    return [{"run": kind, "rounds": len(found), "rate": middle[kind], "rate_min": min(found), "rate_max": max(found),
+             "ratio_to_bare_limit": middle[kind] / limit,
+             **({"ratio_to_append_memory": middle[kind] / memory} if memory and kind != "append/memory" else {})}
             for kind, found in rates.items()]
 
 
