@@ -150,10 +150,17 @@ class ContainerReplica(ConnectorProcess):
 
     @property
     def pid(self) -> int:
-        """The connector's process ID on the host (the init process's child)."""
-        self.container.reload()
-        init_pid = self.container.attrs["State"]["Pid"]
-        children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+        """The connector's process ID on the host: the init process's child, waited for
+        (a container just started may not have forked it yet)."""
+        children: list[str] = []
+
+        def forked() -> bool:
+            self.container.reload()
+            init_pid = self.container.attrs["State"]["Pid"]
+            children[:] = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+            return bool(children)
+
+        wait_until(forked, 30, "the container's init to start the connector", 0.02)
         return int(children[0])
 
     def alive(self) -> bool:
