@@ -59,12 +59,13 @@ def test_the_pre_fetch_queue_is_bounded_whatever_the_backlog(request, kafka):
     try:
         consumer.subscribe([topic])
         deadline = time.monotonic() + 60
-        while not consumer.consume(1, 0.5):  # assigned and fetching; then nothing more is read
-            assert time.monotonic() < deadline, "no record within 60 s"
-        time.sleep(3)  # the fetchers fill the queue to its bound meanwhile
-        consumer.poll(0.5)  # serves the statistics callbacks
+        while _largest_queue(stats) < 16 * MIB:  # read a record at a time: the queue fills to its bound
+            assert time.monotonic() < deadline, f"the queue reached {_largest_queue(stats) / MIB:.1f} MiB in 60 s"
+            consumer.poll(0.2)  # also serves the statistics callbacks
+        time.sleep(2)  # every fetcher meanwhile tops the queue up as far as it goes
+        consumer.poll(0.5)
         brokers = len(consumer.list_topics(topic, timeout=10).brokers)
     finally:
         consumer.close()
     queued, bound = _largest_queue(stats), 16 * MIB + brokers * 16 * MIB
-    assert 16 * MIB <= queued <= bound, f"queued {queued / MIB:.1f} MiB; bound {bound / MIB:.0f} MiB"
+    assert queued <= bound, f"queued {queued / MIB:.1f} MiB; bound {bound / MIB:.0f} MiB"
