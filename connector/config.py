@@ -55,7 +55,7 @@ KAFKA_DEFAULTS = {
     "queued.min.messages": "1000000",
     # The pre-fetch queue's bound, which librdkafka also takes as fetch.max.bytes unless that
     # is set: its 64 MiB default, overshot by a 50 MiB fetch from each broker, let a replica
-    # reach 870 MB on a backlog where 16 MiB held it at 470 MB, at the same rate (README).
+    # reach 870 MB on a backlog where 16 MiB held it at 470 MB, no slower (README, Performance).
     "queued.max.messages.kbytes": "16384",
 }
 # The next-generation consumer group protocol (KIP-848, `group.protocol=consumer`): the
