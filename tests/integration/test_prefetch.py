@@ -13,9 +13,10 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from connector.config import Settings
+from connector.embedded.harness import produce
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +26,9 @@ VALUE_BYTES = 4096
 
 
 def _backlog(bootstrap: str, topic: str, mib_per_partition: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "log_level": 3})
-    for i in range(mib_per_partition * MIB // VALUE_BYTES * PARTITIONS):
-        value = os.urandom(VALUE_BYTES // 2).hex().encode()  # incompressible: the queue holds it whole
-        while True:
-            try:
-                producer.produce(topic, value, partition=i % PARTITIONS)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    assert producer.flush(120) == 0
+    count = mib_per_partition * MIB // VALUE_BYTES * PARTITIONS
+    values = ((None, os.urandom(VALUE_BYTES // 2).hex().encode()) for _ in range(count))  # incompressible
+    produce(bootstrap, topic, values, partition_of=lambda i: i % PARTITIONS)
 
 
 def _largest_queue(stats: list[dict[str, Any]]) -> int:
