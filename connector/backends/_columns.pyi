@@ -7,3 +7,11 @@ def columns(items: Sequence[Any], values: Sequence[bytes | None], offset: Callab
     """A snapshot segment's columns, little-endian: offsets, timestamps (ms, -1: none),
     key and value lengths (-1: None), the keys and the values back to back
     (connector/backends/_columns.c)."""
+
+def message_columns(type: type, items: Sequence[Any], values: Sequence[bytes | None]
+                    ) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes]:
+    """The same columns for confluent-kafka messages (instances of `type`, its Message),
+    read from the fields of their C struct."""
+
+def message_fields(type: type, message: Any) -> tuple[int, int, bytes | None]:
+    """(offset, timestamp in ms or -1, key) of one message, read from its C struct."""

@@ -62,9 +62,11 @@ def encode(snapshot: Snapshot[Any], pipeline: str) -> bytes:
 
 def _segment(run: Run, start: int, stop: int) -> list[bytes]:
     """A segment's columns, read in C (`_columns.c`: the loop's thread waits on the GIL
-    for half as long as when they were read in Python), then its records' headers."""
-    fields, items = run.fields, run.items[start:stop]
-    parts = list(columns(items, run.values[start:stop], fields.offset, fields.timestamp, fields.key))
+    for half as long as when they were read in Python; by the source's own `columns`
+    where it has one), then its records' headers."""
+    fields, items, values = run.fields, run.items[start:stop], run.values[start:stop]
+    read = fields.columns
+    parts = list(read(items, values) if read else columns(items, values, fields.offset, fields.timestamp, fields.key))
     headers = list(map(fields.headers, items))
     if any(headers):
         parts.append(b"\x01")

@@ -20,13 +20,16 @@ from connector.models import Record, TopicPartition
 
 class Fields(NamedTuple):
     """How to read a source's own message: item -> Record, and item -> each field the
-    snapshot codec stores (each callable is called from C: a method or attribute getter)."""
+    snapshot codec stores (each callable is called from C: a method or attribute getter).
+    `columns`, when a source has one, reads offsets, timestamps and keys of many items
+    at once (as the codec's `columns` does through the callables, without calling them)."""
 
     record: Callable[[Any], Record]
     offset: Callable[[Any], Any]  # an int
     key: Callable[[Any], Any]  # bytes or None
     timestamp: Callable[[Any], Any]  # ms: an int, None, or a (type, ms) pair (none when type is 0)
     headers: Callable[[Any], Any]  # a sequence of (name, value), or None
+    columns: Callable[[Sequence[Any], Sequence[bytes | None]], tuple[bytes, ...]] | None = None
 
 
 class Run:

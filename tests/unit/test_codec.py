@@ -1,6 +1,7 @@
 """Snapshots survive the byte round trip exactly, and damage is detected."""
 
 import operator
+import struct
 
 import pytest
 
@@ -95,8 +96,8 @@ def test_a_snapshot_of_runs_encodes_without_records_and_decodes_to_them():
 
 
 def test_kafka_messages_encode_as_their_records():
-    """Runs of Kafka's own messages (their columns read in C, through the messages'
-    methods): every timestamp kind, none among them (type 0), null and empty keys and
+    """Runs of Kafka's own messages (their columns read in C, from the messages'
+    struct): every timestamp kind, none among them (type 0), null and empty keys and
     values, headers; they decode to the records the messages are."""
     from confluent_kafka import Message
 
@@ -113,6 +114,42 @@ def test_kafka_messages_encode_as_their_records():
     _, decoded = codec.decode(codec.encode(snapshot, "pipe"))
     assert decoded.records == tuple(map(to_record, messages))
     assert [r.timestamp_ms for r in decoded.records] == [1700000000000, 5, None, 0]
+
+
+def test_kafka_messages_are_read_from_their_struct_as_their_methods_read_them():
+    """The installed confluent-kafka's messages are read from their C struct (no method
+    call per record under the GIL the loop's thread needs), and that reads what their
+    methods answer: every timestamp kind, none among them, null, empty and long keys."""
+    from confluent_kafka import Message
+
+    from connector.backends._columns import columns
+    from connector.kafka.messages import MESSAGE_FIELDS
+
+    assert MESSAGE_FIELDS.columns is not None
+    messages = [Message(topic="a", partition=2, offset=2**40 + o, key=k, value=b"v%d" % o, timestamp=t)
+                for o, (k, t) in enumerate([(None, (1, 1_700_000_000_000)), (b"k", (2, 5)), (b"", (0, 12345)),
+                                            (b"\xff" * 300, (1, 0)), (b"\x00", None)])]
+    values = [m.value() for m in messages]
+    read = MESSAGE_FIELDS.columns(messages, values)
+    assert read == columns(messages, values, Message.offset, Message.timestamp, Message.key)
+    assert read[1] == struct.pack("<5q", 1_700_000_000_000, 5, -1, 0, -1)
+
+
+def test_a_struct_laid_out_otherwise_is_read_through_the_methods(monkeypatch):
+    """If the struct does not read as the methods answer (another confluent-kafka),
+    the messages are read through their methods; the struct is read only from messages."""
+    from confluent_kafka import Message
+
+    import connector.kafka.messages as kafka_messages
+    from connector.backends._columns import message_columns
+
+    assert kafka_messages.struct_columns() is not None
+    monkeypatch.setattr(kafka_messages, "message_fields", lambda _type, m: (m.offset() + 1, -1, m.key()))
+    assert kafka_messages.struct_columns() is None
+    with pytest.raises(TypeError, match=r"a tuple is not a .*Message"):
+        message_columns(Message, [(1, 2)], [b"v"])
+    with pytest.raises(TypeError, match="laid out as confluent-kafka's Message"):
+        message_columns(int, [1], [b"v"])
 
 
 def test_a_key_or_value_that_is_no_bytes_is_refused():
