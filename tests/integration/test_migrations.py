@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -43,6 +44,28 @@ def test_revisions_match_metadata_and_are_idempotent(services, schema):
                            "JOIN pg_namespace n ON n.oid = c.relnamespace "
                            "WHERE n.nspname = %s AND c.relname = 'snapshots' AND a.attname = 'payload'", (schema,))
     assert storage == [("e",)]
+
+
+def test_a_schema_at_head_is_read_without_loading_alembic(services):
+    """A replica's start on a migrated schema reads its revision and applies nothing:
+    Alembic (a fifth of a second to import and run) is not even loaded; a schema one
+    revision behind is brought to the head by Alembic."""
+    engine = engine_for(services.database_url)
+    with engine.connect() as connection:
+        command.upgrade(migrate.alembic_config(connection, "eos_connector_behind"), "0003")
+        connection.commit()
+    code = ("import sys\nfrom connector.ops import migrate\nfrom connector.sink.connection import engine_for\n"
+            f"engine = engine_for({services.database_url!r})\n"
+            "print(migrate.upgrade(engine, 'eos_connector_head'), 'alembic' in sys.modules)\n"
+            "print(migrate.upgrade(engine, 'eos_connector_head'), 'alembic' in sys.modules)\n")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert fresh.stdout.split("\n")[:2] == ["0004 True", "0004 True"]  # created by Alembic, then read
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert again.stdout.split("\n")[:2] == ["0004 False", "0004 False"]
+    behind = subprocess.run([sys.executable, "-c", code.replace("eos_connector_head", "eos_connector_behind")],
+                            capture_output=True, text=True, check=True)
+    assert behind.stdout.split("\n")[:2] == ["0004 True", "0004 True"]
+    assert migrate.current_revision(engine, "eos_connector_behind") == "0004"
 
 
 def test_migrate_and_status_commands(services, make_pipeline):
