@@ -13,5 +13,6 @@ def message_columns(type: type, items: Sequence[Any], values: Sequence[bytes | N
     """The same columns for confluent-kafka messages (instances of `type`, its Message),
     read from the fields of their C struct."""
 
-def message_fields(type: type, message: Any) -> tuple[int, int, bytes | None]:
-    """(offset, timestamp in ms or -1, key) of one message, read from its C struct."""
+def message_fields(type: type, message: Any) -> tuple[int, int, int]:
+    """(offset, timestamp in ms or -1, the key's address or 0) of one message, read from
+    its C struct without following any pointer in it."""

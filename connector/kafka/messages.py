@@ -37,7 +37,8 @@ def struct_columns() -> Callable[[Sequence[Any], Sequence[bytes | None]], tuple[
         found = [message_fields(Message, m) for m in samples]
     except TypeError:  # Message cannot be built, or is smaller than the struct read
         return None
-    expected = [(m.offset(), ms if kind else -1, m.key()) for m in samples for kind, ms in [m.timestamp()]]
+    expected = [(m.offset(), ms if kind else -1, 0 if m.key() is None else id(m.key()))  # CPython: id is the address
+                for m in samples for kind, ms in [m.timestamp()]]
     return functools.partial(message_columns, Message) if found == expected else None
 
 
