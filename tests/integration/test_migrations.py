@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -51,21 +52,22 @@ def test_a_schema_at_head_is_read_without_loading_alembic(services):
     Alembic (a fifth of a second to import and run) is not even loaded; a schema one
     revision behind is brought to the head by Alembic."""
     engine = engine_for(services.database_url)
+    head, behind = (f"eos_connector_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("head", "behind"))
     with engine.connect() as connection:
-        command.upgrade(migrate.alembic_config(connection, "eos_connector_behind"), "0003")
+        command.upgrade(migrate.alembic_config(connection, behind), "0003")
         connection.commit()
-    code = ("import sys\nfrom connector.ops import migrate\nfrom connector.sink.connection import engine_for\n"
-            f"engine = engine_for({services.database_url!r})\n"
-            "print(migrate.upgrade(engine, 'eos_connector_head'), 'alembic' in sys.modules)\n"
-            "print(migrate.upgrade(engine, 'eos_connector_head'), 'alembic' in sys.modules)\n")
-    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert fresh.stdout.split("\n")[:2] == ["0004 True", "0004 True"]  # created by Alembic, then read
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert again.stdout.split("\n")[:2] == ["0004 False", "0004 False"]
-    behind = subprocess.run([sys.executable, "-c", code.replace("eos_connector_head", "eos_connector_behind")],
-                            capture_output=True, text=True, check=True)
-    assert behind.stdout.split("\n")[:2] == ["0004 True", "0004 True"]
-    assert migrate.current_revision(engine, "eos_connector_behind") == "0004"
+
+    def upgrade_twice(schema: str) -> list[str]:
+        code = ("import sys\nfrom connector.ops import migrate\nfrom connector.sink.connection import engine_for\n"
+                f"engine = engine_for({services.database_url!r})\n"
+                f"print(migrate.upgrade(engine, {schema!r}), 'alembic' in sys.modules)\n"
+                f"print(migrate.upgrade(engine, {schema!r}), 'alembic' in sys.modules)\n")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")[:2]
+
+    assert upgrade_twice(head) == ["0004 True", "0004 True"]  # created by Alembic, then read
+    assert upgrade_twice(head) == ["0004 False", "0004 False"]
+    assert upgrade_twice(behind) == ["0004 True", "0004 True"]
+    assert migrate.current_revision(engine, behind) == "0004"
 
 
 def test_migrate_and_status_commands(services, make_pipeline):
