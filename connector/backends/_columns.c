@@ -110,12 +110,19 @@ static int read_by_calls(PyObject *const *how, PyObject *item, int64_t *offset, 
     return *key != NULL;
 }
 
-static int read_struct(PyObject *const *how, PyObject *item, int64_t *offset, int64_t *ms, PyObject **key) {
-    if (!PyObject_TypeCheck(item, (PyTypeObject *)how[0])) {
-        PyErr_Format(PyExc_TypeError, "a %.100s is not a %.100s", Py_TYPE(item)->tp_name, ((PyTypeObject *)how[0])->tp_name);
-        return 0;
+/* `item` as a KafkaMessage if it is an instance of `type`; NULL with an error set if not. */
+static KafkaMessage *as_message(PyObject *type, PyObject *item) {
+    if (!PyObject_TypeCheck(item, (PyTypeObject *)type)) {
+        PyErr_Format(PyExc_TypeError, "a %.100s is not a %.100s", Py_TYPE(item)->tp_name, ((PyTypeObject *)type)->tp_name);
+        return NULL;
     }
-    KafkaMessage *message = (KafkaMessage *)item;
+    return (KafkaMessage *)item;
+}
+
+static int read_struct(PyObject *const *how, PyObject *item, int64_t *offset, int64_t *ms, PyObject **key) {
+    KafkaMessage *message = as_message(how[0], item);
+    if (message == NULL)
+        return 0;
     *offset = message->offset;
     *ms = message->tstype == 0 ? -1 : message->timestamp;
     *key = message->key == NULL ? Py_None : message->key;
@@ -244,15 +251,10 @@ static PyObject *message_fields(PyObject *module, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_TypeError, "message_fields(type, message)");
         return NULL;
     }
-    if (!message_type(args[0]))
+    KafkaMessage *message = message_type(args[0]) ? as_message(args[0], args[1]) : NULL;
+    if (message == NULL)
         return NULL;
-    if (!PyObject_TypeCheck(args[1], (PyTypeObject *)args[0])) {
-        PyErr_Format(PyExc_TypeError, "a %.100s is not a %.100s", Py_TYPE(args[1])->tp_name,
-                     ((PyTypeObject *)args[0])->tp_name);
-        return NULL;
-    }
     /* The key's address, not the key: nothing read here is followed until it checks out. */
-    KafkaMessage *message = (KafkaMessage *)args[1];
     return Py_BuildValue("LLK", (long long)message->offset, (long long)(message->tstype == 0 ? -1 : message->timestamp),
                          (unsigned long long)(uintptr_t)message->key);
 }
