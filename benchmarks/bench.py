@@ -315,7 +315,8 @@ def _scenarios(args: argparse.Namespace, services: Services, workdir: Path, topi
         print(f"rebalance 1 -> 3 -> 1, {protocol}: longest gap between commits of an unmoved partition across a "
               f"rebalance of its replica {run['unmoved_gap_max_s'] or 0:.2f} s over {run['unmoved_gaps']} ({after}); "
               f"other gaps p50 {run['other_gap_p50_s']:.2f} s, max {run['other_gap_max_s']:.2f} s; longest hand-over "
-              f"{run['moved_gap_max_s'] or 0:.2f} s over {run['moves']} moves; {run['records']} records exactly once",
+              f"{run['moved_gap_max_s'] or 0:.2f} s over {run['moves']} moves; {run['records']} records exactly once; "
+              f"the replicas waited {run['replicas_cpu_wait_s']:.1f} s for a CPU, ran {run['replicas_cpu_s']:.1f} s",
               flush=True)
         results.setdefault("rebalance", []).append(run)
     intervals = [int(n) for n in args.latency_intervals.split(",") if n.strip()] if args.latency_seconds else []

@@ -171,6 +171,19 @@ def peak_rss_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """A live process's CPU time and its time runnable but waiting for a CPU, summed over
+    the threads it has (Linux's schedstat; a thread that ended before is not counted)."""
+    ran = waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            run_ns, wait_ns, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):  # the thread ended meanwhile
+            continue
+        ran, waited = ran + int(run_ns), waited + int(wait_ns)
+    return ran / 1e9, waited / 1e9
+
+
 def percentile(values: list[float], q: int) -> float | None:
     if len(values) < 2:
         return values[0] if values else None
