@@ -16,7 +16,8 @@ large backlog, and scale-out over replicas. Each returns a dict for the JSON rep
   again; per group protocol, the longest gap between two commits of a partition that its
   replica kept across one of its rebalance callbacks (the stall a join or a leave costs
   the partitions it does not move), the other gaps between commits (the usual cadence,
-  and pauses no rebalance caused), and the longest hand-over of a partition that moved.
+  and pauses no rebalance caused), the longest hand-over of a partition that moved, and
+  how long the replicas ran and waited for a CPU.
 """
 
 from __future__ import annotations
