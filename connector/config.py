@@ -47,6 +47,9 @@ KAFKA_DEFAULTS = {
     "auto.offset.reset": "earliest",  # a new pipeline must not skip data
     "isolation.level": "read_committed",
     "session.timeout.ms": "10000",  # a crashed replica's partitions move in 10 s, not 45
+    # A member learns of a rebalance at its next heartbeat: at librdkafka's 3 s a partition
+    # moved by a join or a leave waited 3.1-4.1 s between its two owners' commits, 1.2 at 1 s.
+    "heartbeat.interval.ms": "1000",
     "fetch.queue.backoff.ms": "10",  # see DESIGN.md: the default leaves a backlog idle
     # A broker that does not answer a waiting fetch early (the embedded cluster) adds up to
     # this to every record's latency; a real one answers at the first byte, so lower only

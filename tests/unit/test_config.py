@@ -208,13 +208,14 @@ def test_a_database_url_libpq_refuses_is_a_settings_error(url, problem):
 
 
 def test_consumer_group_protocol_leaves_the_session_to_the_broker():
-    """KAFKA_GROUP_PROTOCOL=consumer (KIP-848): no session default is passed (librdkafka
+    """KAFKA_GROUP_PROTOCOL=consumer (KIP-848): no session or heartbeat default is passed (librdkafka
     refuses it with that protocol); setting a classic-only variable is a settings error
     naming it; an unknown protocol is one too."""
     s = Settings.from_env({**BASE, "KAFKA_GROUP_PROTOCOL": "consumer"})
     conf = s.consumer_config()
-    assert conf["group.protocol"] == "consumer" and "session.timeout.ms" not in conf
-    assert Settings.from_env(BASE).consumer_config()["session.timeout.ms"] == "10000"
+    assert conf["group.protocol"] == "consumer" and not {"session.timeout.ms", "heartbeat.interval.ms"} & set(conf)
+    classic = Settings.from_env(BASE).consumer_config()
+    assert classic["session.timeout.ms"] == "10000" and classic["heartbeat.interval.ms"] == "1000"
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**BASE, "KAFKA_GROUP_PROTOCOL": "consumer", "KAFKA_SESSION_TIMEOUT_MS": "6000",
                            "KAFKA_PARTITION_ASSIGNMENT_STRATEGY": "range"})
