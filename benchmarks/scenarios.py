@@ -179,6 +179,12 @@ def rebalance(services: Services, workdir: Path, workload: Workload, protocol: s
     used: list[tuple[float, float]] = []  # each replica's CPU time and wait for a CPU, read as it leaves
     committed = f"SELECT coalesce(sum(next_offset), 0) FROM eos_connector.offsets WHERE pipeline = '{name}'"
 
+    def retire(replica: ConnectorProcess) -> int:
+        """Stop `replica` (SIGTERM), its CPU time and wait read first while it still runs."""
+        if replica.alive():
+            used.append(cpu_seconds(replica.pid))
+        return replica.stop(60)
+
     def settle() -> None:
         deadline = time.monotonic() + phase_s
         while time.monotonic() < deadline:
@@ -198,8 +204,7 @@ def rebalance(services: Services, workdir: Path, workload: Workload, protocol: s
         for i in (2, 1):
             events.append((f"leave {i + 1}", datetime.now(UTC)))
             running.remove(replicas[i])
-            used.append(cpu_seconds(replicas[i].pid))
-            assert replicas[i].stop(60) == 0
+            assert retire(replicas[i]) == 0
             settle()
         stop.set()
         producer.join(60)
@@ -208,9 +213,7 @@ def rebalance(services: Services, workdir: Path, workload: Workload, protocol: s
     finally:
         stop.set()
         for replica in replicas:
-            if replica.alive():
-                used.append(cpu_seconds(replica.pid))
-            replica.stop(60)
+            retire(replica)
     rows, distinct = services.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {table}")[0]
     assert rows == distinct == sent[0], f"{name}: {rows} rows, {distinct} distinct, {sent[0]} records produced"
     checkpoints = services.sql("SELECT replica, committed_at, offsets FROM eos_connector.checkpoints "
